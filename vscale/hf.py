@@ -1,0 +1,145 @@
+"""V-scale inside Hugging Face causal LMs, through the attention-function registry.
+
+`apply_vscale` gives every attention module a `VScale` child (which owns theta) and switches
+the model to a registered attention function `vscale_<base>` that scales the values and then
+calls the model's own `<base>` kernel (SDPA by default). The matching mask function is
+registered under the same name: transformers builds no mask for an unregistered name, which
+would silently drop the causal and padding masks.
+"""
+
+import math
+import sys
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from vscale.value_scale import MODES, SIGMA, scale_values, scale_values_backward_only, vscale_constant
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+PREFIX = "vscale_"
+
+
+def check_mode(mode: str, lam: float = 1.0) -> None:
+    """Fail before any compute on a mode or lambda the SPEC does not define."""
+    if mode not in MODES:
+        raise ValueError(f"vscale mode={mode!r} is unknown; choose one of {', '.join(MODES)}.")
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
+        raise ValueError(f"vscale lam={lam!r} must be a finite number > 0 (C = d_model*d_head*sigma^2*lam); use 1.0 for the SPEC default.")
+
+
+def check_pre_norm_rmsnorm(model: nn.Module) -> None:
+    """Refuse models whose blocks are not the pre-norm RMSNorm decoder of SPEC §1."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if not isinstance(model, PreTrainedModel) or model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"apply_vscale needs a pre-norm RMSNorm decoder ({', '.join(SUPPORTED_MODEL_TYPES)}); got "
+            f"{type(model).__name__} with model_type={model_type!r}. Build the model from a LlamaConfig, "
+            f"Qwen2Config, Qwen3Config or MistralConfig, or load such a checkpoint."
+        )
+
+
+def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
+    return model.get_decoder().layers
+
+
+class VScale(nn.Module):
+    """Per-layer V-scale on values of shape (batch, kv_heads, tokens, head_dim).
+
+    theta (one per key/value head, lambda = exp(theta)) is a trained parameter only in mode
+    `learned`; elsewhere it is a non-persistent buffer, so no other mode adds parameters or
+    state-dict keys.
+    """
+
+    def __init__(self, mode: str, num_kv_heads: int, d_model: int, d_head: int, lam: float = 1.0, sigma: float = SIGMA):
+        super().__init__()
+        check_mode(mode, lam)
+        self.mode = mode
+        self.c0 = vscale_constant(d_model, d_head, sigma)
+        theta = torch.full((num_kv_heads,), math.log(lam))
+        if mode == "learned":
+            self.theta = nn.Parameter(theta)
+        else:
+            self.register_buffer("theta", theta, persistent=False)
+
+    def constant(self) -> torch.Tensor:
+        """C_{l,h} shaped to broadcast over (batch, kv_heads, tokens, 1)."""
+        return (self.c0 * self.theta.float().exp()).view(1, -1, 1, 1)
+
+    def lambdas(self) -> torch.Tensor:
+        return self.theta.detach().float().exp()
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        if self.mode == "off":
+            return v
+        if self.mode == "backward":
+            return scale_values_backward_only(v, self.constant())
+        return scale_values(v, self.constant())
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, kv_heads={self.theta.numel()}, c0={self.c0:g}"
+
+
+def _base_attention(module: nn.Module, base: str):
+    """The kernel `base` as the model would call it; `eager` lives in the model's own file."""
+    if base == "eager":
+        return sys.modules[type(module).__module__].eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS[base]
+
+
+def _register(base: str) -> str:
+    """Register `vscale_<base>` for attention and for mask creation; idempotent."""
+    name = PREFIX + base
+    if name in ALL_ATTENTION_FUNCTIONS._global_mapping:
+        return name
+    if base != "eager" and base not in ALL_ATTENTION_FUNCTIONS._global_mapping:
+        raise ValueError(f"attn_implementation={base!r} is not registered in transformers; use 'sdpa' or 'eager'.")
+
+    def vscale_attention(module, query, key, value, attention_mask, **kwargs):
+        value = module.vscale(value)
+        return _base_attention(module, base)(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register(name, vscale_attention)
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+    return name
+
+
+def apply_vscale(model: PreTrainedModel, mode: str = "learned", lam: float = 1.0, sigma: float = SIGMA) -> PreTrainedModel:
+    """Install V-scale in place on a Llama/Mistral/Qwen2/Qwen3 causal LM and return it.
+
+    `mode` is one of off|fixed|learned|backward (SPEC §2); `lam` is lambda for `fixed` and
+    `backward` and the initial lambda (theta = log lam) for `learned`. Calling it again
+    replaces the previous mode; the underlying kernel (sdpa, eager, ...) is kept.
+    """
+    check_mode(mode, lam)
+    check_pre_norm_rmsnorm(model)
+    config = model.config
+    base = config._attn_implementation.removeprefix(PREFIX)
+    device = next(model.parameters()).device
+    for layer in decoder_layers(model):
+        attn = layer.self_attn
+        attn.vscale = VScale(mode, config.num_key_value_heads, config.hidden_size, attn.head_dim, lam, sigma).to(device)
+    model.set_attn_implementation(_register(base))
+    return model
+
+
+def vscale_modules(model: nn.Module) -> list[VScale]:
+    return [m for m in model.modules() if isinstance(m, VScale)]
+
+
+def build_model(model_config: dict | None, pretrained: str | None, attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """A causal LM from a config dict (`model_type` plus its fields) or from `from_pretrained`, in float32."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if (model_config is None) == (pretrained is None):
+        raise ValueError("model: give exactly one of model.model_config (a dict with model_type, e.g. llama) or model.pretrained (a local directory or hub name).")
+    if pretrained is not None:
+        return AutoModelForCausalLM.from_pretrained(pretrained, attn_implementation=attn_implementation, dtype=torch.float32)
+    fields = dict(model_config)
+    model_type = fields.pop("model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"model.model_config.model_type={model_type!r}: choose one of {', '.join(SUPPORTED_MODEL_TYPES)} (pre-norm RMSNorm decoders).")
+    config = AutoConfig.for_model(model_type, **fields)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation, dtype=torch.float32)

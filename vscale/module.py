@@ -1,0 +1,75 @@
+"""The LightningModule: a Hugging Face causal LM with V-scale, trained with the paper's recipe."""
+
+import lightning as L
+import torch
+from torchmetrics.aggregation import MeanMetric
+
+from vscale.hf import apply_vscale, build_model, check_mode
+from vscale.optim import build_optimizer
+
+
+class VScaleLM(L.LightningModule):
+    """Causal language model with V-scale on the attention value path.
+
+    Args:
+        model_config: Hugging Face config fields for a fresh model, with `model_type` (llama, mistral, qwen2, qwen3).
+        pretrained: A `from_pretrained` directory or hub name, instead of `model_config`.
+        vscale: V-scale mode: off, fixed, learned or backward (SPEC §2).
+        vscale_lambda: lambda for fixed/backward; initial lambda (theta = log lambda) for learned.
+        attn_implementation: The attention kernel V-scale wraps: sdpa (fused), eager, or another registered one.
+        lr: Peak learning rate after warm-up.
+        min_lr: Learning rate at the end of the cosine decay (at trainer.max_steps).
+        warmup_steps: Linear warm-up steps.
+        weight_decay: AdamW decay on weight matrices and embeddings (not norms, biases, theta).
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+    """
+
+    def __init__(
+        self,
+        model_config: dict | None = None,
+        pretrained: str | None = None,
+        vscale: str = "off",
+        vscale_lambda: float = 1.0,
+        attn_implementation: str = "sdpa",
+        lr: float = 5e-4,
+        min_lr: float = 5e-5,
+        warmup_steps: int = 1000,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+    ):
+        super().__init__()
+        check_mode(vscale, vscale_lambda)
+        if not 0 <= min_lr <= lr:
+            raise ValueError(f"model.min_lr={min_lr} must lie in [0, model.lr={lr}].")
+        self.save_hyperparameters()
+        self.model = apply_vscale(build_model(model_config, pretrained, attn_implementation), vscale, vscale_lambda)
+        self.val_loss = MeanMetric()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids).logits
+
+    def loss(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy over every position of the packed rows."""
+        return self.model(input_ids=input_ids, labels=input_ids).loss
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self.val_loss.update(self.loss(batch), weight=batch.shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log_dict({"val/loss": loss, "val/ppl": loss.exp()}, prog_bar=True)
+
+    def configure_optimizers(self):
+        hp, total = self.hparams, self.trainer.max_steps
+        if total is None or total <= 0:
+            raise ValueError("trainer.max_steps must be set (> 0): the cosine schedule decays over it.")
+        optimizer, schedule = build_optimizer(self.model, hp.lr, hp.min_lr, hp.warmup_steps, total, hp.weight_decay, tuple(hp.betas), hp.eps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
