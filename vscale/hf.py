@@ -25,9 +25,9 @@ PREFIX = "vscale_"
 def check_mode(mode: str, lam: float = 1.0) -> None:
     """Fail before any compute on a mode or lambda the SPEC does not define."""
     if mode not in MODES:
-        raise ValueError(f"vscale mode={mode!r} is unknown; choose one of {', '.join(MODES)}.")
+        raise ValueError(f"unknown V-scale mode {mode!r} (model.vscale, or apply_vscale(mode=...)); choose one of {', '.join(MODES)}.")
     if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise ValueError(f"vscale lam={lam!r} must be a finite number > 0 (C = d_model*d_head*sigma^2*lam); use 1.0 for the SPEC default.")
+        raise ValueError(f"V-scale lambda={lam!r} (model.vscale_lambda, or apply_vscale(lam=...)) must be a finite number > 0, since C = d_model*d_head*sigma^2*lambda; 1.0 is the SPEC default.")
 
 
 def check_pre_norm_rmsnorm(model: nn.Module) -> None:
@@ -66,7 +66,7 @@ class VScale(nn.Module):
 
     def constant(self) -> torch.Tensor:
         """C_{l,h} shaped to broadcast over (batch, kv_heads, tokens, 1)."""
-        return (self.c0 * self.theta.float().exp()).view(1, -1, 1, 1)
+        return (self.c0 * self.theta.exp()).view(1, -1, 1, 1)
 
     def lambdas(self) -> torch.Tensor:
         return self.theta.detach().float().exp()

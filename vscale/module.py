@@ -6,6 +6,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from vscale.hf import apply_vscale, build_model, check_mode
 from vscale.optim import build_optimizer
+from vscale.value_scale import Mode
 
 
 class VScaleLM(L.LightningModule):
@@ -29,7 +30,7 @@ class VScaleLM(L.LightningModule):
         self,
         model_config: dict | None = None,
         pretrained: str | None = None,
-        vscale: str = "off",
+        vscale: Mode = "off",
         vscale_lambda: float = 1.0,
         attn_implementation: str = "sdpa",
         lr: float = 5e-4,

@@ -3,12 +3,15 @@
     r = ||v||^2,   phi(r) = r / (r + C),   v^ = phi(r) v,   C = d_model * d_head * sigma^2 * lambda
 
 Values arrive as (batch, kv_heads, tokens, head_dim); `C` broadcasts per key/value head.
-Norms are taken in float32 so that bf16 values do not lose the contraction to rounding.
+Norms are taken in at least float32 so that bf16 values do not lose the contraction to rounding.
 """
+
+from typing import Literal, get_args
 
 import torch
 
-MODES = ("off", "fixed", "learned", "backward")
+Mode = Literal["off", "fixed", "learned", "backward"]
+MODES: tuple[str, ...] = get_args(Mode)
 SIGMA = 0.02
 
 
@@ -17,9 +20,14 @@ def vscale_constant(d_model: int, d_head: int, sigma: float = SIGMA) -> float:
     return d_model * d_head * sigma**2
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """At least float32: bf16/fp16 are widened, float64 is kept."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def phi(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """phi(||v||^2) per token, in float32, keeping the last dim for broadcasting."""
-    r = v.float().pow(2).sum(-1, keepdim=True)
+    """phi(||v||^2) per token, keeping the last dim for broadcasting."""
+    r = _wide(v).pow(2).sum(-1, keepdim=True)
     return r / (r + c)
 
 
@@ -30,11 +38,10 @@ def scale_values(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 def vscale_jacobian_vjp(v: torch.Tensor, g: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """J^T g with J = phi I + (2C/(r+C)^2) v v^T (symmetric, so J^T = J)."""
-    v32, g32 = v.float(), g.float()
-    r = v32.pow(2).sum(-1, keepdim=True)
-    vg = (v32 * g32).sum(-1, keepdim=True)
-    out = (r / (r + c)) * g32 + (2 * c / (r + c).pow(2)) * vg * v32
-    return out.to(g.dtype)
+    v, g32 = _wide(v), _wide(g)
+    r = v.pow(2).sum(-1, keepdim=True)
+    vg = (v * g32).sum(-1, keepdim=True)
+    return ((r / (r + c)) * g32 + (2 * c / (r + c).pow(2)) * vg * v).to(g.dtype)
 
 
 class _BackwardOnly(torch.autograd.Function):

@@ -1,0 +1,30 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ARCHS = ["llama", "qwen3"]
+HEADS = {"mha": 4, "gqa": 2}
+
+
+def tiny_model(arch: str = "llama", kv_heads: int = 2, attn: str = "sdpa", dtype=torch.float32, seed: int = 0):
+    """A random 2-layer model of the given architecture; 4 query heads of dim 16."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(
+        arch, vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=kv_heads, head_dim=16, max_position_embeddings=64, tie_word_embeddings=False,
+    )
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=dtype)
+
+
+@pytest.fixture(params=[(a, h) for a in ARCHS for h in HEADS], ids=lambda p: f"{p[0]}-{p[1]}")
+def arch_heads(request):
+    arch, heads = request.param
+    return arch, HEADS[heads]
