@@ -28,3 +28,21 @@ def tiny_model(arch: str = "llama", kv_heads: int = 2, attn: str = "sdpa", dtype
 def arch_heads(request):
     arch, heads = request.param
     return arch, HEADS[heads]
+
+
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def train(tmp_path, *overrides: str, config: str = "configs/tiny.yaml"):
+    """Run `train.py fit` in-process on the real CLI and Trainer; returns the CLI."""
+    from vscale.cli import main
+
+    return main(["fit", "--config", config, f"--run.root={tmp_path}", *QUIET, *overrides])
+
+
+def metrics(run_dir, column: str) -> dict[int, float]:
+    """step -> value of one column of a run's metrics.csv (the last row wins for a repeated step)."""
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        return {int(r["step"]): float(r[column]) for r in csv.DictReader(f) if r.get(column)}

@@ -7,10 +7,11 @@ when enabled, wandb/. Resume with `--ckpt_path last`.
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 
 from vscale.config import RunConfig, check_model_fits_data, wandb_offline
 from vscale.data import PackedTextData
+from vscale.loggers import ResumableCSVLogger
 from vscale.module import VScaleLM
 
 
@@ -44,7 +45,7 @@ class VScaleCLI(LightningCLI):
         run: RunConfig = cfg["run"]
         mode, seed = self.model.hparams.vscale, cfg["seed_everything"]
         run_dir = run.run_dir(mode, seed)
-        loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
+        loggers = [ResumableCSVLogger(save_dir=run_dir, name="", version="")]
         if run.wandb:
             loggers.append(
                 WandbLogger(

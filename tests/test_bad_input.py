@@ -1,0 +1,85 @@
+"""Bad input fails with an error naming the field and the fix, before any compute is spent."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import QUIET
+from vscale.cli import main
+
+
+def fit(tmp_path, *overrides, config: dict | None = None):
+    path = "configs/tiny.yaml"
+    if config is not None:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+    return main(["fit", "--config", str(path), f"--run.root={tmp_path / 'runs'}", *QUIET, *overrides])
+
+
+def tiny_config() -> dict:
+    return yaml.safe_load(Path("configs/tiny.yaml").read_text())
+
+
+def assert_nothing_ran(tmp_path):
+    assert not list((tmp_path / "runs").rglob("*.csv")) and not list((tmp_path / "runs").rglob("*.ckpt"))
+
+
+def test_unknown_mode_is_rejected_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        fit(tmp_path, "--model.vscale=on")
+    err = capsys.readouterr().err
+    assert "model.vscale" in err and "learned" in err
+    assert_nothing_ran(tmp_path)
+
+
+@pytest.mark.parametrize("lam", ["0", "-2.5"])
+def test_non_positive_lambda_is_rejected(tmp_path, lam):
+    with pytest.raises(ValueError, match=r"model\.vscale_lambda.*must be a finite number > 0"):
+        fit(tmp_path, "--model.vscale=fixed", f"--model.vscale_lambda={lam}")
+    assert_nothing_ran(tmp_path)
+
+
+def test_context_longer_than_max_positions_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.seq_len=512 exceeds the model's max_position_embeddings=256"):
+        fit(tmp_path, "--data.seq_len=512")
+    assert_nothing_ran(tmp_path)
+
+
+def test_missing_dataset_path_is_rejected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data\.train_files: no such file.*missing\.jsonl"):
+        fit(tmp_path, "--data.train_files=[data/tiny/missing.jsonl]")
+    assert_nothing_ran(tmp_path)
+
+
+def test_tokenizer_larger_than_model_vocabulary_is_rejected(tmp_path):
+    config = tiny_config()
+    config["model"]["model_config"]["vocab_size"] = 1000
+    with pytest.raises(ValueError, match=r"data\.tokenizer has 4096 tokens but the model's vocab_size is 1000.*vocab_size >= 4096"):
+        fit(tmp_path, config=config)
+    assert_nothing_ran(tmp_path)
+
+
+def test_non_pre_norm_model_type_is_rejected(tmp_path):
+    config = tiny_config()
+    config["model"]["model_config"]["model_type"] = "gpt2"
+    with pytest.raises(ValueError, match=r"model\.model_config\.model_type='gpt2'.*pre-norm RMSNorm"):
+        fit(tmp_path, config=config)
+    assert_nothing_ran(tmp_path)
+
+
+def test_non_pre_norm_pretrained_model_is_rejected(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=4096)).save_pretrained(tmp_path / "gpt2")
+    config = tiny_config()
+    config["model"]["model_config"] = None
+    config["model"]["pretrained"] = str(tmp_path / "gpt2")
+    with pytest.raises(ValueError, match=r"pre-norm RMSNorm decoder.*model_type='gpt2'"):
+        fit(tmp_path, config=config)
+    assert_nothing_ran(tmp_path)
+
+
+def test_model_given_twice_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match=r"exactly one of model\.model_config.*model\.pretrained"):
+        fit(tmp_path, "--model.pretrained=some/model")

@@ -1,0 +1,84 @@
+"""Packed rows (SPEC §1) and a data order that is a function of (seed, position)."""
+
+import json
+from itertools import islice
+
+import datasets
+import pytest
+import torch
+
+from vscale.data import PackedTextData, ResumableSampler, StreamingRows, load_tokenizer
+
+DOCS = ["The first document is short.", "A second one, a little longer than the first.", "Third.", "And a fourth to close."]
+
+
+@pytest.fixture
+def jsonl(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
+    return str(path)
+
+
+def expected_stream(tokenizer):
+    """Independent packing: each document's tokens, then <eos>, concatenated."""
+    out = []
+    for doc in DOCS:
+        out += tokenizer.encode(doc, add_special_tokens=False) + [tokenizer.eos_token_id]
+    return out
+
+
+def test_rows_are_documents_separated_by_eos_without_bos(jsonl):
+    data = PackedTextData("assets/tokenizer-tiny", seq_len=8, batch_size=2, train_files=[jsonl], val_files=[jsonl])
+    data.setup("fit")
+    stream = expected_stream(data.tokenizer)
+    rows = data.train_data
+    assert rows.shape == (len(stream) // 8, 8)
+    assert rows.flatten().tolist() == stream[: rows.numel()]
+    assert rows[0, 0].item() == data.tokenizer.encode(DOCS[0], add_special_tokens=False)[0]
+    assert data.tokenizer.bos_token_id is None or data.tokenizer.bos_token_id not in rows
+
+
+def test_training_order_depends_only_on_seed():
+    a = list(islice(ResumableSampler(50, seed=3), 120))
+    b = list(islice(ResumableSampler(50, seed=3), 120))
+    c = list(islice(ResumableSampler(50, seed=4), 120))
+    assert a == b and a != c
+    assert sorted(a[:50]) == list(range(50)) and a[:50] != a[50:100]
+
+
+def test_sampler_started_at_a_position_continues_the_same_order():
+    full = list(islice(ResumableSampler(50, seed=1), 200))
+    assert list(islice(ResumableSampler(50, seed=1, start=77), 100)) == full[77:177]
+
+
+def test_ranks_split_each_global_block_without_overlap():
+    full = list(islice(ResumableSampler(50, seed=1), 64))
+    r0 = list(islice(ResumableSampler(50, seed=1, rank=0, world=2), 32))
+    r1 = list(islice(ResumableSampler(50, seed=1, rank=1, world=2), 32))
+    assert r0 == full[0::2] and r1 == full[1::2]
+
+
+def test_held_out_split_is_disjoint_from_training(tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"text": f"document number {i} " * 5}) + "\n" for i in range(200)))
+    data = PackedTextData("assets/tokenizer-tiny", seq_len=16, train_files=[str(path)], val_fraction=0.1)
+    data.setup("fit")
+    train = {tuple(r) for r in data.train_data.tolist()}
+    assert len(data.val_data) > 0 and not any(tuple(r) in train for r in data.val_data.tolist())
+
+
+def test_streaming_rows_match_packing_and_resume_by_skipping(jsonl):
+    tokenizer = load_tokenizer("assets/tokenizer-tiny")
+    stream = datasets.load_dataset("json", data_files=jsonl, split="train", streaming=True)
+    rows = [r.tolist() for r in StreamingRows(stream, tokenizer, seq_len=4, text_field="text")]
+    expected = expected_stream(tokenizer)
+    assert sum(rows, []) == expected[: len(rows) * 4]
+    assert [r.tolist() for r in StreamingRows(stream, tokenizer, 4, "text", start=3)] == rows[3:]
+
+
+def test_tokenizer_without_eos_is_rejected(tmp_path):
+    tokenizer = load_tokenizer("assets/tokenizer-tiny")
+    tokenizer.eos_token = None
+    tokenizer.save_pretrained(tmp_path / "tok")
+    with pytest.raises(ValueError, match="has no eos token"):
+        load_tokenizer(str(tmp_path / "tok"))

@@ -1,0 +1,41 @@
+"""Real Lightning training of the tiny config through train.py's CLI."""
+
+import pytest
+import torch
+
+from conftest import metrics, train
+
+
+def test_tiny_config_training_lowers_the_loss(tmp_path):
+    train(tmp_path, "--trainer.max_steps=60", "--trainer.log_every_n_steps=1", "--trainer.val_check_interval=60")
+    run = tmp_path / "tiny" / "off-seed0"
+    loss = metrics(run, "train/loss")
+    assert len(loss) == 60
+    first, last = loss[0], sum(loss[s] for s in range(50, 60)) / 10
+    assert first > 8.0 and last < first - 1.5
+    assert "val/ppl" in open(run / "metrics.csv").readline()
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
+
+
+def test_resumed_run_continues_exactly(tmp_path):
+    common = ["--model.vscale=learned", "--trainer.log_every_n_steps=1", "--run.ckpt_every=10", "--trainer.val_check_interval=1000"]
+    train(tmp_path / "straight", "--trainer.max_steps=20", *common)
+    train(tmp_path / "resumed", "--trainer.max_steps=10", *common)
+    train(tmp_path / "resumed", "--trainer.max_steps=20", "--ckpt_path=last", *common)
+    straight = metrics(tmp_path / "straight" / "tiny" / "learned-seed0", "train/loss")
+    resumed = metrics(tmp_path / "resumed" / "tiny" / "learned-seed0", "train/loss")
+    assert sorted(resumed) == list(range(20))
+    rows = (tmp_path / "resumed" / "tiny" / "learned-seed0" / "metrics.csv").read_text().splitlines()
+    loss_col = rows[0].split(",").index("train/loss")
+    assert sum(1 for r in rows[1:] if r.split(",")[loss_col]) == 20
+    for step in range(10, 20):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-6), step
+
+
+def test_learned_theta_is_trained_and_checkpointed(tmp_path):
+    train(tmp_path, "--model.vscale=learned", "--trainer.max_steps=15", "--trainer.val_check_interval=1000")
+    state = torch.load(tmp_path / "tiny" / "learned-seed0" / "checkpoints" / "last.ckpt", weights_only=False)
+    thetas = {k: v for k, v in state["state_dict"].items() if k.endswith("vscale.theta")}
+    assert len(thetas) == 4 and all(t.shape == (2,) and t.abs().max() > 0 for t in thetas.values())
+    exp_avg = [s["exp_avg"] for s in state["optimizer_states"][0]["state"].values() if s["exp_avg"].shape == (2,)]
+    assert len(exp_avg) == 4

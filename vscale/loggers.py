@@ -1,0 +1,45 @@
+"""A CSV logger whose metrics.csv survives restarts of the same run.
+
+Lightning's CSVLogger deletes an existing metrics.csv. Here the rows of earlier segments are
+kept, and the rows of steps that a resumed run does again (those after its checkpoint) are
+replaced, so the file has each step once.
+"""
+
+import csv
+
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+
+class _ContinuingWriter(ExperimentWriter):
+    def _check_log_dir_exists(self) -> None:
+        self._resume_from: int | None = None
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = sorted(csv.DictReader(f).fieldnames or [])
+            self._resume_from = 0
+
+    def save(self) -> None:
+        if self._resume_from is not None and self.metrics:
+            self._truncate(min(m["step"] for m in self.metrics))
+            self._resume_from = None
+        super().save()
+
+    def _truncate(self, first_new_step: int) -> None:
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) < first_new_step]
+        with self._fs.open(self.metrics_file_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+class ResumableCSVLogger(CSVLogger):
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment
