@@ -40,6 +40,21 @@ def train(tmp_path, *overrides: str, config: str = "configs/tiny.yaml"):
     return main(["fit", "--config", config, f"--run.root={tmp_path}", *QUIET, *overrides])
 
 
+def tiny_config() -> dict:
+    import yaml
+
+    with open("configs/tiny.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def write_config(tmp_path, config: dict) -> str:
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
 def metrics(run_dir, column: str) -> dict[int, float]:
     """step -> value of one column of a run's metrics.csv (the last row wins for a repeated step)."""
     import csv

@@ -1,24 +1,14 @@
 """Bad input fails with an error naming the field and the fix, before any compute is spent."""
 
-from pathlib import Path
-
 import pytest
-import yaml
 
-from conftest import QUIET
+from conftest import QUIET, tiny_config, write_config
 from vscale.cli import main
 
 
 def fit(tmp_path, *overrides, config: dict | None = None):
-    path = "configs/tiny.yaml"
-    if config is not None:
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-    return main(["fit", "--config", str(path), f"--run.root={tmp_path / 'runs'}", *QUIET, *overrides])
-
-
-def tiny_config() -> dict:
-    return yaml.safe_load(Path("configs/tiny.yaml").read_text())
+    path = "configs/tiny.yaml" if config is None else write_config(tmp_path, config)
+    return main(["fit", "--config", path, f"--run.root={tmp_path / 'runs'}", *QUIET, *overrides])
 
 
 def assert_nothing_ran(tmp_path):

@@ -58,6 +58,7 @@ class VScale(nn.Module):
         check_mode(mode, lam)
         self.mode = mode
         self.c0 = vscale_constant(d_model, d_head, sigma)
+        self.observer = None  # set by diagnostics.Probe on measured steps only
         theta = torch.full((num_kv_heads,), math.log(lam))
         if mode == "learned":
             self.theta = nn.Parameter(theta)
@@ -98,6 +99,8 @@ def _register(base: str) -> str:
         raise ValueError(f"attn_implementation={base!r} is not registered in transformers; use 'sdpa' or 'eager'.")
 
     def vscale_attention(module, query, key, value, attention_mask, **kwargs):
+        if module.vscale.observer is not None:
+            module.vscale.observer(query, key, value, kwargs.get("scaling") or module.scaling)
         value = module.vscale(value)
         return _base_attention(module, base)(module, query, key, value, attention_mask, **kwargs)
 

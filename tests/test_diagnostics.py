@@ -1,0 +1,203 @@
+"""SPEC §3 diagnostics against independent computations: the materialised eager attention
+matrix, and gradients captured separately with autograd."""
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from vscale import apply_vscale
+from vscale.diagnostics import diagnose
+from vscale.metrics import attention_to_token0, sink_stats
+
+T = 40
+TOKENS = torch.randint(0, 97, (3, T), generator=torch.Generator().manual_seed(1))
+
+
+def sharpened(arch, kv, attn="sdpa", mode="off"):
+    """A random model whose attention is far from uniform (q/k weights scaled up)."""
+    model = tiny_model(arch, kv, attn=attn)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(6.0)
+            layer.self_attn.k_proj.weight.mul_(6.0)
+    return apply_vscale(model, mode)
+
+
+def eager_attentions(arch, kv, mode="off"):
+    model = sharpened(arch, kv, attn="eager", mode=mode)
+    with torch.no_grad():
+        return model(TOKENS, output_attentions=True).attentions
+
+
+def test_attention_to_token0_matches_the_materialised_matrix(arch_heads):
+    arch, kv = arch_heads
+    model = sharpened(arch, kv)
+    captured = []
+    for layer in model.model.layers:
+        layer.self_attn.vscale.observer = lambda q, k, v, s: captured.append(attention_to_token0(q, k, s, max_elements=97))
+    with torch.no_grad():
+        model(TOKENS)
+    for a0, attn in zip(captured, eager_attentions(arch, kv)):
+        assert torch.allclose(a0, attn[..., 0], atol=1e-6)
+
+
+def test_sink_metrics_match_the_materialised_matrix(arch_heads):
+    arch, kv = arch_heads
+    metrics = diagnose(sharpened(arch, kv, mode="learned"), TOKENS)
+    for l, attn in enumerate(eager_attentions(arch, kv, mode="learned")):
+        a0 = attn[..., 0].double()  # (batch, heads, queries)
+        alpha = a0[:, :, :64].mean(dim=(0, 2))
+        assert metrics[f"sink/alpha/layer_{l}"] == pytest.approx(alpha.mean().item(), abs=1e-6)
+        assert metrics[f"sink/rate/layer_{l}"] == pytest.approx((alpha > 0.3).double().mean().item())
+        assert metrics[f"sink/mass/layer_{l}"] == pytest.approx(a0.sum(-1).mean().item() / T, abs=1e-6)
+        assert metrics[f"sink/m2/layer_{l}"] == pytest.approx(a0.pow(2).sum(-1).mean().item() / T, abs=1e-6)
+
+
+def test_sink_rate_counts_heads_whose_alpha_exceeds_eps():
+    a0 = torch.zeros(2, 4, 80)
+    a0[:, 0] = 0.9
+    a0[:, 1, :64] = 0.31
+    a0[:, 2, :64] = 0.29
+    a0[:, 3, 64:] = 1.0  # beyond T_eps: not part of alpha
+    stats = sink_stats(a0)
+    assert stats["rate"].item() == pytest.approx(0.5)
+    assert stats["alpha"].item() == pytest.approx((0.9 + 0.31 + 0.29 + 0.0) / 4)
+
+
+class Captured:
+    """Independent capture: full tensors with retain_grad, one plain backward."""
+
+    def __init__(self, model):
+        self.t = [{} for _ in model.model.layers]
+        for rec, layer in zip(self.t, model.model.layers):
+            layer.input_layernorm.register_forward_hook(self.keep(rec, "h", "h_tilde"))
+            layer.post_attention_layernorm.register_forward_hook(self.keep(rec, "h_half", "h_tilde_half"))
+            layer.register_forward_hook(self.keep(rec, None, "h_out"))
+            layer.mlp.register_forward_hook(self.keep(rec, None, "r_mlp"))
+            for p in "qkv":
+                getattr(layer.self_attn, f"{p}_proj").register_forward_hook(self.keep(rec, None, p))
+
+    @staticmethod
+    def keep(rec, in_name, out_name):
+        def hook(module, args, out):
+            if in_name:
+                rec[in_name] = args[0]
+                args[0].retain_grad()
+            out.retain_grad()
+            rec[out_name] = out
+
+        return hook
+
+
+def bnorm(x):
+    """Batch mean of per-token norms: (batch, tokens, dim) -> (tokens,)."""
+    return x.detach().norm(dim=-1).mean(0)
+
+
+@pytest.fixture
+def measured(arch_heads):
+    arch, kv = arch_heads
+    model = sharpened(arch, kv, mode="learned")
+    metrics = diagnose(model, TOKENS)
+    captured = Captured(model)
+    model(input_ids=TOKENS, labels=TOKENS).loss.backward()
+    return model, metrics, captured.t
+
+
+def test_gradient_sink_ratio_matches_autograd(measured):
+    _, metrics, layers = measured
+    for l, t in enumerate(layers):
+        g = bnorm(t["h_tilde"].grad)
+        assert metrics[f"gsink/ratio/layer_{l}"] == pytest.approx((g[0] / g[1:32].mean()).item(), rel=1e-5)
+    ratios = torch.tensor([metrics[f"gsink/ratio/layer_{l}"] for l in range(len(layers))])
+    assert metrics["gsink/ratio/median"] == pytest.approx(ratios.quantile(0.5).item(), rel=1e-6)
+
+
+def test_path_terms_match_autograd_and_sum_to_the_input_gradient(measured):
+    model, metrics, layers = measured
+    for l, (t, layer) in enumerate(zip(layers, model.model.layers)):
+        terms = {p: t[p].grad @ getattr(layer.self_attn, f"{p}_proj").weight.detach() for p in "qkv"}
+        assert torch.allclose(terms["q"] + terms["k"] + terms["v"], t["h_tilde"].grad, atol=1e-9, rtol=1e-4)
+        for p, term in terms.items():
+            n = bnorm(term)
+            assert metrics[f"gsink/{p}_t0/layer_{l}"] == pytest.approx(n[0].item(), rel=1e-5, abs=1e-12)
+            assert metrics[f"gsink/{p}_early/layer_{l}"] == pytest.approx(n[1:32].mean().item(), rel=1e-5)
+
+
+def test_query_path_gradient_at_token0_is_exactly_zero_with_the_eager_kernel(arch_heads):
+    metrics = diagnose(sharpened(*arch_heads, attn="eager", mode="learned"), TOKENS)
+    for l in range(2):
+        assert metrics[f"gsink/q_t0/layer_{l}"] == 0.0
+        assert metrics[f"gsink/q_early/layer_{l}"] > 0.0
+
+
+def test_query_path_gradient_at_token0_is_round_off_with_fused_sdpa(measured):
+    """SDPA's backward forms rowsum(dO*O) apart from dP, so the exact zero becomes round-off."""
+    _, metrics, layers = measured
+    for l in range(len(layers)):
+        assert metrics[f"gsink/q_t0/layer_{l}"] < 1e-6 * metrics[f"gsink/q_early/layer_{l}"]
+
+
+def test_g3_is_the_rmsnorm_vjp_of_g2(measured):
+    """g3 = dL/dh - dL/dh_half equals J_RMSNorm(h)^T dL/dh~ (SPEC §3), for both branches."""
+    model, _, layers = measured
+    for t, layer in zip(layers, model.model.layers):
+        for norm, x, x_tilde, after in (
+            (layer.input_layernorm, "h", "h_tilde", "h_half"),
+            (layer.post_attention_layernorm, "h_half", "h_tilde_half", "h_out"),
+        ):
+            g3 = t[x].grad - t[after].grad
+            w, eps = norm.weight.detach(), norm.variance_epsilon
+            rms_norm = lambda h: w * h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+            _, vjp = torch.autograd.functional.vjp(rms_norm, t[x].detach(), t[x_tilde].grad)
+            assert torch.allclose(g3, vjp, atol=1e-5 * g3.abs().max().item(), rtol=1e-4)
+
+
+def test_reshaping_ratios_match_autograd(measured):
+    _, metrics, layers = measured
+    for l, t in enumerate(layers):
+        for branch, (x, x_tilde, after) in {"attn": ("h", "h_tilde", "h_half"), "mlp": ("h_half", "h_tilde_half", "h_out")}.items():
+            g1, g2 = t[after].grad[:, :16], t[x_tilde].grad[:, :16]
+            g3 = t[x].grad[:, :16] - g1
+            ratios = {"bloat": bnorm(g2) / bnorm(g1), "compress": bnorm(g3) / bnorm(g2), "change": bnorm(g1 + g3) / bnorm(g1)}
+            for name, r in ratios.items():
+                assert metrics[f"reshape/{branch}_{name}_t0/layer_{l}"] == pytest.approx(r[0].item(), rel=1e-5)
+                assert metrics[f"reshape/{branch}_{name}_early/layer_{l}"] == pytest.approx(r[1:].mean().item(), rel=1e-5)
+
+
+def test_activation_norms_match_captured_tensors(measured):
+    _, metrics, layers = measured
+    for l, t in enumerate(layers):
+        for name in ("h", "h_half", "h_out", "r_mlp"):
+            n = bnorm(t[name])
+            assert metrics[f"act/{name}_t0/layer_{l}"] == pytest.approx(n[0].item(), rel=1e-5)
+            assert metrics[f"act/{name}_ratio/layer_{l}"] == pytest.approx((n[0] / n[1:16].mean()).item(), rel=1e-5)
+        r_attn = bnorm(t["h_half"] - t["h"])
+        assert metrics[f"act/r_attn_t0/layer_{l}"] == pytest.approx(r_attn[0].item(), rel=1e-4)
+        v = t["v"].detach().unflatten(-1, (-1, 16)).norm(dim=-1).mean(dim=(0, 2))
+        assert metrics[f"act/v_ratio/layer_{l}"] == pytest.approx((v[0] / v[1:16].mean()).item(), rel=1e-5)
+
+
+def test_learned_lambda_distribution_is_reported(measured):
+    model, metrics, _ = measured
+    with torch.no_grad():
+        model.model.layers[1].self_attn.vscale.theta.copy_(torch.linspace(-1.0, 1.0, model.config.num_key_value_heads))
+    metrics = diagnose(model, TOKENS)
+    assert metrics["vscale/lambda_min/layer_1"] == pytest.approx(torch.e**-1, rel=1e-6)
+    assert metrics["vscale/lambda_max/layer_1"] == pytest.approx(torch.e, rel=1e-6)
+    assert metrics["vscale/lambda_median/layer_0"] == pytest.approx(1.0)
+
+
+def test_diagnose_leaves_parameter_gradients_and_an_unpatched_model_untouched():
+    model = tiny_model()
+    before = model(TOKENS).logits
+    diagnose(model, TOKENS)
+    assert all(p.grad is None for p in model.parameters())
+    assert model.config._attn_implementation == "sdpa"
+    assert not any(hasattr(layer.self_attn, "vscale") for layer in model.model.layers)
+    assert torch.equal(model(TOKENS).logits, before)
+
+
+def test_diagnose_refuses_rows_shorter_than_the_early_window():
+    with pytest.raises(ValueError, match="at least 32 tokens"):
+        diagnose(tiny_model(), TOKENS[:, :20])

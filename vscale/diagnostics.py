@@ -1,0 +1,153 @@
+"""Capture SPEC §3's tensors from a live forward and backward, and turn them into metrics.
+
+`Probe` registers hooks only inside its `with` block, so steps without diagnostics run the
+model untouched. What it keeps is small: per-token norms and the first `WINDOW` positions of
+a few gradients. `diagnose` (post-hoc) and `callbacks.Diagnostics` (in training) share it.
+"""
+
+import torch
+from torch import nn
+
+from vscale import metrics as M
+from vscale.hf import apply_vscale, decoder_layers, vscale_modules
+
+
+class Probe:
+    """Hooks on every decoder layer, live only between __enter__ and __exit__."""
+
+    def __init__(self, model: nn.Module):
+        self.layers = decoder_layers(model)
+        self.scalers = vscale_modules(model)
+        if len(self.scalers) != len(self.layers):
+            raise ValueError("diagnostics need V-scale installed (any mode, `off` included): call vscale.apply_vscale(model, mode) first.")
+        self.records: list[dict[str, torch.Tensor]] = [{} for _ in self.layers]
+        self._handles: list = []
+
+    def __enter__(self) -> "Probe":
+        for layer, scaler, rec in zip(self.layers, self.scalers, self.records):
+            self._hook_layer(layer, rec)
+            scaler.observer = self._sink_observer(rec)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for scaler in self.scalers:
+            scaler.observer = None
+
+    def _on_output(self, module: nn.Module, fn) -> None:
+        self._handles.append(module.register_forward_hook(fn))
+
+    def _hook_layer(self, layer: nn.Module, rec: dict) -> None:
+        n_act, n_grad = M.EARLY + 1, M.WINDOW
+
+        def keep_grad(tensor: torch.Tensor, key: str, n: int) -> None:
+            if tensor.requires_grad:
+                tensor.register_hook(lambda g: rec.__setitem__(key, g[:, :n].detach()))
+
+        def attn_norm(module, args, out):
+            rec["act/h"] = M.token_norms(args[0], n_act)
+            keep_grad(args[0], "dh", n_act)
+            keep_grad(out, "dh_tilde", n_grad)
+
+        def mlp_norm(module, args, out):
+            rec["act/h_half"] = M.token_norms(args[0], n_act)
+            keep_grad(args[0], "dh_half", n_act)
+            keep_grad(out, "dh_tilde_half", n_act)
+
+        def block(module, args, out):
+            out = out[0] if isinstance(out, tuple) else out
+            rec["act/h_out"] = M.token_norms(out, n_act)
+            keep_grad(out, "dh_out", n_act)
+
+        def projection(key):
+            return lambda module, args, out: keep_grad(out, key, n_grad)
+
+        attn = layer.self_attn
+        self._on_output(layer.input_layernorm, attn_norm)
+        self._on_output(layer.post_attention_layernorm, mlp_norm)
+        self._on_output(layer, block)
+        self._on_output(attn, lambda m, a, out: rec.__setitem__("act/r_attn", M.token_norms(out[0], n_act)))
+        self._on_output(layer.mlp, lambda m, a, out: rec.__setitem__("act/r_mlp", M.token_norms(out, n_act)))
+        for path in ("q", "k", "v"):
+            self._on_output(getattr(attn, f"{path}_proj"), projection(f"d{path}"))
+
+    @staticmethod
+    def _sink_observer(rec: dict):
+        def observe(query, key, value, scaling):
+            rec["sink"] = M.sink_stats(M.attention_to_token0(query, key, scaling))
+            rec["act/v"] = value[:, :, : M.EARLY + 1].detach().float().norm(dim=-1).mean(1)
+
+        return observe
+
+    def per_layer(self, grad_scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """Every metric as a (layers,) tensor on the model's device. `grad_scale` undoes a loss
+        scaling (gradient accumulation) so gradient norms refer to the micro-batch's mean loss."""
+        rows = [self._layer_metrics(rec, scaler, layer, grad_scale) for rec, scaler, layer in zip(self.records, self.scalers, self.layers)]
+        return {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
+
+    @staticmethod
+    def _layer_metrics(rec: dict, scaler, layer: nn.Module, grad_scale: float) -> dict[str, torch.Tensor]:
+        missing = {"sink", "dh", "dh_tilde", "dh_half", "dh_tilde_half", "dh_out", "dq", "dk", "dv"} - rec.keys()
+        if missing:
+            raise RuntimeError(f"diagnostics saw no forward/backward for {sorted(missing)}: run the loss's backward inside the probe.")
+        out = {f"sink/{k}": v for k, v in rec["sink"].items()}
+        for name in ("h", "h_half", "h_out", "r_attn", "r_mlp", "v"):
+            out[f"act/{name}_t0"], out[f"act/{name}_ratio"] = M.t0_and_ratio(rec[f"act/{name}"])
+        g = {k: rec[k].float() * grad_scale for k in ("dh", "dh_tilde", "dh_half", "dh_tilde_half", "dh_out")}
+        g_tilde_norms = M.token_norms(g["dh_tilde"], M.WINDOW)
+        out["gsink/ratio"] = M.gradient_sink_ratio(g_tilde_norms)
+        out["gsink/g_t0"], out["gsink/g_early"] = M.t0_and_early(g_tilde_norms, M.T_E)
+        attn = layer.self_attn
+        for path in ("q", "k", "v"):
+            weight = getattr(attn, f"{path}_proj").weight.detach().float()
+            term = M.token_norms((rec[f"d{path}"].float() * grad_scale) @ weight, M.WINDOW)
+            out[f"gsink/{path}_t0"], out[f"gsink/{path}_early"] = M.t0_and_early(term, M.T_E)
+        n = M.EARLY + 1
+        branches = {
+            "attn": (g["dh_half"], g["dh_tilde"][:, :n], g["dh"] - g["dh_half"]),
+            "mlp": (g["dh_out"], g["dh_tilde_half"], g["dh_half"] - g["dh_out"]),
+        }
+        for branch, (g1, g2, g3) in branches.items():
+            for name, value in M.reshaping(g1, g2, g3).items():
+                out[f"reshape/{branch}_{name}"] = value
+        if scaler.mode == "learned":
+            lam = scaler.lambdas()
+            out["vscale/lambda_min"], out["vscale/lambda_median"], out["vscale/lambda_max"] = lam.min(), lam.quantile(0.5), lam.max()
+        return out
+
+
+def flatten(per_layer: dict[str, torch.Tensor]) -> dict[str, float]:
+    """`<group>/<quantity>/layer_<l>` and across-layer summaries, with a single host sync."""
+    tensors = {f"{name}/layer_{l}": values[l] for name, values in per_layer.items() for l in range(len(values))}
+    tensors.update(M.summarise(per_layer))
+    values = torch.stack(list(tensors.values())).tolist()
+    return dict(zip(tensors, values))
+
+
+def check_seq_len(seq_len: int, field: str = "input_ids") -> None:
+    if seq_len < M.MIN_SEQ_LEN:
+        raise ValueError(f"{field}: diagnostics need rows of at least {M.MIN_SEQ_LEN} tokens (token 0 plus the early window 1..{M.T_E}); got {seq_len}.")
+
+
+def diagnose(model: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
+    """One forward and backward of the LM loss on `input_ids` (unpadded packed rows), returning
+    every SPEC §3 metric. Parameter gradients are left untouched; an unpatched model gets V-scale
+    `off` (identical forward and backward) for the measurement and is restored after."""
+    check_seq_len(input_ids.shape[1])
+    unpatched = not vscale_modules(model)
+    if unpatched:
+        base = model.config._attn_implementation
+        apply_vscale(model, "off")
+    try:
+        embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_()
+        with Probe(model) as probe:
+            loss = model(inputs_embeds=embeds, labels=input_ids).loss
+            torch.autograd.grad(loss, embeds)
+        return flatten(probe.per_layer())
+    finally:
+        if unpatched:
+            for layer in decoder_layers(model):
+                del layer.self_attn.vscale
+            model.set_attn_implementation(base)

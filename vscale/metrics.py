@@ -1,0 +1,95 @@
+"""The formulas of SPEC §3, on captured tensors. Each function is one definition of the SPEC.
+
+Batch convention: a per-token quantity (a norm, an attention weight) is first averaged over
+the sequences of the batch; ratios are taken between these batch means. Inputs are per-token
+norms of shape (batch, positions), positions starting at token 0.
+"""
+
+import torch
+
+T_E = 31  # early window for gradients: tokens 1..T_E
+EARLY = 15  # early rest for activations and reshaping: tokens 1..EARLY
+EPS = 0.3  # sink threshold on alpha
+T_EPS = 64  # queries averaged in alpha
+WINDOW = T_E + 1  # positions the gradient metrics read
+MIN_SEQ_LEN = WINDOW
+
+
+def token_norms(x: torch.Tensor, n: int) -> torch.Tensor:
+    """||x_t|| for the first n positions, in float32: (batch, tokens, dim) -> (batch, n)."""
+    return x[:, :n].float().norm(dim=-1)
+
+
+def t0_and_ratio(norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-0 value and token-0 / early-rest ratio (mean of norms over positions 1..15)."""
+    m = norms.mean(0)
+    return m[0], m[0] / m[1 : EARLY + 1].mean()
+
+
+def gradient_sink_ratio(g_norms: torch.Tensor) -> torch.Tensor:
+    """R_GS = mean_b ||G_b0|| / ((1/T_e) sum_{t=1..T_e} mean_b ||G_bt||)."""
+    m = g_norms.mean(0)
+    return m[0] / m[1 : T_E + 1].mean()
+
+
+def t0_and_early(norms: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch-mean at token 0 and its mean over tokens 1..window."""
+    m = norms.mean(0)
+    return m[0], m[1 : window + 1].mean()
+
+
+def reshaping(g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Bloat = ||g2||/||g1||, Compress = ||g3||/||g2||, Change = ||g1+g3||/||g1||, per position
+    from batch-mean norms; token 0 and the mean over the early rest. Inputs: (batch, tokens, dim)."""
+    n = min(g1.shape[1], EARLY + 1)
+    n1, n2, n3 = (token_norms(g, n).mean(0) for g in (g1, g2, g3))
+    nc = token_norms(g1 + g3, n).mean(0)
+    out = {}
+    for name, ratio in (("bloat", n2 / n1), ("compress", n3 / n2), ("change", nc / n1)):
+        out[f"{name}_t0"], out[f"{name}_early"] = ratio[0], ratio[1:].mean()
+    return out
+
+
+@torch.no_grad()
+def attention_to_token0(q: torch.Tensor, k: torch.Tensor, scaling: float, max_elements: int = 2**25) -> torch.Tensor:
+    """a_t0 = exp(<q_t,k_0> * scaling - LSE_t) under the causal mask, (batch, heads, tokens).
+
+    LSE_t is recomputed in query chunks of at most `max_elements` scores, so the T x T matrix
+    is never materialised. Keys may have fewer (GQA) heads than queries.
+    """
+    q = q.float()
+    k = k.float().repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    B, H, T, _ = q.shape
+    s0 = (q @ k[:, :, 0, :, None]).squeeze(-1) * scaling
+    lse = torch.empty_like(s0)
+    chunk = max(1, max_elements // (B * H * T))
+    pos = torch.arange(T, device=q.device)
+    for start in range(0, T, chunk):
+        stop = min(T, start + chunk)
+        scores = (q[:, :, start:stop] @ k[:, :, :stop].transpose(-1, -2)) * scaling
+        future = pos[None, :stop] > pos[start:stop, None]
+        lse[:, :, start:stop] = scores.masked_fill(future, float("-inf")).logsumexp(-1)
+    return (s0 - lse).exp()
+
+
+def sink_stats(a0: torch.Tensor) -> dict[str, torch.Tensor]:
+    """From a_t0 (batch, heads, tokens): alpha_h, Sink rate, M_0/T, S_0/T (means over heads for a layer)."""
+    T = a0.shape[-1]
+    alpha = a0[:, :, :T_EPS].mean(-1).mean(0)
+    return {
+        "alpha": alpha.mean(),
+        "rate": (alpha > EPS).float().mean(),
+        "mass": a0.sum(-1).mean(0).mean() / T,
+        "m2": a0.pow(2).sum(-1).mean(0).mean() / T,
+    }
+
+
+def summarise(per_layer: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Across-layer mean, median and max of each (layers,) tensor; IQR for the gradient-sink ratio."""
+    out = {}
+    for name, values in per_layer.items():
+        q25, q50, q75 = torch.quantile(values.float(), torch.tensor([0.25, 0.5, 0.75], device=values.device))
+        out[f"{name}/mean"], out[f"{name}/median"], out[f"{name}/max"] = values.mean(), q50, values.max()
+        if name == "gsink/ratio":
+            out[f"{name}/iqr"] = q75 - q25
+    return out
