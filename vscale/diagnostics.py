@@ -12,6 +12,9 @@ from vscale import metrics as M
 from vscale.hf import apply_vscale, decoder_layers, vscale_modules
 
 
+GRADS = ("dh", "dh_tilde", "dh_half", "dh_tilde_half", "dh_out")
+
+
 class Probe:
     """Hooks on every decoder layer, live only between __enter__ and __exit__."""
 
@@ -82,48 +85,49 @@ class Probe:
         return observe
 
     def per_layer(self, grad_scale: float = 1.0) -> dict[str, torch.Tensor]:
-        """Every metric as a (layers,) tensor on the model's device. `grad_scale` undoes a loss
-        scaling (gradient accumulation) so gradient norms refer to the micro-batch's mean loss."""
-        rows = [self._layer_metrics(rec, scaler, layer, grad_scale) for rec, scaler, layer in zip(self.records, self.scalers, self.layers)]
-        return {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
-
-    @staticmethod
-    def _layer_metrics(rec: dict, scaler, layer: nn.Module, grad_scale: float) -> dict[str, torch.Tensor]:
-        missing = {"sink", "dh", "dh_tilde", "dh_half", "dh_tilde_half", "dh_out", "dq", "dk", "dv"} - rec.keys()
+        """Every metric as a (layers,) tensor on the model's device, each SPEC formula evaluated
+        once over all layers. `grad_scale` undoes a loss scaling (gradient accumulation) so that
+        gradient norms refer to the micro-batch's mean loss."""
+        missing = {"sink", *GRADS, "dq", "dk", "dv"} - set().union(*self.records)
         if missing:
             raise RuntimeError(f"diagnostics saw no forward/backward for {sorted(missing)}: run the loss's backward inside the probe.")
-        out = {f"sink/{k}": v for k, v in rec["sink"].items()}
+        stack = lambda key: torch.stack([rec[key] for rec in self.records])
+        out = {f"sink/{k}": torch.stack([rec["sink"][k] for rec in self.records]) for k in self.records[0]["sink"]}
         for name in ("h", "h_half", "h_out", "r_attn", "r_mlp", "v"):
-            out[f"act/{name}_t0"], out[f"act/{name}_ratio"] = M.t0_and_ratio(rec[f"act/{name}"])
-        g = {k: rec[k].float() * grad_scale for k in ("dh", "dh_tilde", "dh_half", "dh_tilde_half", "dh_out")}
+            out[f"act/{name}_t0"], out[f"act/{name}_ratio"] = M.t0_and_ratio(stack(f"act/{name}"))
+        g = {k: stack(k).float() * grad_scale for k in GRADS}
         g_tilde_norms = M.token_norms(g["dh_tilde"], M.WINDOW)
         out["gsink/ratio"] = M.gradient_sink_ratio(g_tilde_norms)
         out["gsink/g_t0"], out["gsink/g_early"] = M.t0_and_early(g_tilde_norms, M.T_E)
-        attn = layer.self_attn
         for path in ("q", "k", "v"):
-            weight = getattr(attn, f"{path}_proj").weight.detach().float()
-            term = M.token_norms((rec[f"d{path}"].float() * grad_scale) @ weight, M.WINDOW)
+            weights = torch.stack([getattr(layer.self_attn, f"{path}_proj").weight.detach().float() for layer in self.layers])
+            term = M.token_norms((stack(f"d{path}").float() * grad_scale) @ weights.unsqueeze(1), M.WINDOW)
             out[f"gsink/{path}_t0"], out[f"gsink/{path}_early"] = M.t0_and_early(term, M.T_E)
         n = M.EARLY + 1
         branches = {
-            "attn": (g["dh_half"], g["dh_tilde"][:, :n], g["dh"] - g["dh_half"]),
+            "attn": (g["dh_half"], g["dh_tilde"][..., :n, :], g["dh"] - g["dh_half"]),
             "mlp": (g["dh_out"], g["dh_tilde_half"], g["dh_half"] - g["dh_out"]),
         }
         for branch, (g1, g2, g3) in branches.items():
             for name, value in M.reshaping(g1, g2, g3).items():
                 out[f"reshape/{branch}_{name}"] = value
-        if scaler.mode == "learned":
-            lam = scaler.lambdas()
-            out["vscale/lambda_min"], out["vscale/lambda_median"], out["vscale/lambda_max"] = lam.min(), lam.quantile(0.5), lam.max()
+        if all(scaler.mode == "learned" for scaler in self.scalers):
+            lam = torch.stack([scaler.lambdas() for scaler in self.scalers])
+            out["vscale/lambda_min"], out["vscale/lambda_median"], out["vscale/lambda_max"] = lam.min(-1).values, lam.quantile(0.5, dim=-1), lam.max(-1).values
         return out
 
 
 def flatten(per_layer: dict[str, torch.Tensor]) -> dict[str, float]:
-    """`<group>/<quantity>/layer_<l>` and across-layer summaries, with a single host sync."""
-    tensors = {f"{name}/layer_{l}": values[l] for name, values in per_layer.items() for l in range(len(values))}
-    tensors.update(M.summarise(per_layer))
-    values = torch.stack(list(tensors.values())).tolist()
-    return dict(zip(tensors, values))
+    """`<group>/<quantity>/layer_<l>` and `<group>/<quantity>/<mean|median|max>` (plus the IQR of
+    `gsink/ratio`), with a single host sync."""
+    names = list(per_layer)
+    table = torch.stack([per_layer[n].float() for n in names])
+    summaries = M.summarise(table)
+    values = torch.cat([table.flatten(), *summaries.values()]).tolist()
+    keys = [f"{n}/layer_{l}" for n in names for l in range(table.shape[1])]
+    keys += [f"{n}/{stat}" for stat in summaries for n in names]
+    out = dict(zip(keys, values))
+    return {k: v for k, v in out.items() if not k.endswith("/iqr") or k == "gsink/ratio/iqr"}
 
 
 def check_seq_len(seq_len: int, field: str = "input_ids") -> None:

@@ -1,8 +1,9 @@
 """The formulas of SPEC §3, on captured tensors. Each function is one definition of the SPEC.
 
 Batch convention: a per-token quantity (a norm, an attention weight) is first averaged over
-the sequences of the batch; ratios are taken between these batch means. Inputs are per-token
-norms of shape (batch, positions), positions starting at token 0.
+the sequences of the batch; ratios are taken between these batch means. Norms have shape
+(..., batch, positions) and vectors (..., batch, positions, dim), positions starting at token
+0; leading dims (the layers) pass through, so one call covers every layer.
 """
 
 import torch
@@ -16,37 +17,36 @@ MIN_SEQ_LEN = WINDOW
 
 
 def token_norms(x: torch.Tensor, n: int) -> torch.Tensor:
-    """||x_t|| for the first n positions, in float32: (batch, tokens, dim) -> (batch, n)."""
-    return x[:, :n].float().norm(dim=-1)
+    """||x_t|| for the first n positions, in float32: (..., tokens, dim) -> (..., n)."""
+    return x[..., :n, :].float().norm(dim=-1)
 
 
 def t0_and_ratio(norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-0 value and token-0 / early-rest ratio (mean of norms over positions 1..15)."""
-    m = norms.mean(0)
-    return m[0], m[0] / m[1 : EARLY + 1].mean()
+    m = norms.mean(-2)
+    return m[..., 0], m[..., 0] / m[..., 1 : EARLY + 1].mean(-1)
 
 
 def gradient_sink_ratio(g_norms: torch.Tensor) -> torch.Tensor:
     """R_GS = mean_b ||G_b0|| / ((1/T_e) sum_{t=1..T_e} mean_b ||G_bt||)."""
-    m = g_norms.mean(0)
-    return m[0] / m[1 : T_E + 1].mean()
+    m = g_norms.mean(-2)
+    return m[..., 0] / m[..., 1 : T_E + 1].mean(-1)
 
 
 def t0_and_early(norms: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch-mean at token 0 and its mean over tokens 1..window."""
-    m = norms.mean(0)
-    return m[0], m[1 : window + 1].mean()
+    m = norms.mean(-2)
+    return m[..., 0], m[..., 1 : window + 1].mean(-1)
 
 
 def reshaping(g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> dict[str, torch.Tensor]:
     """Bloat = ||g2||/||g1||, Compress = ||g3||/||g2||, Change = ||g1+g3||/||g1||, per position
-    from batch-mean norms; token 0 and the mean over the early rest. Inputs: (batch, tokens, dim)."""
-    n = min(g1.shape[1], EARLY + 1)
-    n1, n2, n3 = (token_norms(g, n).mean(0) for g in (g1, g2, g3))
-    nc = token_norms(g1 + g3, n).mean(0)
+    from batch-mean norms; token 0 and the mean over the early rest."""
+    n = min(g1.shape[-2], EARLY + 1)
+    n1, n2, n3, nc = (token_norms(g, n).mean(-2) for g in (g1, g2, g3, g1 + g3))
     out = {}
     for name, ratio in (("bloat", n2 / n1), ("compress", n3 / n2), ("change", nc / n1)):
-        out[f"{name}_t0"], out[f"{name}_early"] = ratio[0], ratio[1:].mean()
+        out[f"{name}_t0"], out[f"{name}_early"] = ratio[..., 0], ratio[..., 1:].mean(-1)
     return out
 
 
@@ -55,21 +55,23 @@ def attention_to_token0(q: torch.Tensor, k: torch.Tensor, scaling: float, max_el
     """a_t0 = exp(<q_t,k_0> * scaling - LSE_t) under the causal mask, (batch, heads, tokens).
 
     LSE_t is recomputed in query chunks of at most `max_elements` scores, so the T x T matrix
-    is never materialised. Keys may have fewer (GQA) heads than queries.
+    is never materialised. Keys may have fewer (GQA) heads than queries: query heads are
+    grouped under their key head rather than keys copied.
     """
-    q = q.float()
-    k = k.float().repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-    B, H, T, _ = q.shape
-    s0 = (q @ k[:, :, 0, :, None]).squeeze(-1) * scaling
+    B, H, T, d = q.shape
+    groups = k.shape[1]
+    q = q.float().view(B, groups, H // groups, T, d)
+    k = k.float().unsqueeze(2)
+    s0 = (q @ k[..., :1, :].transpose(-1, -2)).squeeze(-1) * scaling
     lse = torch.empty_like(s0)
     chunk = max(1, max_elements // (B * H * T))
     pos = torch.arange(T, device=q.device)
     for start in range(0, T, chunk):
         stop = min(T, start + chunk)
-        scores = (q[:, :, start:stop] @ k[:, :, :stop].transpose(-1, -2)) * scaling
-        future = pos[None, :stop] > pos[start:stop, None]
-        lse[:, :, start:stop] = scores.masked_fill(future, float("-inf")).logsumexp(-1)
-    return (s0 - lse).exp()
+        causal = torch.zeros(stop - start, stop, device=q.device).masked_fill_(pos[:stop] > pos[start:stop, None], float("-inf"))
+        scores = (q[..., start:stop, :] @ k[..., :stop, :].transpose(-1, -2)).mul_(scaling).add_(causal)
+        lse[..., start:stop] = scores.logsumexp(-1)
+    return (s0 - lse).exp().view(B, H, T)
 
 
 def sink_stats(a0: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -84,12 +86,7 @@ def sink_stats(a0: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def summarise(per_layer: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Across-layer mean, median and max of each (layers,) tensor; IQR for the gradient-sink ratio."""
-    out = {}
-    for name, values in per_layer.items():
-        q25, q50, q75 = torch.quantile(values.float(), torch.tensor([0.25, 0.5, 0.75], device=values.device))
-        out[f"{name}/mean"], out[f"{name}/median"], out[f"{name}/max"] = values.mean(), q50, values.max()
-        if name == "gsink/ratio":
-            out[f"{name}/iqr"] = q75 - q25
-    return out
+def summarise(per_layer: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Across-layer mean, median, max and IQR of a (quantities, layers) tensor, each (quantities,)."""
+    q25, median, q75 = torch.quantile(per_layer.float(), torch.tensor([0.25, 0.5, 0.75], device=per_layer.device), dim=1)
+    return {"mean": per_layer.mean(1), "median": median, "max": per_layer.max(1).values, "iqr": q75 - q25}
