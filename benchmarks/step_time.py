@@ -4,6 +4,7 @@ Variants run round-robin (rotating the order) in one process on the same batch, 
 all of them alike.
     python benchmarks/step_time.py --compare modes         # each V-scale mode vs `off`
     python benchmarks/step_time.py --compare diagnostics   # diagnostics every step / every 10 vs none
+The A/A control repeats the baseline: its ratio is this machine's noise floor.
 A diagnostic step does what the Diagnostics callback does (hooks, metrics, one host sync),
 minus writing the log.
 """
@@ -25,7 +26,7 @@ def variants(compare: str, mode: str) -> dict[str, tuple[str, int]]:
     """name -> (V-scale mode, diagnostics interval; 0 = none). The first is the baseline."""
     if compare == "modes":
         return {m: (m, 0) for m in MODES}
-    return {"no diagnostics": (mode, 0), "every step": (mode, 1), "every 10 steps": (mode, 10)}
+    return {"no diagnostics": (mode, 0), "A/A control": (mode, 0), "every step": (mode, 1), "every 10 steps": (mode, 10)}
 
 
 def main():

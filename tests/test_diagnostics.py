@@ -7,7 +7,8 @@ import torch
 from conftest import tiny_model
 from vscale import apply_vscale
 from vscale.diagnostics import diagnose
-from vscale.metrics import attention_to_token0, sink_stats
+from vscale import metrics as M
+from vscale.metrics import sink_stats
 
 T = 40
 TOKENS = torch.randint(0, 97, (3, T), generator=torch.Generator().manual_seed(1))
@@ -29,16 +30,23 @@ def eager_attentions(arch, kv, mode="off"):
         return model(TOKENS, output_attentions=True).attentions
 
 
-def test_attention_to_token0_matches_the_materialised_matrix(arch_heads):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-lse", "recomputed-lse"])
+def test_attention_to_token0_matches_the_materialised_matrix(arch_heads, fused):
     arch, kv = arch_heads
     model = sharpened(arch, kv)
     captured = []
     for layer in model.model.layers:
-        layer.self_attn.vscale.observer = lambda q, k, v, s: captured.append(attention_to_token0(q, k, s, max_elements=97))
+        layer.self_attn.vscale.observer = lambda q, k, v, s: captured.append(M.attention_to_token0(q, k, s, fused=fused))
     with torch.no_grad():
         model(TOKENS)
     for a0, attn in zip(captured, eager_attentions(arch, kv)):
         assert torch.allclose(a0, attn[..., 0], atol=1e-6)
+
+
+def test_recomputed_lse_in_small_chunks_matches_the_fused_kernel():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 4, 50, 8, generator=g), torch.randn(2, 2, 50, 8, generator=g)
+    assert torch.allclose(M.recomputed_lse(q, k, 0.35, max_elements=97), M.fused_lse(q, k, 0.35), atol=1e-5)
 
 
 def test_sink_metrics_match_the_materialised_matrix(arch_heads):
@@ -201,3 +209,12 @@ def test_diagnose_leaves_parameter_gradients_and_an_unpatched_model_untouched():
 def test_diagnose_refuses_rows_shorter_than_the_early_window():
     with pytest.raises(ValueError, match="at least 32 tokens"):
         diagnose(tiny_model(), TOKENS[:, :20])
+
+
+def test_diagnose_under_bf16_autocast_stays_close_to_fp32():
+    model = sharpened("llama", 2, mode="learned")
+    fp32 = diagnose(model, TOKENS)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = diagnose(model, TOKENS)
+    for name in ("gsink/ratio/layer_1", "sink/alpha/layer_0", "act/h_out_ratio/layer_1", "reshape/attn_bloat_t0/layer_1"):
+        assert bf16[name] == pytest.approx(fp32[name], rel=0.1), name

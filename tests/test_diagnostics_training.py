@@ -1,6 +1,7 @@
 """Diagnostics inside real Lightning training: measured on the training step itself."""
 
 import csv
+import os
 
 import lightning as L
 import pytest
@@ -77,3 +78,30 @@ def test_training_is_bit_identical_with_diagnostics_on_off_or_absent():
 def test_diagnostics_refuse_rows_shorter_than_the_early_window(tmp_path):
     with pytest.raises(ValueError, match=r"data\.seq_len: diagnostics need rows of at least 32 tokens"):
         train(tmp_path, "--data.seq_len=16", "--trainer.max_steps=1")
+
+
+def test_ddp_diagnostics_are_the_mean_over_ranks(tmp_path):
+    """Two gloo processes through train.py; rank r's first micro-batch comes from the resumable order."""
+    import subprocess
+    import sys
+    from itertools import islice
+
+    from vscale.data import ResumableSampler
+
+    cmd = [sys.executable, "train.py", "fit", "--config", "configs/tiny.yaml", f"--run.root={tmp_path}",
+           "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_steps=1",
+           "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0", "--trainer.limit_val_batches=0"]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    with open(tmp_path / "tiny" / "off-seed0" / "metrics.csv") as f:
+        logged = next(r for r in csv.DictReader(f) if r["step"] == "0" and r.get("gsink/ratio/layer_0"))
+
+    cfg = tiny_config()
+    L.seed_everything(0)
+    model = VScaleLM(**cfg["model"])
+    data = PackedTextData(**cfg["data"])
+    data.setup("fit")
+    per_rank = [diagnose(model.model, data.train_data[list(islice(ResumableSampler(len(data.train_data), 0, 0, r, 2), 16))]) for r in (0, 1)]
+    for name in ("gsink/ratio/layer_0", "gsink/v_t0/layer_3", "sink/mass/layer_2", "act/h_out_ratio/layer_1", "reshape/mlp_bloat_t0/layer_2"):
+        mean = (per_rank[0][name] + per_rank[1][name]) / 2
+        assert float(logged[name]) == pytest.approx(mean, rel=1e-4), name
+        assert per_rank[0][name] != pytest.approx(per_rank[1][name], rel=1e-4)

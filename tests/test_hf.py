@@ -190,3 +190,12 @@ def test_unknown_mode_is_refused(mode):
 def test_non_positive_lambda_is_refused(lam):
     with pytest.raises(ValueError, match="lambda.*must be a finite number > 0"):
         apply_vscale(tiny_model(), "fixed", lam=lam)
+
+
+def test_remove_vscale_restores_the_unpatched_model():
+    from vscale.hf import remove_vscale
+
+    model = remove_vscale(apply_vscale(tiny_model(), "learned"))
+    assert model.config._attn_implementation == "sdpa"
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in tiny_model().named_parameters()]
+    assert torch.equal(model(TOKENS).logits, tiny_model()(TOKENS).logits)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vscale import metrics as M
-from vscale.hf import apply_vscale, decoder_layers, vscale_modules
+from vscale.hf import apply_vscale, decoder_layers, remove_vscale, vscale_modules
 
 
 GRADS = ("dh", "dh_tilde", "dh_half", "dh_tilde_half", "dh_out")
@@ -46,8 +46,9 @@ class Probe:
         n_act, n_grad = M.EARLY + 1, M.WINDOW
 
         def keep_grad(tensor: torch.Tensor, key: str, n: int) -> None:
+            """Keep a copy of the first n positions of the gradient, not a view of all of it."""
             if tensor.requires_grad:
-                tensor.register_hook(lambda g: rec.__setitem__(key, g[:, :n].detach()))
+                tensor.register_hook(lambda g: rec.__setitem__(key, g[:, :n].detach().clone()))
 
         def attn_norm(module, args, out):
             rec["act/h"] = M.token_norms(args[0], n_act)
@@ -100,9 +101,9 @@ class Probe:
         out["gsink/ratio"] = M.gradient_sink_ratio(g_tilde_norms)
         out["gsink/g_t0"], out["gsink/g_early"] = M.t0_and_early(g_tilde_norms, M.T_E)
         for path in ("q", "k", "v"):
-            weights = torch.stack([getattr(layer.self_attn, f"{path}_proj").weight.detach().float() for layer in self.layers])
-            term = M.token_norms((stack(f"d{path}").float() * grad_scale) @ weights.unsqueeze(1), M.WINDOW)
-            out[f"gsink/{path}_t0"], out[f"gsink/{path}_early"] = M.t0_and_early(term, M.T_E)
+            terms = [rec[f"d{path}"].float() @ getattr(layer.self_attn, f"{path}_proj").weight.detach().float() for rec, layer in zip(self.records, self.layers)]
+            norms = M.token_norms(torch.stack(terms) * grad_scale, M.WINDOW)
+            out[f"gsink/{path}_t0"], out[f"gsink/{path}_early"] = M.t0_and_early(norms, M.T_E)
         n = M.EARLY + 1
         branches = {
             "attn": (g["dh_half"], g["dh_tilde"][..., :n, :], g["dh"] - g["dh_half"]),
@@ -142,7 +143,6 @@ def diagnose(model: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
     check_seq_len(input_ids.shape[1])
     unpatched = not vscale_modules(model)
     if unpatched:
-        base = model.config._attn_implementation
         apply_vscale(model, "off")
     try:
         embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_()
@@ -152,6 +152,4 @@ def diagnose(model: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
         return flatten(probe.per_layer())
     finally:
         if unpatched:
-            for layer in decoder_layers(model):
-                del layer.self_attn.vscale
-            model.set_attn_implementation(base)
+            remove_vscale(model)

@@ -128,6 +128,14 @@ def apply_vscale(model: PreTrainedModel, mode: str = "learned", lam: float = 1.0
     return model
 
 
+def remove_vscale(model: PreTrainedModel) -> PreTrainedModel:
+    """Undo `apply_vscale`: drop the VScale modules and return to the wrapped kernel."""
+    for layer in decoder_layers(model):
+        del layer.self_attn.vscale
+    model.set_attn_implementation(model.config._attn_implementation.removeprefix(PREFIX))
+    return model
+
+
 def vscale_modules(model: nn.Module) -> list[VScale]:
     return [m for m in model.modules() if isinstance(m, VScale)]
 

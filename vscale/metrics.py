@@ -50,20 +50,23 @@ def reshaping(g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> dict[str,
     return out
 
 
-@torch.no_grad()
-def attention_to_token0(q: torch.Tensor, k: torch.Tensor, scaling: float, max_elements: int = 2**25) -> torch.Tensor:
-    """a_t0 = exp(<q_t,k_0> * scaling - LSE_t) under the causal mask, (batch, heads, tokens).
+def fused_lse(q: torch.Tensor, k: torch.Tensor, scaling: float) -> torch.Tensor | None:
+    """LSE_t of the causal rows from PyTorch's fused CPU flash-attention kernel, which returns it;
+    None where no fused kernel is used here (other devices, other dtypes)."""
+    if q.device.type != "cpu" or q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return None
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, k, 0.0, True, scale=scaling)[1]
 
-    LSE_t is recomputed in query chunks of at most `max_elements` scores, so the T x T matrix
-    is never materialised. Keys may have fewer (GQA) heads than queries: query heads are
-    grouped under their key head rather than keys copied.
-    """
+
+def recomputed_lse(q: torch.Tensor, k: torch.Tensor, scaling: float, max_elements: int = 2**25) -> torch.Tensor:
+    """LSE_t of the causal rows in query chunks of at most `max_elements` scores, so the T x T
+    matrix is never materialised. GQA query heads are grouped under their key head."""
     B, H, T, d = q.shape
     groups = k.shape[1]
     q = q.float().view(B, groups, H // groups, T, d)
     k = k.float().unsqueeze(2)
-    s0 = (q @ k[..., :1, :].transpose(-1, -2)).squeeze(-1) * scaling
-    lse = torch.empty_like(s0)
+    lse = q.new_empty(B, groups, H // groups, T)
     chunk = max(1, max_elements // (B * H * T))
     pos = torch.arange(T, device=q.device)
     for start in range(0, T, chunk):
@@ -71,7 +74,20 @@ def attention_to_token0(q: torch.Tensor, k: torch.Tensor, scaling: float, max_el
         causal = torch.zeros(stop - start, stop, device=q.device).masked_fill_(pos[:stop] > pos[start:stop, None], float("-inf"))
         scores = (q[..., start:stop, :] @ k[..., :stop, :].transpose(-1, -2)).mul_(scaling).add_(causal)
         lse[..., start:stop] = scores.logsumexp(-1)
-    return (s0 - lse).exp().view(B, H, T)
+    return lse.view(B, H, T)
+
+
+@torch.no_grad()
+def attention_to_token0(q: torch.Tensor, k: torch.Tensor, scaling: float, fused: bool = True) -> torch.Tensor:
+    """a_t0 = exp(<q_t,k_0> * scaling - LSE_t), (batch, heads, tokens); keys may have fewer (GQA)
+    heads than queries. LSE_t comes from a fused kernel where one returns it, else is recomputed."""
+    B, H, T, d = q.shape
+    k0 = k[:, :, :1].float().repeat_interleave(H // k.shape[1], dim=1)
+    s0 = (q.float() @ k0.transpose(-1, -2)).squeeze(-1) * scaling
+    lse = fused_lse(q, k, scaling) if fused else None
+    if lse is None:
+        lse = recomputed_lse(q, k, scaling)
+    return (s0 - lse.float()).exp()
 
 
 def sink_stats(a0: torch.Tensor) -> dict[str, torch.Tensor]:
