@@ -1,0 +1,42 @@
+"""wandb through Lightning's WandbLogger: offline without credentials, pairs grouped by experiment."""
+
+import pytest
+import wandb
+
+from conftest import train
+from vscale.config import wandb_offline
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+
+
+def test_wandb_is_offline_without_credentials(no_credentials):
+    assert wandb_offline()
+
+
+def test_wandb_is_online_with_an_api_key(no_credentials, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert not wandb_offline()
+
+
+def test_wandb_is_offline_when_wandb_mode_says_so(no_credentials, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_offline()
+
+
+def test_enabled_wandb_writes_an_offline_run_grouped_and_tagged(tmp_path, no_credentials):
+    cli = train(tmp_path, "--run.wandb=true", "--model.vscale=learned", "--trainer.max_steps=3", "--run.wandb_tags=[pilot]")
+    try:
+        run = cli.trainer.loggers[1].experiment
+        assert run.offline and run.group == "tiny" and run.name == "tiny/learned-seed0"
+        assert set(run.tags) == {"vscale=learned", "seed=0", "pilot"}
+    finally:
+        wandb.finish()
+    runs = list((tmp_path / "tiny" / "learned-seed0" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
