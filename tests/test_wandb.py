@@ -30,8 +30,9 @@ def test_wandb_is_offline_when_wandb_mode_says_so(no_credentials, monkeypatch):
     assert wandb_offline()
 
 
-def test_enabled_wandb_writes_an_offline_run_grouped_and_tagged(tmp_path, no_credentials):
-    cli = train(tmp_path, "--run.wandb=true", "--model.vscale=learned", "--trainer.max_steps=3", "--run.wandb_tags=[pilot]")
+def test_enabled_wandb_writes_an_offline_run_grouped_tagged_with_the_profile_image(tmp_path, no_credentials):
+    cli = train(tmp_path, "--run.wandb=true", "--model.vscale=learned", "--trainer.max_steps=11",
+                "--trainer.val_check_interval=11", "--run.wandb_tags=[pilot]")
     try:
         run = cli.trainer.loggers[1].experiment
         assert run.offline and run.group == "tiny" and run.name == "tiny/learned-seed0"
@@ -40,3 +41,4 @@ def test_enabled_wandb_writes_an_offline_run_grouped_and_tagged(tmp_path, no_cre
         wandb.finish()
     runs = list((tmp_path / "tiny" / "learned-seed0" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert list(runs[0].glob("files/media/images/diagnostics/profile_*.png"))
