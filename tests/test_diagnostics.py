@@ -218,3 +218,13 @@ def test_diagnose_under_bf16_autocast_stays_close_to_fp32():
         bf16 = diagnose(model, TOKENS)
     for name in ("gsink/ratio/layer_1", "sink/alpha/layer_0", "act/h_out_ratio/layer_1", "reshape/attn_bloat_t0/layer_1"):
         assert bf16[name] == pytest.approx(fp32[name], rel=0.1), name
+
+
+def test_gradient_norms_cover_every_token_and_agree_with_autograd(measured):
+    from vscale.diagnostics import gradient_norms
+
+    model, _, layers = measured
+    norms = gradient_norms(model, TOKENS)
+    assert norms.shape == (2, 3, T)
+    for l, t in enumerate(layers):
+        assert torch.allclose(norms[l], t["h_tilde"].grad.norm(dim=-1), rtol=1e-5)

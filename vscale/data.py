@@ -180,6 +180,18 @@ class PackedTextData(L.LightningDataModule):
         self.train_data = self._rows(train)
         self.val_data = self._rows(val)[: hp.val_rows]
 
+    def validation_texts(self, n: int = 500) -> list[str]:
+        """Up to n raw documents of the validation source (filler for needle retrieval)."""
+        import datasets
+
+        hp = self.hparams
+        if hp.train_files:
+            files = hp.val_files or hp.train_files
+            ds = datasets.load_dataset(local_format(files, "data.val_files"), data_files=files, split="train")
+            return ds[: n][hp.text_field]
+        ds = datasets.load_dataset(hp.dataset, hp.dataset_config, split=hp.val_split, streaming=hp.streaming)
+        return [example[hp.text_field] for example in islice(ds, n)]
+
     def _position(self) -> tuple[int, int, int]:
         """(first sample this run must see, rank, world) from the trainer's restored step."""
         trainer = self.trainer

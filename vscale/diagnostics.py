@@ -18,7 +18,8 @@ GRADS = ("dh", "dh_tilde", "dh_half", "dh_tilde_half", "dh_out")
 class Probe:
     """Hooks on every decoder layer, live only between __enter__ and __exit__."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, all_token_norms: bool = False):
+        self.all_token_norms = all_token_norms
         self.layers = decoder_layers(model)
         self.scalers = vscale_modules(model)
         if len(self.scalers) != len(self.layers):
@@ -54,6 +55,8 @@ class Probe:
             rec["act/h"] = M.token_norms(args[0], n_act)
             keep_grad(args[0], "dh", n_act)
             keep_grad(out, "dh_tilde", n_grad)
+            if self.all_token_norms and out.requires_grad:
+                out.register_hook(lambda g: rec.__setitem__("g_norms", g.detach().float().norm(dim=-1)))
 
         def mlp_norm(module, args, out):
             rec["act/h_half"] = M.token_norms(args[0], n_act)
@@ -136,20 +139,31 @@ def check_seq_len(seq_len: int, field: str = "input_ids") -> None:
         raise ValueError(f"{field}: diagnostics need rows of at least {M.MIN_SEQ_LEN} tokens (token 0 plus the early window 1..{M.T_E}); got {seq_len}.")
 
 
-def diagnose(model: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
-    """One forward and backward of the LM loss on `input_ids` (unpadded packed rows), returning
-    every SPEC §3 metric. Parameter gradients are left untouched; an unpatched model gets V-scale
-    `off` (identical forward and backward) for the measurement and is restored after."""
+def _probe_step(model: nn.Module, input_ids: torch.Tensor, all_token_norms: bool = False) -> Probe:
+    """One probed forward and backward of the LM loss; parameter gradients are left untouched and an
+    unpatched model gets V-scale `off` (identical forward and backward) for the measurement only."""
     check_seq_len(input_ids.shape[1])
     unpatched = not vscale_modules(model)
     if unpatched:
         apply_vscale(model, "off")
     try:
         embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_()
-        with Probe(model) as probe:
+        with Probe(model, all_token_norms) as probe:
             loss = model(inputs_embeds=embeds, labels=input_ids).loss
             torch.autograd.grad(loss, embeds)
-        return flatten(probe.per_layer())
+        return probe
     finally:
         if unpatched:
             remove_vscale(model)
+
+
+def diagnose(model: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
+    """Every SPEC §3 metric from one forward and backward of the LM loss on `input_ids`
+    (unpadded packed rows), for any model `apply_vscale` accepts, patched or not."""
+    return flatten(_probe_step(model, input_ids).per_layer())
+
+
+def gradient_norms(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """||G_t|| = ||dL/dh~_t|| for every layer, sequence and token: (layers, batch, tokens)."""
+    probe = _probe_step(model, input_ids, all_token_norms=True)
+    return torch.stack([rec["g_norms"] for rec in probe.records])

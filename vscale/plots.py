@@ -1,8 +1,27 @@
-"""Figures of per-layer diagnostics; matplotlib only (Agg, no display)."""
+"""Figures of diagnostics: per-layer profiles, gradient-norm violins and training curves, one
+line (or violin) per run so runs compare at a glance. matplotlib only, Agg backend."""
 
 from pathlib import Path
 
-PANELS = (("sink/rate", "sink rate"), ("act/h_out_ratio", "h_out token-0 / early"), ("gsink/ratio", "gradient-sink ratio R_GS"))
+TRAINING_PROFILE = (("sink/rate", "sink rate"), ("act/h_out_ratio", "h_out token-0 / early"), ("gsink/ratio", "gradient-sink ratio R_GS"))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path, title: str) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
 
 
 def per_layer(values: dict[str, float], name: str) -> list[float]:
@@ -10,29 +29,53 @@ def per_layer(values: dict[str, float], name: str) -> list[float]:
     return [values[f"{name}/layer_{l}"] for l in layers]
 
 
-def layer_profile(runs: dict[str, dict[str, float]], path: Path, title: str = "") -> Path:
-    """Sink rate, token-0 h_out ratio and R_GS by layer, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def layer_profile(runs: dict[str, dict[str, float]], path: Path, panels=TRAINING_PROFILE, title: str = "") -> Path:
+    """One panel per (metric name, label), the metric by layer, one line per run."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4))
-    for ax, (name, label) in zip(axes, PANELS):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (name, label) in zip(axes[0], panels):
         for run, values in runs.items():
             ys = per_layer(values, name)
             ax.plot(range(len(ys)), ys, marker="o", label=run)
         ax.set_xlabel("layer")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label)
-        if name != "sink/rate":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if name == "sink/rate":
+            ax.set_ylim(-0.05, 1.05)
+        else:
             ax.set_yscale("log")
-    axes[0].set_ylim(-0.05, 1.05)
-    axes[-1].legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    axes[0][-1].legend()
+    return _save(fig, path, title)
+
+
+def gradient_violin(runs: dict, path: Path, title: str = "") -> Path:
+    """log10 ||dL/dh~_t|| over tokens t >= 1 per layer as violins, token 0 as a marker (the
+    paper's Figure 1). `runs` maps a label to a (layers, batch, tokens) tensor of norms."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.8 * len(runs)), squeeze=False)
+    for ax, (run, norms) in zip(axes[:, 0], runs.items()):
+        logs = norms.clamp_min(1e-30).log10()
+        ax.violinplot([layer[:, 1:].flatten().tolist() for layer in logs], positions=range(len(logs)), showextrema=False)
+        ax.scatter(range(len(logs)), logs[:, :, 0].mean(1).tolist(), color="crimson", marker="D", zorder=3, label="token 0")
+        ax.set_title(run)
+        ax.set_ylabel("log10 ||G_t||")
+        ax.legend(loc="upper right")
+    axes[-1, 0].set_xlabel("layer")
+    return _save(fig, path, title)
+
+
+def training_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], names: list[str], path: Path, title: str = "") -> Path:
+    """One panel per metric name, its value against the step, one line per run."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for run, series in runs.items():
+            if series.get(name):
+                steps, values = zip(*series[name])
+                ax.plot(steps, values, label=run)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+    axes[0][-1].legend()
+    return _save(fig, path, title)

@@ -1,0 +1,148 @@
+"""Evaluate and compare checkpoints (SPEC §3 and §5).
+
+    python eval.py run --ckpt A.ckpt --ckpt B.ckpt --label baseline --label vscale --out eval/tiny
+    python eval.py compare --run runs/tiny/off-seed0 --run runs/tiny/learned-seed0 --out eval/tiny-curves
+"""
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import torch
+from jsonargparse import CLI
+from tqdm import tqdm
+
+from vscale import evaluate as E
+from vscale import plots
+from vscale.quant import QUANT_MODES, check_quant_mode
+from vscale.report import render
+
+CURVES = ["train/loss", "val/loss", "gsink/ratio/median", "sink/rate/mean", "act/h_out_ratio/max"]
+
+
+def run(
+    ckpt: list[str],
+    label: list[str] | None = None,
+    out: str = "eval",
+    tokenizer: str | None = None,
+    val_files: list[str] | None = None,
+    dataset: str | None = None,
+    dataset_config: str | None = None,
+    seq_len: int | None = None,
+    batch_size: int | None = None,
+    batches: int = 8,
+    calib_batches: int = 4,
+    quant: list[str] = list(QUANT_MODES),
+    needle_context_lens: list[int] | None = None,
+    needle_seeds: list[int] = [0, 1, 2],
+    needle_n: int = 10,
+    seed: int = 0,
+):
+    """Measure checkpoints side by side; writes results.json, report.md and PNGs into `out`.
+
+    Args:
+        ckpt: Checkpoints: a train.py .ckpt, or a Hugging Face model directory or hub name.
+        label: One label per checkpoint (default: the checkpoint paths).
+        out: Output directory.
+        tokenizer: Eval tokenizer (default: the first .ckpt's training data config, as are the data fields below).
+        val_files: Local eval text files.
+        dataset: Hub eval dataset (streamed).
+        dataset_config: Hub dataset configuration.
+        seq_len: Tokens per eval row.
+        batch_size: Rows per eval batch.
+        batches: Eval batches for perplexity and the SPEC §3 profile.
+        calib_batches: Training batches that calibrate the static W8A8 ranges.
+        quant: W8A8 modes (SPEC §5): per_token, per_tensor, per_tensor_down_proj; [] skips them.
+        needle_context_lens: Needle-retrieval context lengths (default: seq_len/2 and seq_len); [] skips it.
+        needle_seeds: Seeds of the needle cases; accuracy is mean and std over them.
+        needle_n: Needle cases per seed and context length.
+        seed: Seed of everything random in the evaluation.
+    """
+    labels = label or ckpt
+    if len(labels) != len(ckpt) or len(set(labels)) != len(labels):
+        raise ValueError(f"--label: give one distinct label per --ckpt ({len(ckpt)} checkpoints, labels {labels}).")
+    for mode in quant:
+        check_quant_mode(mode)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    loaded = {l: E.load_checkpoint(c) for l, c in tqdm(list(zip(labels, ckpt)), desc="loading")}
+    first = next((x.data for x in loaded.values() if x.data), None)
+    explicit = {"tokenizer": tokenizer, "val_files": val_files, "dataset": dataset, "dataset_config": dataset_config, "seq_len": seq_len, "batch_size": batch_size}
+    if val_files or dataset:
+        explicit |= {"train_files": val_files, "val_files": val_files}
+    data = E.eval_data(explicit, first)
+    seq = data.hparams.seq_len
+    lens = [seq // 2, seq] if needle_context_lens is None else needle_context_lens
+    for x in loaded.values():
+        E.check_fits(x, data.tokenizer, seq, lens)
+
+    eval_rows = E.eval_batches(data, batches)
+    data.setup("fit")
+    calibration = [b for _, b in zip(range(calib_batches), data.train_dataloader())]
+    texts = data.validation_texts() if lens else []
+    results = {"eval": {"ckpt": ckpt, "labels": labels, "data": dict(data.hparams), "batches": batches, "calib_batches": calib_batches,
+                        "quant": quant, "needle_context_lens": lens, "needle_seeds": needle_seeds, "needle_n": needle_n, "seed": seed},
+               "checkpoints": {}}
+    norms = {}
+    for name, x in tqdm(loaded.items(), desc="checkpoints"):
+        measured = E.evaluate_checkpoint(x, eval_rows, calibration, data.tokenizer, texts, quant, lens, needle_seeds, needle_n, trained_len=(x.data or {}).get("seq_len"))
+        if measured["gradient_norms"] is not None:
+            norms[name] = measured["gradient_norms"]
+        results["checkpoints"][name] = {"path": x.path, "vscale": x.vscale, "config": x.hparams, "data": x.data, "seed": x.seed,
+                                        "results": measured["results"], "errors": measured["errors"]}
+
+    out_dir = Path(out)
+    profiles = {k: c["results"]["profile"] for k, c in results["checkpoints"].items() if "profile" in c["results"]}
+    figures = [
+        plots.layer_profile(profiles, out_dir / "sink_rate.png", [("sink/rate", "sink rate")]),
+        plots.layer_profile(profiles, out_dir / "token0_ratio.png", [("act/h_out_ratio", "h_out token-0 / early"), ("act/r_mlp_ratio", "r_mlp token-0 / early")]),
+        plots.layer_profile(profiles, out_dir / "gsink_ratio.png", [("gsink/ratio", "gradient-sink ratio R_GS")]),
+        plots.gradient_violin(norms, out_dir / "grad_norm_violin.png", "log10 ||dL/dh~_t|| by layer; token 0 marked"),
+    ]
+    results["figures"] = [f.name for f in figures]
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out_dir / "report.md").write_text(render(results))
+    print(f"wrote {out_dir / 'report.md'}, {out_dir / 'results.json'} and {len(figures)} figures")
+    return results
+
+
+def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """A run's metrics.csv as {name: [(step, value), ...]}."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"--run {run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>).")
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            for name, value in row.items():
+                if value and name not in ("step", "epoch"):
+                    series.setdefault(name, []).append((int(row["step"]), float(value)))
+    return series
+
+
+def compare(run: list[str], label: list[str] | None = None, out: str = "compare", metrics: list[str] = CURVES):
+    """Training curves of two or more runs together: PNG and a markdown summary of final values.
+
+    Args:
+        run: Run directories written by train.py (holding metrics.csv).
+        label: One label per run (default: the run directory names).
+        out: Output directory.
+        metrics: Metric names to draw.
+    """
+    labels = label or [Path(r).name for r in run]
+    if len(labels) != len(run):
+        raise ValueError(f"--label: give one label per --run ({len(run)} runs, {len(labels)} labels).")
+    series = {l: read_metrics(Path(r)) for l, r in zip(labels, run)}
+    out_dir = Path(out)
+    figure = plots.training_curves(series, metrics, out_dir / "curves.png")
+    lines = ["# Training runs compared", "", "| run | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 1)]
+    for l, s in series.items():
+        lines.append(f"| {l} | " + " | ".join(f"{s[m][-1][1]:.4g} (step {s[m][-1][0]})" if s.get(m) else "-" for m in metrics) + " |")
+    lines += ["", f"![curves]({figure.name})", ""]
+    (out_dir / "summary.md").write_text("\n".join(lines))
+    print(f"wrote {out_dir / 'summary.md'} and {figure}")
+
+
+if __name__ == "__main__":
+    CLI([run, compare])

@@ -1,0 +1,129 @@
+"""Measure trained checkpoints side by side: perplexity, the SPEC §3 profile, W8A8 range
+sensitivity and needle retrieval (SPEC §5). Every measurement of every checkpoint is isolated:
+a failure is recorded in the results and the others go on."""
+
+import math
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vscale.data import PackedTextData
+from vscale.diagnostics import check_seq_len, diagnose, gradient_norms
+from vscale.hf import vscale_modules
+
+
+@dataclass
+class Loaded:
+    """A checkpoint ready to measure, and what produced it."""
+
+    model: torch.nn.Module
+    path: str
+    vscale: str
+    hparams: dict = field(default_factory=dict)
+    data: dict | None = None
+    seed: int | None = None
+
+
+def load_checkpoint(path: str) -> Loaded:
+    """A Lightning checkpoint of this project (a file) or a Hugging Face model (directory or hub name)."""
+    from vscale.module import VScaleLM
+
+    if Path(path).is_file():
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ValueError(f"checkpoint {path!r} cannot be read ({type(e).__name__}: {e}); give a .ckpt written by train.py or a model directory.") from e
+        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+        if not hp or "state_dict" not in ckpt or "vscale" not in hp:
+            raise ValueError(f"checkpoint {path!r} is not a vscale training checkpoint (no hyper_parameters/state_dict); give a .ckpt written by train.py.")
+        module = VScaleLM(**hp)
+        module.load_state_dict(ckpt["state_dict"])
+        data = ckpt.get("datamodule_hyper_parameters")
+        return Loaded(module.model.eval(), path, hp["vscale"], dict(hp), dict(data) if data else None, data.get("seed") if data else None)
+    if Path(path).exists():
+        raise ValueError(f"checkpoint {path!r} is neither a .ckpt file nor a model directory.")
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return Loaded(model.eval(), path, vscale_modules(model)[0].mode if vscale_modules(model) else "off")
+
+
+def eval_batches(data: PackedTextData, n: int) -> list[torch.Tensor]:
+    data.setup("validate")
+    batches = [b for _, b in zip(range(n), data.val_dataloader())]
+    if not batches:
+        raise ValueError("eval data: the validation split gave no rows; give more text or a shorter data.seq_len.")
+    return batches
+
+
+def check_fits(loaded: Loaded, tokenizer, seq_len: int, context_lens: list[int]) -> None:
+    """Vocabulary and positions checked before any measurement."""
+    config = loaded.model.config
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(f"checkpoint {loaded.path!r}: its vocab_size {config.vocab_size} is smaller than the eval tokenizer's {len(tokenizer)} tokens; evaluate with the tokenizer it was trained with (data.tokenizer).")
+    for length in [seq_len, *context_lens]:
+        if length > config.max_position_embeddings:
+            raise ValueError(f"checkpoint {loaded.path!r} addresses at most {config.max_position_embeddings} positions; context length {length} is beyond it (lower data.seq_len / needle_context_lens).")
+
+
+@torch.no_grad()
+def perplexity(model, batches: list[torch.Tensor]) -> dict[str, float]:
+    """Token-weighted mean next-token loss over the batches, and its exponential."""
+    total, tokens = 0.0, 0
+    for batch in batches:
+        n = batch.numel() - batch.shape[0]
+        total += model(input_ids=batch, labels=batch).loss.item() * n
+        tokens += n
+    return {"loss": total / tokens, "ppl": math.exp(total / tokens), "tokens": tokens}
+
+
+def profile(model, batches: list[torch.Tensor]) -> dict[str, float]:
+    """SPEC §3 metrics averaged over batches."""
+    runs = [diagnose(model, b) for b in batches]
+    return {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+
+
+def measure(name: str, results: dict, errors: dict, fn, *args, **kwargs):
+    """Run one measurement; record its result, or its error, under `name`."""
+    try:
+        results[name] = fn(*args, **kwargs)
+    except Exception as e:  # a measurement's failure is data, not a crash of the whole evaluation
+        errors[name] = f"{type(e).__name__}: {e}"
+        errors[f"{name}_traceback"] = traceback.format_exc(limit=4)
+    return results.get(name)
+
+
+def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, quant_modes, needle_context_lens, needle_seeds, needle_n, trained_len) -> dict:
+    """Every measurement of one checkpoint: {'results': ..., 'errors': ...}."""
+    from vscale import needle, quant
+
+    model, results, errors = loaded.model, {}, {}
+    measure("perplexity", results, errors, perplexity, model, batches)
+    measure("profile", results, errors, profile, model, batches)
+    norms = measure("gradient_norms", {}, errors, gradient_norms, model, batches[0])
+    for mode in quant_modes:
+
+        def quantized(mode=mode):
+            with quant.w8a8(model, mode, calibration):
+                return perplexity(model, batches)
+
+        measure(f"w8a8_{mode}", results.setdefault("w8a8", {}), errors, quantized)
+    for kind in ("single", "multi"):
+        if needle_context_lens:
+            acc = measure(f"needle_{kind}", results, errors, needle.evaluate, model, tokenizer, texts, needle_context_lens, needle_seeds, needle_n, kind)
+            for length, row in (acc or {}).items():
+                row["beyond_trained_length"] = trained_len is not None and length > trained_len
+    return {"results": results, "errors": errors, "gradient_norms": norms}
+
+
+def eval_data(data_args: dict | None, fallback: dict | None, seq_len_check: bool = True) -> PackedTextData:
+    """The eval data: explicit arguments, else the first checkpoint's own training data config."""
+    args = dict(fallback or {})
+    args.update({k: v for k, v in (data_args or {}).items() if v is not None})
+    if "tokenizer" not in args:
+        raise ValueError("eval data: give data.tokenizer and data.val_files (or data.dataset), or a Lightning checkpoint that records its data config.")
+    if seq_len_check:
+        check_seq_len(args.get("seq_len", 1024), "data.seq_len")
+    return PackedTextData(**args)
