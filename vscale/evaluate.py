@@ -26,6 +26,11 @@ class Loaded:
     seed: int | None = None
 
 
+def _init_args(hparams) -> dict:
+    """Saved hyperparameters as constructor arguments (LightningCLI adds a private `_instantiator`)."""
+    return {k: v for k, v in dict(hparams).items() if not k.startswith("_")}
+
+
 def load_checkpoint(path: str) -> Loaded:
     """A Lightning checkpoint of this project (a file) or a Hugging Face model (directory or hub name)."""
     from vscale.module import VScaleLM
@@ -38,12 +43,12 @@ def load_checkpoint(path: str) -> Loaded:
         hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
         if not hp or "state_dict" not in ckpt or "vscale" not in hp:
             raise ValueError(f"checkpoint {path!r} is not a vscale training checkpoint (no hyper_parameters/state_dict); give a .ckpt written by train.py.")
+        hp, data = _init_args(hp), _init_args(ckpt.get("datamodule_hyper_parameters") or {}) or None
         module = VScaleLM(**hp)
         module.load_state_dict(ckpt["state_dict"])
-        data = ckpt.get("datamodule_hyper_parameters")
-        return Loaded(module.model.eval(), path, hp["vscale"], dict(hp), dict(data) if data else None, data.get("seed") if data else None)
-    if Path(path).exists():
-        raise ValueError(f"checkpoint {path!r} is neither a .ckpt file nor a model directory.")
+        return Loaded(module.model.eval(), path, hp["vscale"], hp, data, data.get("seed") if data else None)
+    if not Path(path).is_dir() and (path.endswith(".ckpt") or path.startswith(("/", ".", "~"))):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist; give a .ckpt written by train.py, a model directory or a hub name.")
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -97,7 +102,7 @@ def measure(name: str, results: dict, errors: dict, fn, *args, **kwargs):
 
 def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, quant_modes, needle_context_lens, needle_seeds, needle_n, trained_len) -> dict:
     """Every measurement of one checkpoint: {'results': ..., 'errors': ...}."""
-    from vscale import needle, quant
+    from vscale import quant, retrieval
 
     model, results, errors = loaded.model, {}, {}
     measure("perplexity", results, errors, perplexity, model, batches)
@@ -112,7 +117,7 @@ def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, 
         measure(f"w8a8_{mode}", results.setdefault("w8a8", {}), errors, quantized)
     for kind in ("single", "multi"):
         if needle_context_lens:
-            acc = measure(f"needle_{kind}", results, errors, needle.evaluate, model, tokenizer, texts, needle_context_lens, needle_seeds, needle_n, kind)
+            acc = measure(f"needle_{kind}", results, errors, retrieval.evaluate, model, tokenizer, texts, needle_context_lens, needle_seeds, needle_n, kind)
             for length, row in (acc or {}).items():
                 row["beyond_trained_length"] = trained_len is not None and length > trained_len
     return {"results": results, "errors": errors, "gradient_norms": norms}

@@ -52,13 +52,17 @@ def layer_profile(runs: dict[str, dict[str, float]], path: Path, panels=TRAINING
 
 def gradient_violin(runs: dict, path: Path, title: str = "") -> Path:
     """log10 ||dL/dh~_t|| over tokens t >= 1 per layer as violins, token 0 as a marker (the
-    paper's Figure 1). `runs` maps a label to a (layers, batch, tokens) tensor of norms."""
+    paper's Figure 1). `runs` maps a label to a (layers, batch, tokens) tensor of norms. Exact
+    zeros (a row's last token, which has no target) are left out of the log scale."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.8 * len(runs)), squeeze=False)
     for ax, (run, norms) in zip(axes[:, 0], runs.items()):
-        logs = norms.clamp_min(1e-30).log10()
-        ax.violinplot([layer[:, 1:].flatten().tolist() for layer in logs], positions=range(len(logs)), showextrema=False)
-        ax.scatter(range(len(logs)), logs[:, :, 0].mean(1).tolist(), color="crimson", marker="D", zorder=3, label="token 0")
+        rest = [layer[:, 1:][layer[:, 1:] > 0].log10().tolist() for layer in norms]
+        ax.violinplot(rest, positions=range(len(rest)), showextrema=False)
+        ax.scatter(range(len(rest)), norms[:, :, 0].mean(1).log10().tolist(), color="crimson", marker="D", zorder=3, label="token 0")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(run)
         ax.set_ylabel("log10 ||G_t||")
         ax.legend(loc="upper right")
