@@ -1,7 +1,8 @@
 """Evaluate and compare checkpoints (SPEC §3 and §5).
 
-    python eval.py run --ckpt A.ckpt --ckpt B.ckpt --label baseline --label vscale --out eval/tiny
-    python eval.py compare --run runs/tiny/off-seed0 --run runs/tiny/learned-seed0 --out eval/tiny-curves
+    python eval.py run --ckpt "[A.ckpt, B.ckpt]" --label "[baseline, vscale]" --out eval/tiny
+    python eval.py compare --run "[runs/tiny/off-seed0, runs/tiny/learned-seed0]" --out eval/tiny-curves
+    python eval.py export --ckpt runs/tiny/learned-seed0/checkpoints/last.ckpt --out export/tiny-learned
 """
 
 import csv
@@ -16,13 +17,13 @@ from tqdm import tqdm
 from vscale import evaluate as E
 from vscale import plots
 from vscale.quant import QUANT_MODES, check_quant_mode
-from vscale.report import render
+from vscale.report import log_to_wandb, render
 
 CURVES = ["train/loss", "val/loss", "gsink/ratio/median", "sink/rate/mean", "act/h_out_ratio/max"]
 
 
 def run(
-    ckpt: list[str],
+    ckpt: list[str] | None = None,
     label: list[str] | None = None,
     out: str = "eval",
     tokenizer: str | None = None,
@@ -38,6 +39,9 @@ def run(
     needle_seeds: list[int] = [0, 1, 2],
     needle_n: int = 10,
     seed: int = 0,
+    wandb: bool = False,
+    wandb_project: str = "vscale",
+    wandb_group: str | None = None,
 ):
     """Measure checkpoints side by side; writes results.json, report.md and PNGs into `out`.
 
@@ -54,11 +58,16 @@ def run(
         batches: Eval batches for perplexity and the SPEC §3 profile.
         calib_batches: Training batches that calibrate the static W8A8 ranges.
         quant: W8A8 modes (SPEC §5): per_token, per_tensor, per_tensor_down_proj; [] skips them.
-        needle_context_lens: Needle-retrieval context lengths (default: seq_len/2 and seq_len); [] skips it.
+        needle_context_lens: Needle-retrieval context lengths (default: seq_len, and twice it where the models address it); [] skips it.
         needle_seeds: Seeds of the needle cases; accuracy is mean and std over them.
         needle_n: Needle cases per seed and context length.
         seed: Seed of everything random in the evaluation.
+        wandb: Also log the tables and figures to wandb (offline without credentials).
+        wandb_project: wandb project.
+        wandb_group: wandb group, e.g. the experiment the checkpoints come from.
     """
+    if not ckpt:
+        raise ValueError('--ckpt: give one or more checkpoints, e.g. --ckpt "[a.ckpt, b.ckpt]".')
     labels = label or ckpt
     if len(labels) != len(ckpt) or len(set(labels)) != len(labels):
         raise ValueError(f"--label: give one distinct label per --ckpt ({len(ckpt)} checkpoints, labels {labels}).")
@@ -68,12 +77,11 @@ def run(
     random.seed(seed)
     loaded = {l: E.load_checkpoint(c) for l, c in tqdm(list(zip(labels, ckpt)), desc="loading")}
     first = next((x.data for x in loaded.values() if x.data), None)
-    explicit = {"tokenizer": tokenizer, "val_files": val_files, "dataset": dataset, "dataset_config": dataset_config, "seq_len": seq_len, "batch_size": batch_size}
-    if val_files or dataset:
-        explicit |= {"train_files": val_files, "val_files": val_files}
-    data = E.eval_data(explicit, first)
+    data = E.eval_data({"tokenizer": tokenizer, "val_files": val_files, "dataset": dataset, "dataset_config": dataset_config,
+                        "seq_len": seq_len, "batch_size": batch_size}, first)
     seq = data.hparams.seq_len
-    lens = [seq // 2, seq] if needle_context_lens is None else needle_context_lens
+    max_pos = min(x.model.config.max_position_embeddings for x in loaded.values())
+    lens = [n for n in (seq, 2 * seq) if n <= max_pos] if needle_context_lens is None else needle_context_lens
     for x in loaded.values():
         E.check_fits(x, data.tokenizer, seq, lens)
 
@@ -103,8 +111,29 @@ def run(
     results["figures"] = [f.name for f in figures]
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (out_dir / "report.md").write_text(render(results))
+    if wandb:
+        log_to_wandb(results, out_dir, wandb_project, wandb_group)
     print(f"wrote {out_dir / 'report.md'}, {out_dir / 'results.json'} and {len(figures)} figures")
     return results
+
+
+def export(ckpt: str | None = None, out: str = "export"):
+    """Export a train.py checkpoint as a Hugging Face directory (weights, config, tokenizer) plus
+    vscale.json; reload with V-scale in one line: `vscale.from_pretrained(out)`.
+
+    Args:
+        ckpt: A train.py .ckpt.
+        out: Output directory.
+    """
+    from vscale.data import load_tokenizer
+    from vscale.hf import save_pretrained
+
+    if not ckpt:
+        raise ValueError("--ckpt: give the train.py checkpoint to export.")
+    loaded = E.load_checkpoint(ckpt)
+    tokenizer = load_tokenizer(loaded.data["tokenizer"]) if loaded.data else None
+    save_pretrained(loaded.model, out, tokenizer)
+    print(f"wrote {out} (vscale={loaded.vscale}); load it with vscale.from_pretrained({out!r})")
 
 
 def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -121,7 +150,7 @@ def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def compare(run: list[str], label: list[str] | None = None, out: str = "compare", metrics: list[str] = CURVES):
+def compare(run: list[str] | None = None, label: list[str] | None = None, out: str = "compare", metrics: list[str] = CURVES):
     """Training curves of two or more runs together: PNG and a markdown summary of final values.
 
     Args:
@@ -130,6 +159,8 @@ def compare(run: list[str], label: list[str] | None = None, out: str = "compare"
         out: Output directory.
         metrics: Metric names to draw.
     """
+    if not run:
+        raise ValueError('--run: give two or more run directories, e.g. --run "[runs/tiny/off-seed0, runs/tiny/learned-seed0]".')
     labels = label or [Path(r).name for r in run]
     if len(labels) != len(run):
         raise ValueError(f"--label: give one label per --run ({len(run)} runs, {len(labels)} labels).")
@@ -145,4 +176,4 @@ def compare(run: list[str], label: list[str] | None = None, out: str = "compare"
 
 
 if __name__ == "__main__":
-    CLI([run, compare])
+    CLI([run, compare, export])

@@ -39,9 +39,13 @@ def test_eval_writes_results_report_and_figures_for_two_checkpoints(runs, tmp_pa
         assert (tmp_path / figure).stat().st_size > 10_000
 
 
-def test_eval_reports_context_beyond_the_trained_length(runs, tmp_path):
+def test_eval_reports_context_beyond_the_trained_length_and_logs_to_wandb(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
     results = eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], out=str(tmp_path), quant=[], batches=1,
-                           needle_context_lens=[200], needle_seeds=[0], needle_n=1)
+                           needle_context_lens=[200], needle_seeds=[0], needle_n=1, wandb=True)
+    offline = list(tmp_path.glob("wandb/offline-run-*"))
+    assert len(offline) == 1 and len(list(offline[0].glob("files/media/images/eval/*.png"))) == 4
+    assert list(offline[0].glob("files/media/table/eval/summary_*.table.json"))
     assert next(iter(results["checkpoints"].values()))["results"]["needle_single"][200]["beyond_trained_length"] is True
     assert "200 (beyond trained)" in (tmp_path / "report.md").read_text()
 
@@ -88,3 +92,52 @@ def test_unknown_quant_mode_is_rejected_before_loading(tmp_path):
 def test_context_the_model_cannot_address_is_rejected(runs, tmp_path):
     with pytest.raises(ValueError, match="addresses at most 256 positions; context length 1000"):
         eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], out=str(tmp_path), needle_context_lens=[1000])
+
+
+def test_export_then_from_pretrained_gives_the_same_logits(runs, tmp_path):
+    import vscale
+
+    ckpt = str(runs["learned"] / "checkpoints" / "last.ckpt")
+    eval_cli.export(ckpt, str(tmp_path / "hf"))
+    original = load_checkpoint(ckpt).model
+    reloaded = vscale.from_pretrained(str(tmp_path / "hf"))
+    tokens = torch.randint(0, 4096, (2, 40), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(reloaded(tokens).logits, original(tokens).logits)
+    assert reloaded.model.layers[0].self_attn.vscale.theta.abs().max() > 0
+    assert "vscale_" not in (tmp_path / "hf" / "config.json").read_text()
+    assert (tmp_path / "hf" / "tokenizer.json").is_file()
+
+
+def test_exported_weights_load_in_plain_transformers_without_vscale(runs, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    eval_cli.export(str(runs["learned"] / "checkpoints" / "last.ckpt"), str(tmp_path / "hf"))
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"))
+    assert not any("vscale" in n for n, _ in plain.named_parameters())
+
+
+def test_an_explicit_eval_source_replaces_the_checkpoint_data_source():
+    from vscale.evaluate import eval_data
+
+    recorded = {"tokenizer": "assets/tokenizer-tiny", "train_files": ["data/tiny/train.jsonl"], "val_files": ["data/tiny/val.jsonl"], "seq_len": 64}
+    data = eval_data({"dataset": "allenai/c4", "dataset_config": "en", "seq_len": None}, recorded)
+    assert data.hparams.train_files is None and data.hparams.dataset == "allenai/c4" and data.hparams.seq_len == 64
+    data = eval_data({"val_files": ["data/tiny/val.jsonl"]}, recorded)
+    assert data.hparams.train_files == data.hparams.val_files == ["data/tiny/val.jsonl"]
+
+
+def test_the_documented_command_line_works(runs, tmp_path):
+    import subprocess
+    import sys
+
+    runs_list = f"[{runs['off']}, {runs['learned']}]"
+    subprocess.run([sys.executable, "eval.py", "compare", "--run", runs_list, "--label", "[baseline, vscale]", "--out", str(tmp_path)], check=True, capture_output=True)
+    assert "| baseline |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_failing_context_length_is_reported_and_the_others_measured(runs, tmp_path):
+    results = eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], label=["baseline"], out=str(tmp_path), quant=[],
+                           batches=1, needle_context_lens=[20, 128], needle_seeds=[0], needle_n=1)
+    c = results["checkpoints"]["baseline"]
+    assert "too short" in c["errors"]["needle_single@20"] and set(c["results"]["needle_single"]) == {128}
+    assert "baseline / needle_single@20" in (tmp_path / "report.md").read_text()

@@ -11,7 +11,7 @@ import torch
 
 from vscale.data import PackedTextData
 from vscale.diagnostics import check_seq_len, diagnose, gradient_norms
-from vscale.hf import vscale_modules
+from vscale.hf import from_pretrained, vscale_modules
 
 
 @dataclass
@@ -49,9 +49,7 @@ def load_checkpoint(path: str) -> Loaded:
         return Loaded(module.model.eval(), path, hp["vscale"], hp, data, data.get("seed") if data else None)
     if not Path(path).is_dir() and (path.endswith(".ckpt") or path.startswith(("/", ".", "~"))):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist; give a .ckpt written by train.py, a model directory or a hub name.")
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = from_pretrained(path, dtype=torch.float32)
     return Loaded(model.eval(), path, vscale_modules(model)[0].mode if vscale_modules(model) else "off")
 
 
@@ -115,20 +113,29 @@ def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, 
                 return perplexity(model, batches)
 
         measure(f"w8a8_{mode}", results.setdefault("w8a8", {}), errors, quantized)
-    for kind in ("single", "multi"):
-        if needle_context_lens:
-            acc = measure(f"needle_{kind}", results, errors, retrieval.evaluate, model, tokenizer, texts, needle_context_lens, needle_seeds, needle_n, kind)
-            for length, row in (acc or {}).items():
-                row["beyond_trained_length"] = trained_len is not None and length > trained_len
+    for kind in ("single", "multi") if needle_context_lens else ():
+        by_length = results.setdefault(f"needle_{kind}", {})
+        for length in needle_context_lens:
+            row = measure(f"needle_{kind}@{length}", {}, errors, retrieval.evaluate, model, tokenizer, texts, [length], needle_seeds, needle_n, kind)
+            if row:
+                by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}
     return {"results": results, "errors": errors, "gradient_norms": norms}
 
 
-def eval_data(data_args: dict | None, fallback: dict | None, seq_len_check: bool = True) -> PackedTextData:
-    """The eval data: explicit arguments, else the first checkpoint's own training data config."""
+SOURCE_FIELDS = ("train_files", "val_files", "dataset", "dataset_config")
+
+
+def eval_data(overrides: dict, fallback: dict | None) -> PackedTextData:
+    """The eval data: the first checkpoint's own training data config, with the given fields
+    replacing it. A new source (files or a hub dataset) replaces the recorded one entirely; its
+    first rows also calibrate the static W8A8 ranges."""
     args = dict(fallback or {})
-    args.update({k: v for k, v in (data_args or {}).items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.keys() & {"val_files", "dataset"}:
+        args = {k: v for k, v in args.items() if k not in SOURCE_FIELDS}
+        given.setdefault("train_files", given.get("val_files"))
+    args.update(given)
     if "tokenizer" not in args:
-        raise ValueError("eval data: give data.tokenizer and data.val_files (or data.dataset), or a Lightning checkpoint that records its data config.")
-    if seq_len_check:
-        check_seq_len(args.get("seq_len", 1024), "data.seq_len")
+        raise ValueError("eval data: give --tokenizer and --val_files (or --dataset), or a train.py checkpoint, which records its data config.")
+    check_seq_len(args.get("seq_len", 1024), "--seq_len")
     return PackedTextData(**args)

@@ -57,6 +57,7 @@ class VScale(nn.Module):
         super().__init__()
         check_mode(mode, lam)
         self.mode = mode
+        self.sigma = sigma
         self.c0 = vscale_constant(d_model, d_head, sigma)
         self.observer = None  # set by diagnostics.Probe on measured steps only
         theta = torch.full((num_kv_heads,), math.log(lam))
@@ -138,6 +139,45 @@ def remove_vscale(model: PreTrainedModel) -> PreTrainedModel:
 
 def vscale_modules(model: nn.Module) -> list[VScale]:
     return [m for m in model.modules() if isinstance(m, VScale)]
+
+
+VSCALE_FILE = "vscale.json"
+
+
+def save_pretrained(model: PreTrainedModel, path, tokenizer=None) -> None:
+    """A `from_pretrained` directory (weights without theta, loadable by any HF tool) plus
+    vscale.json with the mode, sigma and every layer's theta, which `from_pretrained` below re-applies."""
+    import json
+    from pathlib import Path
+
+    scalers = vscale_modules(model)
+    weights = {k: v for k, v in model.state_dict().items() if ".vscale." not in k}
+    model.save_pretrained(path, state_dict=weights)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+    if scalers:
+        info = {"mode": scalers[0].mode, "sigma": scalers[0].sigma, "theta": [s.theta.tolist() for s in scalers]}
+        (Path(path) / VSCALE_FILE).write_text(json.dumps(info, indent=1))
+
+
+def from_pretrained(path: str, **kwargs) -> PreTrainedModel:
+    """`AutoModelForCausalLM.from_pretrained`, then V-scale as saved in the directory's
+    vscale.json, if there is one (for a hub repo, `snapshot_download` it first)."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    file = Path(path) / VSCALE_FILE
+    if not file.is_file():
+        return model
+    info = json.loads(file.read_text())
+    apply_vscale(model, info["mode"], sigma=info["sigma"])
+    with torch.no_grad():
+        for scaler, theta in zip(vscale_modules(model), info["theta"]):
+            scaler.theta.copy_(torch.tensor(theta))
+    return model
 
 
 def build_model(model_config: dict | None, pretrained: str | None, attn_implementation: str = "sdpa") -> PreTrainedModel:
