@@ -39,6 +39,9 @@ def run(
     needle_seeds: list[int] = [0, 1, 2],
     needle_n: int = 10,
     seed: int = 0,
+    lm_eval_tasks: list[str] = [],
+    lm_eval_include_path: str | None = None,
+    lm_eval_limit: int | None = None,
     wandb: bool = False,
     wandb_project: str = "vscale",
     wandb_group: str | None = None,
@@ -62,6 +65,9 @@ def run(
         needle_seeds: Seeds of the needle cases; accuracy is mean and std over them.
         needle_n: Needle cases per seed and context length.
         seed: Seed of everything random in the evaluation.
+        lm_eval_tasks: lm-evaluation-harness tasks run on each model with its V-scale (needs `pip install "lm-eval[hf]"`).
+        lm_eval_include_path: Directory of local lm-eval task YAMLs.
+        lm_eval_limit: Examples per lm-eval task (None: all).
         wandb: Also log the tables and figures to wandb (offline without credentials).
         wandb_project: wandb project.
         wandb_group: wandb group, e.g. the experiment the checkpoints come from.
@@ -73,6 +79,7 @@ def run(
         raise ValueError(f"--label: give one distinct label per --ckpt ({len(ckpt)} checkpoints, labels {labels}).")
     for mode in quant:
         check_quant_mode(mode)
+    manager = E.check_lm_eval_tasks(lm_eval_tasks, lm_eval_include_path) if lm_eval_tasks else None
     torch.manual_seed(seed)
     random.seed(seed)
     loaded = {l: E.load_checkpoint(c) for l, c in tqdm(list(zip(labels, ckpt)), desc="loading")}
@@ -90,11 +97,13 @@ def run(
     calibration = [b for _, b in zip(range(calib_batches), data.train_dataloader())]
     texts = data.validation_texts() if lens else []
     results = {"eval": {"ckpt": ckpt, "labels": labels, "data": dict(data.hparams), "batches": batches, "calib_batches": calib_batches,
-                        "quant": quant, "needle_context_lens": lens, "needle_seeds": needle_seeds, "needle_n": needle_n, "seed": seed},
+                        "quant": quant, "needle_context_lens": lens, "needle_seeds": needle_seeds, "needle_n": needle_n, "seed": seed,
+                        "lm_eval_tasks": lm_eval_tasks},
                "checkpoints": {}}
     norms = {}
     for name, x in tqdm(loaded.items(), desc="checkpoints"):
-        measured = E.evaluate_checkpoint(x, eval_rows, calibration, data.tokenizer, texts, quant, lens, needle_seeds, needle_n, trained_len=(x.data or {}).get("seq_len"))
+        measured = E.evaluate_checkpoint(x, eval_rows, calibration, data.tokenizer, texts, quant, lens, needle_seeds, needle_n, trained_len=(x.data or {}).get("seq_len"),
+                                        lm_eval_tasks=lm_eval_tasks, lm_eval_manager=manager, lm_eval_limit=lm_eval_limit)
         if measured["gradient_norms"] is not None:
             norms[name] = measured["gradient_norms"]
         results["checkpoints"][name] = {"path": x.path, "vscale": x.vscale, "config": x.hparams, "data": x.data, "seed": x.seed,

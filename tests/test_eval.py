@@ -141,3 +141,16 @@ def test_a_failing_context_length_is_reported_and_the_others_measured(runs, tmp_
     c = results["checkpoints"]["baseline"]
     assert "too short" in c["errors"]["needle_single@20"] and set(c["results"]["needle_single"]) == {128}
     assert "baseline / needle_single@20" in (tmp_path / "report.md").read_text()
+
+
+def test_lm_eval_runs_a_local_task_on_the_vscale_model(runs, tmp_path):
+    results = eval_cli.run([str(runs["learned"] / "checkpoints" / "last.ckpt")], label=["vscale"], out=str(tmp_path), quant=[], batches=1,
+                           needle_context_lens=[], lm_eval_tasks=["vscale_local_lastword"], lm_eval_include_path="tests/data/lmeval")
+    scores = results["checkpoints"]["vscale"]["results"]["lm_eval"]["vscale_local_lastword"]
+    assert 0.0 <= scores["acc,none"] <= 1.0 and scores["perplexity,none"] > 1.0
+    assert "## lm-evaluation-harness" in (tmp_path / "report.md").read_text()
+
+
+def test_unknown_lm_eval_task_is_rejected_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="unknown task.*no_such_task"):
+        eval_cli.run([str(tmp_path / "never-loaded.ckpt")], lm_eval_tasks=["no_such_task"], lm_eval_include_path="tests/data/lmeval")

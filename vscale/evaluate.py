@@ -88,6 +88,27 @@ def profile(model, batches: list[torch.Tensor]) -> dict[str, float]:
     return {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
 
 
+def check_lm_eval_tasks(tasks: list[str], include_path: str | None):
+    """Unknown lm-evaluation-harness task names fail before any checkpoint is loaded."""
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=include_path)
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        raise ValueError(f"--lm_eval_tasks: unknown task(s) {unknown}; list them with `lm-eval ls tasks`, or define local ones in --lm_eval_include_path.")
+    return manager
+
+
+def lm_eval(model, tokenizer, tasks: list[str], manager, limit: int | None = None, batch_size: int = 8) -> dict:
+    """lm-evaluation-harness on the model instance itself, V-scale included (a plain
+    `from_pretrained` of an export would drop it)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    return simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit, log_samples=False)["results"]
+
+
 def measure(name: str, results: dict, errors: dict, fn, *args, **kwargs):
     """Run one measurement; record its result, or its error, under `name`."""
     try:
@@ -98,7 +119,8 @@ def measure(name: str, results: dict, errors: dict, fn, *args, **kwargs):
     return results.get(name)
 
 
-def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, quant_modes, needle_context_lens, needle_seeds, needle_n, trained_len) -> dict:
+def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, quant_modes, needle_context_lens, needle_seeds, needle_n, trained_len,
+                        lm_eval_tasks=(), lm_eval_manager=None, lm_eval_limit=None) -> dict:
     """Every measurement of one checkpoint: {'results': ..., 'errors': ...}."""
     from vscale import quant, retrieval
 
@@ -119,6 +141,8 @@ def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, 
             row = measure(f"needle_{kind}@{length}", {}, errors, retrieval.evaluate, model, tokenizer, texts, [length], needle_seeds, needle_n, kind)
             if row:
                 by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}
+    if lm_eval_tasks:
+        measure("lm_eval", results, errors, lm_eval, model, tokenizer, list(lm_eval_tasks), lm_eval_manager, lm_eval_limit)
     return {"results": results, "errors": errors, "gradient_norms": norms}
 
 

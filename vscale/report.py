@@ -56,6 +56,14 @@ def render(results: dict) -> str:
         header = [f"{n}{' (beyond trained)' if any(get(c, 'results', f'needle_{kind}', n, 'beyond_trained_length', default=False) for c in ckpts.values()) else ''}" for n in lens]
         out += [table(header, rows, ["max"] * len(lens)), ""]
         out += [f"std: " + "; ".join(f"{k}: " + ", ".join(f"{get(c, 'results', f'needle_{kind}', n, 'std', default=float('nan')):.3g}" for n in lens) for k, c in ckpts.items()), ""]
+    tasks = results["eval"].get("lm_eval_tasks") or []
+    if tasks:
+        columns = sorted({(t, m) for c in ckpts.values() for t, scores in get(c, "results", "lm_eval", default={}).items()
+                          for m in scores if "," in m and "stderr" not in m})
+        out += ["## lm-evaluation-harness", ""]
+        rows = {k: [get(c, "results", "lm_eval", t, m) for t, m in columns] for k, c in ckpts.items()}
+        higher = {"acc": "max", "perplexity": "min"}
+        out += [table([f"{t} {m.split(',')[0]}" for t, m in columns], rows, [higher.get(m.split(",")[0]) for _, m in columns]), ""]
     failures = {k: {m: e for m, e in c["errors"].items() if not m.endswith("_traceback")} for k, c in ckpts.items() if c["errors"]}
     if failures:
         out += ["## Failed measurements", ""] + [f"- {k} / {m}: {e}" for k, errs in failures.items() for m, e in errs.items()] + [""]
