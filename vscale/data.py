@@ -162,7 +162,8 @@ class PackedTextData(L.LightningDataModule):
         return torch.tensor(rows, dtype=torch.long)
 
     def setup(self, stage: str) -> None:
-        if self.train_data is not None or self.hparams.dataset and not self.hparams.train_files and self.hparams.streaming:
+        streamed = bool(self.hparams.dataset and not self.hparams.train_files and self.hparams.streaming)
+        if self.train_data is not None or streamed:  # streamed rows are packed on the fly by the loaders
             return
         import datasets
 
