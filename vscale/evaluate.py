@@ -122,7 +122,7 @@ def measure(name: str, results: dict, errors: dict, fn, *args, **kwargs):
 def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, quant_modes, needle_context_lens, needle_seeds, needle_n, trained_len,
                         lm_eval_tasks=(), lm_eval_manager=None, lm_eval_limit=None) -> dict:
     """Every measurement of one checkpoint: {'results': ..., 'errors': ...}."""
-    from vscale import quant, retrieval
+    from vscale import needle, quant
 
     model, results, errors = loaded.model, {}, {}
     measure("perplexity", results, errors, perplexity, model, batches)
@@ -138,7 +138,7 @@ def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, 
     for kind in ("single", "multi") if needle_context_lens else ():
         by_length = results.setdefault(f"needle_{kind}", {})
         for length in needle_context_lens:
-            row = measure(f"needle_{kind}@{length}", {}, errors, retrieval.evaluate, model, tokenizer, texts, [length], needle_seeds, needle_n, kind)
+            row = measure(f"needle_{kind}@{length}", {}, errors, needle.evaluate, model, tokenizer, texts, [length], needle_seeds, needle_n, kind)
             if row:
                 by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}
     if lm_eval_tasks:
