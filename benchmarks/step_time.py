@@ -4,6 +4,7 @@ Variants run round-robin (rotating the order) in one process on the same batch, 
 all of them alike.
     python benchmarks/step_time.py --compare modes         # each V-scale mode vs `off`
     python benchmarks/step_time.py --compare diagnostics   # diagnostics every step / every 10 vs none
+    python benchmarks/step_time.py --compare guard         # NonFiniteGuard's per-step check vs none
 The A/A control repeats the baseline: its ratio is this machine's noise floor.
 A diagnostic step does what the Diagnostics callback does (hooks, metrics, one host sync),
 minus writing the log.
@@ -16,23 +17,26 @@ import time
 import torch
 import yaml
 
+from vscale.callbacks import gradients_finite
 from vscale.diagnostics import Probe, flatten
 from vscale.hf import apply_vscale, build_model
 from vscale.optim import build_optimizer
 from vscale.value_scale import MODES
 
 
-def variants(compare: str, mode: str) -> dict[str, tuple[str, int]]:
-    """name -> (V-scale mode, diagnostics interval; 0 = none). The first is the baseline."""
+def variants(compare: str, mode: str) -> dict[str, tuple[str, int, bool]]:
+    """name -> (V-scale mode, diagnostics interval (0 = none), non-finite guard). The first is the baseline."""
     if compare == "modes":
-        return {m: (m, 0) for m in MODES}
-    return {"no diagnostics": (mode, 0), "A/A control": (mode, 0), "every step": (mode, 1), "every 10 steps": (mode, 10)}
+        return {m: (m, 0, False) for m in MODES}
+    if compare == "guard":
+        return {"no guard": (mode, 0, False), "A/A control": (mode, 0, False), "guard": (mode, 0, True)}
+    return {"no diagnostics": (mode, 0, False), "A/A control": (mode, 0, False), "every step": (mode, 1, False), "every 10 steps": (mode, 10, False)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/tiny.yaml")
-    parser.add_argument("--compare", choices=["modes", "diagnostics"], default="modes")
+    parser.add_argument("--compare", choices=["modes", "diagnostics", "guard"], default="modes")
     parser.add_argument("--mode", default="off", help="V-scale mode for --compare diagnostics")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5)
@@ -45,13 +49,13 @@ def main():
     m, d = config["model"], config["data"]
     batch = torch.randint(0, m["model_config"]["vocab_size"], (args.batch_size or d["batch_size"], d["seq_len"]), device=args.device)
     runs = {}
-    for name, (mode, every) in variants(args.compare, args.mode).items():
+    for name, (mode, every, guard) in variants(args.compare, args.mode).items():
         torch.manual_seed(0)
         model = apply_vscale(build_model(m["model_config"], None), mode).to(args.device)
         opt, _ = build_optimizer(model, 1e-4, 1e-5, 10, 1000, 0.1, (0.9, 0.95), 1e-8)
-        runs[name] = (model, opt, every, [], [])
+        runs[name] = (model, opt, every, guard, [], [])
 
-    def step(model, opt, measure: bool):
+    def step(model, opt, measure: bool, guard: bool):
         probe = Probe(model).__enter__() if measure else None
         with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16):
             loss = model(input_ids=batch, labels=batch).loss
@@ -59,6 +63,8 @@ def main():
         if probe is not None:
             probe.__exit__(None, None, None)
             flatten(probe.per_layer())
+        if guard:
+            gradients_finite(opt)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -66,11 +72,11 @@ def main():
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     order = list(runs.values())
     for i in range(args.warmup + args.steps):
-        for model, opt, every, all_steps, plain_steps in order[i % len(order):] + order[: i % len(order)]:
+        for model, opt, every, guard, all_steps, plain_steps in order[i % len(order):] + order[: i % len(order)]:
             measure = every > 0 and i % every == 0
             sync()
             t0 = time.perf_counter()
-            step(model, opt, measure)
+            step(model, opt, measure, guard)
             sync()
             if i >= args.warmup:
                 all_steps.append(time.perf_counter() - t0)
@@ -78,12 +84,12 @@ def main():
                     plain_steps.append(all_steps[-1])
 
     base_name = next(iter(runs))
-    base_mean = statistics.mean(runs[base_name][3])
-    base_median = statistics.median(runs[base_name][3])
+    base_mean = statistics.mean(runs[base_name][4])
+    base_median = statistics.median(runs[base_name][4])
     print(f"{args.config} on {args.device} ({torch.get_num_threads()} threads), batch {tuple(batch.shape)}, "
           f"{args.steps} steps per variant, bf16={args.bf16}")
     print(f"{'variant':<16}{'mean ms/step':>14}{'ratio (mean)':>14}{'plain-step median ratio':>25}")
-    for name, (_, _, _, all_steps, plain_steps) in runs.items():
+    for name, (_, _, _, _, all_steps, plain_steps) in runs.items():
         mean = statistics.mean(all_steps)
         plain = f"{statistics.median(plain_steps) / base_median:.3f}" if plain_steps else "-"
         print(f"{name:<16}{mean * 1e3:>14.1f}{mean / base_mean:>14.3f}{plain:>25}")

@@ -74,6 +74,12 @@ class Diagnostics(L.Callback):
         return {"every_n_steps": self.every_n_steps}
 
 
+def gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether every gradient the optimizer would apply is finite: one fused norm, one host sync."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()))
+
+
 class NonFiniteGuard(L.Callback):
     """Stops (or skips) a step whose loss or gradients are NaN/inf, instead of training on garbage.
 
@@ -94,8 +100,7 @@ class NonFiniteGuard(L.Callback):
         self.action, self.max_skips, self.skipped = action, max_skips, 0
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()).item():
+        if gradients_finite(optimizer):
             return
         step = trainer.global_step
         if self.action == "skip" and self.skipped < self.max_skips:
