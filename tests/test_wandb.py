@@ -42,3 +42,16 @@ def test_enabled_wandb_writes_an_offline_run_grouped_tagged_with_the_profile_ima
     runs = list((tmp_path / "tiny" / "learned-seed0" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     assert list(runs[0].glob("files/media/images/diagnostics/profile_*.png"))
+
+
+def test_a_resumed_run_logs_into_the_same_wandb_run(tmp_path, no_credentials):
+    args = ["--run.wandb=true", "--trainer.val_check_interval=1000", "--run.ckpt_every=3"]
+    try:
+        first = train(tmp_path, "--trainer.max_steps=3", *args).trainer.loggers[1].experiment.id
+        wandb.finish()
+        second = train(tmp_path, "--trainer.max_steps=5", "--ckpt_path=last", *args).trainer.loggers[1].experiment.id
+    finally:
+        wandb.finish()
+    assert first == second == (tmp_path / "tiny" / "off-seed0" / "wandb_id").read_text()
+    runs = sorted((tmp_path / "tiny" / "off-seed0" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(first) for r in runs)

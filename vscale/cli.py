@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from vscale.config import RunConfig, check_model_fits_data, wandb_offline
+from vscale.config import RunConfig, check_model_fits_data, wandb_offline, wandb_run_id
 from vscale.data import PackedTextData
 from vscale.loggers import ResumableCSVLogger
 from vscale.module import VScaleLM
@@ -56,6 +56,8 @@ class VScaleCLI(LightningCLI):
                     tags=[f"vscale={mode}", f"seed={seed}", *run.wandb_tags],
                     save_dir=str(run_dir),
                     offline=wandb_offline(),
+                    id=wandb_run_id(run_dir),
+                    resume="allow",
                 )
             )
         callbacks = [

@@ -3,6 +3,7 @@ must pass before any compute is spent."""
 
 import netrc
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,21 @@ def wandb_offline() -> bool:
         return netrc.netrc().authenticators("api.wandb.ai") is None
     except (FileNotFoundError, netrc.NetrcParseError):
         return True
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The run's wandb id, kept in the run directory so a restarted or requeued run logs into
+    the same wandb run; created by rank 0 on first use."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    path = run_dir / "wandb_id"
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id)
+    return run_id
 
 
 def check_model_fits_data(model, tokenizer, seq_len: int) -> None:
