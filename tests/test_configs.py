@@ -24,9 +24,11 @@ def test_config_parses_against_the_cli(path, capsys):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_builds_model_and_data(path, tmp_path):
-    """Built on the meta device (shapes only); hub tokenizers are swapped for the shipped one offline."""
+    """Built on the meta device (shapes only); hub tokenizers are swapped for the shipped one offline,
+    and a GPU-only strategy for the default one."""
     tokenizer = yaml.safe_load(path.read_text())["data"]["tokenizer"]
     swap = [] if Path(tokenizer).is_dir() else ["--data.tokenizer=assets/tokenizer-tiny"]
+    swap += ["--trainer.strategy=auto"]
     with torch.device("meta"):
         cli = VScaleCLI(args=["--config", str(path), f"--run.root={tmp_path}", *swap], run=False)
     n = sum(p.numel() for p in cli.model.parameters())
@@ -40,3 +42,17 @@ def test_config_builds_model_and_data(path, tmp_path):
 def test_paper_config_global_batch_is_512_sequences_on_one_device(path):
     config = yaml.safe_load(path.read_text())
     assert config["data"]["batch_size"] * config["trainer"]["accumulate_grad_batches"] == 512
+
+
+def test_paper_1b_shards_each_decoder_layer_with_fsdp_and_writes_whole_checkpoints():
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.strategies import FSDPStrategy, Strategy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    parser = ArgumentParser()
+    parser.add_argument("--strategy", type=Strategy)
+    config = yaml.safe_load(Path("configs/paper-1b.yaml").read_text())["trainer"]
+    strategy = parser.instantiate_classes(parser.parse_object({"strategy": config["strategy"]})).strategy
+    assert isinstance(strategy, FSDPStrategy) and strategy._state_dict_type == "full"
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+    assert strategy.kwargs["use_orig_params"], "per-parameter weight-decay groups need the original parameters"

@@ -17,8 +17,11 @@ def test_tiny_config_training_lowers_the_loss(tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
 
 
-def test_resumed_run_continues_exactly(tmp_path):
-    common = ["--model.vscale=learned", "--trainer.log_every_n_steps=1", "--run.ckpt_every=10", "--trainer.val_check_interval=1000"]
+@pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["no-dropout", "dropout"])
+def test_resumed_run_continues_exactly(tmp_path, dropout):
+    """With dropout the random state must come back with the checkpoint too."""
+    common = ["--model.vscale=learned", "--trainer.log_every_n_steps=1", "--run.ckpt_every=10", "--trainer.val_check_interval=5",
+              f"--model.model_config.attention_dropout={dropout}"]
     train(tmp_path / "straight", "--trainer.max_steps=20", *common)
     train(tmp_path / "resumed", "--trainer.max_steps=10", *common)
     train(tmp_path / "resumed", "--trainer.max_steps=20", "--ckpt_path=last", *common)

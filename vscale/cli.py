@@ -1,14 +1,20 @@
 """`train.py`: LightningCLI over VScaleLM and PackedTextData, with the run layout of RunConfig.
 
 A run directory holds config.yaml, metrics.csv, checkpoints/ (last.ckpt and periodic ones) and,
-when enabled, wandb/. Resume with `--ckpt_path last`.
+when enabled, wandb/. Resume with `--ckpt_path last`. Every run gets, besides the configured
+callbacks, periodic checkpoints written atomically, a Preemption callback (stop cleanly on
+SIGUSR1/SIGTERM, requeue on Slurm) and a metrics.csv flushed whenever a checkpoint is due, so a
+crash loses at most the steps since the last checkpoint.
 """
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+from vscale.callbacks import Preemption
+from vscale.checkpoint import AtomicCheckpointIO, RunCheckpoint
 from vscale.config import RunConfig, check_model_fits_data, wandb_offline, wandb_run_id
 from vscale.data import PackedTextData
 from vscale.loggers import ResumableCSVLogger
@@ -45,7 +51,7 @@ class VScaleCLI(LightningCLI):
         run: RunConfig = cfg["run"]
         mode, seed = self.model.hparams.vscale, cfg["seed_everything"]
         run_dir = run.run_dir(mode, seed)
-        loggers = [ResumableCSVLogger(save_dir=run_dir, name="", version="")]
+        loggers = [ResumableCSVLogger(save_dir=run_dir, name="", version="", flush_logs_every_n_steps=run.ckpt_every)]
         if run.wandb:
             loggers.append(
                 WandbLogger(
@@ -60,8 +66,9 @@ class VScaleCLI(LightningCLI):
                     resume="allow",
                 )
             )
+        configured = cfg["trainer"].get("callbacks") or []
         callbacks = [
-            ModelCheckpoint(
+            RunCheckpoint(
                 dirpath=run_dir / "checkpoints",
                 filename="step{step:07d}",
                 auto_insert_metric_name=False,
@@ -70,9 +77,15 @@ class VScaleCLI(LightningCLI):
                 save_last=True,
             ),
             LearningRateMonitor(logging_interval="step"),
-            *(cfg["trainer"].get("callbacks") or []),
+            *([] if any(isinstance(c, Preemption) for c in configured) else [Preemption()]),
+            *configured,
         ]
-        return super().instantiate_trainer(logger=loggers, callbacks=callbacks, default_root_dir=str(run_dir), **kwargs)
+        plugins = [*(cfg["trainer"].get("plugins") or []), AtomicCheckpointIO()]
+        if SLURMEnvironment.detect():  # Preemption handles the signals, not Lightning's auto-requeue
+            plugins.append(SLURMEnvironment(auto_requeue=False))
+        return super().instantiate_trainer(
+            logger=loggers, callbacks=callbacks, plugins=plugins, default_root_dir=str(run_dir), **kwargs
+        )
 
     def before_fit(self) -> None:
         check_model_fits_data(self.model.model, self.datamodule.tokenizer, self.datamodule.hparams.seq_len)

@@ -211,15 +211,20 @@ class PackedTextData(L.LightningDataModule):
             ds = ds.shuffle(seed=hp.seed, buffer_size=hp.shuffle_buffer)
         return split_dataset_by_node(ds, rank=rank, world_size=world)
 
+    def _generator(self) -> torch.Generator:
+        """Loaders seed their workers from their own generator, not the global one, so creating
+        a loader (after a resume, or for validation) leaves the training step's randomness alone."""
+        return torch.Generator().manual_seed(self.hparams.seed)
+
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         start, rank, world = self._position()
         if self.train_data is None:
             ds = self._streaming_split(hp.train_split, rank, world, shuffle=True)
             rows = StreamingRows(ds, self.tokenizer, hp.seq_len, hp.text_field, start=start // world)
-            return DataLoader(rows, batch_size=hp.batch_size)
+            return DataLoader(rows, batch_size=hp.batch_size, generator=self._generator())
         sampler = ResumableSampler(len(self.train_data), hp.seed, start, rank, world)
-        return DataLoader(self.train_data, batch_size=hp.batch_size, sampler=sampler, num_workers=hp.num_workers)
+        return DataLoader(self.train_data, batch_size=hp.batch_size, sampler=sampler, num_workers=hp.num_workers, generator=self._generator())
 
     def val_dataloader(self) -> DataLoader:
         hp = self.hparams
@@ -228,8 +233,8 @@ class PackedTextData(L.LightningDataModule):
             ds = self._streaming_split(hp.val_split, rank, world, shuffle=False)
             rows = StreamingRows(ds, self.tokenizer, hp.seq_len, hp.text_field)
             n = None if hp.val_rows is None else -(-hp.val_rows // world)
-            return DataLoader(_Take(rows, n), batch_size=hp.batch_size)
-        return DataLoader(self.val_data, batch_size=hp.batch_size, num_workers=hp.num_workers)
+            return DataLoader(_Take(rows, n), batch_size=hp.batch_size, generator=self._generator())
+        return DataLoader(self.val_data, batch_size=hp.batch_size, num_workers=hp.num_workers, generator=self._generator())
 
 
 class _Take(IterableDataset):

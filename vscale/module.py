@@ -1,9 +1,12 @@
 """The LightningModule: a Hugging Face causal LM with V-scale, trained with the paper's recipe."""
 
+from typing import Any
+
 import lightning as L
 import torch
 from torchmetrics.aggregation import MeanMetric
 
+from vscale.checkpoint import rng_state, set_rng_state
 from vscale.hf import apply_vscale, build_model, check_mode
 from vscale.optim import build_optimizer
 from vscale.value_scale import Mode
@@ -28,7 +31,7 @@ class VScaleLM(L.LightningModule):
 
     def __init__(
         self,
-        model_config: dict | None = None,
+        model_config: dict[str, Any] | None = None,
         pretrained: str | None = None,
         vscale: Mode = "off",
         vscale_lambda: float = 1.0,
@@ -47,6 +50,7 @@ class VScaleLM(L.LightningModule):
         self.save_hyperparameters()
         self.model = apply_vscale(build_model(model_config, pretrained, attn_implementation), vscale, vscale_lambda)
         self.val_loss = MeanMetric()
+        self._resumed_rng: dict | None = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids).logits
@@ -55,9 +59,22 @@ class VScaleLM(L.LightningModule):
         """Next-token cross-entropy over every position of the packed rows."""
         return self.model(input_ids=input_ids, labels=input_ids).loss
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_state"] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_rng = checkpoint.get("rng_state")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """Restore the random state at the first step after a resume, not at load time: the
+        sanity check and data loaders draw from it in between, and did not in the original run."""
+        if self._resumed_rng is not None:
+            set_rng_state(self._resumed_rng)
+            self._resumed_rng = None
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:

@@ -1,0 +1,146 @@
+"""`python -m vscale.launch`: one sbatch script per (mode, seed) that Slurm and Lightning agree on;
+bad input stops the sweep before anything is written or submitted. No Slurm needed (--dry-run)."""
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vscale.launch import REPO, main
+
+
+def dry_run(capsys, *args: str) -> dict[Path, str]:
+    """Run the launcher with --dry-run; returns run directory -> rendered script, in print order."""
+    main(["--dry-run", *args])
+    scripts = {}
+    for block in capsys.readouterr().out.split("#### ")[1:]:
+        path, _, rest = block.partition("\n")
+        script, _, command = rest.rpartition("$ sbatch --parsable ")
+        assert command.strip() == path
+        scripts[Path(path).parent] = script
+    return scripts
+
+
+def srun_args(script: str) -> list[str]:
+    """The srun command line of a script, continuation lines joined, split as the shell would,
+    without the `&` that puts it in the background."""
+    (line,) = [l for l in script.replace("\\\n", " ").splitlines() if l.startswith("srun ")]
+    return shlex.split(line.removesuffix("&"))
+
+
+def test_dry_run_prints_one_requeueable_script_per_mode_and_seed(capsys):
+    scripts = dry_run(capsys, "--config", "configs/paper-0.1b.yaml", "--gpus-per-node", "8")
+    expected = [REPO / "runs" / "paper-0.1b" / f"{m}-seed{s}" for m in ("off", "learned") for s in (0, 1, 2)]
+    assert list(scripts) == expected
+    for run_dir, script in scripts.items():
+        mode, seed = run_dir.name.split("-seed")
+        lines = script.splitlines()
+        for line in ["#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
+                     "#SBATCH --requeue", "#SBATCH --signal=USR1@90", "#SBATCH --open-mode=append",
+                     f"#SBATCH --output={run_dir}/slurm-%j.out", f"#SBATCH --chdir={REPO}",
+                     f"#SBATCH --job-name=paper-0.1b-{mode}-seed{seed}"]:
+            assert line in lines
+        args = srun_args(script)
+        assert args[:5] == ["srun", "python", "train.py", "fit", "--config"]
+        assert {"--ckpt_path=last", f"--model.vscale={mode}", f"--seed_everything={seed}",
+                "--trainer.num_nodes=1", "--trainer.devices=8"} <= set(args)
+        assert not (run_dir / "job.sbatch").exists()
+
+
+def test_dry_run_writes_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch needed either
+    scripts = dry_run(capsys, "--config", "configs/paper-0.1b.yaml", "--gpus-per-node", "8", "--", f"--run.root={tmp_path}")
+    assert list(scripts)[0] == tmp_path / "paper-0.1b" / "off-seed0"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_optional_sbatch_lines_appear_only_when_given(capsys):
+    bare = dry_run(capsys, "--config", "configs/tiny.yaml", "--gpus-per-node", "1", "--seeds", "0", "--modes", "off")
+    full = dry_run(capsys, "--config", "configs/tiny.yaml", "--gpus-per-node", "1", "--seeds", "0", "--modes", "off",
+                   "--time", "2:00:00", "--partition", "gpu", "--account", "lab", "--cpus-per-task", "6", "--mem", "64G")
+    given = ["#SBATCH --time=2:00:00", "#SBATCH --partition=gpu", "#SBATCH --account=lab",
+             "#SBATCH --cpus-per-task=6", "#SBATCH --mem=64G", "export SRUN_CPUS_PER_TASK=6"]
+    (bare,), (full,) = bare.values(), full.values()
+    assert all(line in full for line in given)
+    assert not any(line.split("=")[0] in bare for line in given)
+
+
+def test_cpu_job_requests_no_gpu_and_trains_on_cpu(capsys):
+    (script,) = dry_run(capsys, "--config", "configs/tiny.yaml", "--gpus-per-node", "0", "--seeds", "0", "--modes", "off").values()
+    assert "gpu" not in script.replace("--gpus-per-node 0", "").split("#SBATCH", 1)[1].lower()
+    assert "#SBATCH --ntasks-per-node=1" in script.splitlines()
+    assert {"--trainer.devices=1", "--trainer.accelerator=cpu"} <= set(srun_args(script))
+
+
+def test_rendered_srun_line_instantiates_through_the_real_cli(capsys, tmp_path):
+    from vscale.cli import VScaleCLI
+
+    scripts = dry_run(capsys, "--config", "configs/tiny.yaml", "--gpus-per-node", "0", "--modes", "learned",
+                      "--seeds", "1", "--", f"--run.root={tmp_path}", "--trainer.max_steps=7")
+    ((run_dir, script),) = scripts.items()
+    args = srun_args(script)
+    assert args[3:4] == ["fit"] and "--ckpt_path=last" in args
+    # run=False parses without subcommands, so drop `fit` and the fit-only --ckpt_path
+    cli = VScaleCLI(args=[a for a in args[4:] if a != "--ckpt_path=last"], run=False)
+    assert cli.model.hparams.vscale == "learned"
+    assert cli.config["seed_everything"] == 1 and cli.datamodule.hparams.seed == 1
+    assert (cli.trainer.num_nodes, cli.trainer.num_devices, cli.trainer.max_steps) == (1, 1, 7)
+    assert Path(cli.trainer.default_root_dir) == run_dir == tmp_path / "tiny" / "learned-seed1"
+
+
+def test_two_nodes_pick_the_multi_node_template(capsys):
+    scripts = dry_run(capsys, "--config", "configs/paper-1b.yaml", "--nodes", "2", "--gpus-per-node", "8", "--seeds", "0")
+    assert len(scripts) == 2
+    for script in scripts.values():
+        assert "on several nodes" in script
+        assert {"#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8"} <= set(script.splitlines())
+        assert {"--trainer.num_nodes=2", "--trainer.devices=8"} <= set(srun_args(script))
+
+
+def test_unknown_mode_exits_non_zero_naming_the_flag_before_writing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "vscale.launch", "--config", "configs/tiny.yaml", "--gpus-per-node", "0",
+         "--modes", "off", "on", "--", f"--run.root={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert "--modes" in result.stderr and "learned" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--nodes", "0", "--gpus-per-node", "8"], "--nodes 0: must be at least 1"),
+        (["--gpus-per-node", "-1"], "--gpus-per-node -1: must be at least 0"),
+        (["--gpus-per-node", "8", "--template", "nope"], "--template nope: no such file"),
+        (["--gpus-per-node", "8", "--nodes", "2", "--template", "single-node"], "#SBATCH --nodes=1 but --nodes gives the trainer 2"),
+        (["--gpus-per-node", "8", "--", "--seed_everything=3"], "use --seeds"),
+        (["--gpus-per-node", "8", "--", "--dry-run"], "put launcher options before --"),
+    ],
+    ids=["nodes-0", "negative-gpus", "missing-template", "template-contradicts-nodes", "override-set-by-launcher",
+         "launcher-option-after-separator"],
+)
+def test_bad_input_exits_non_zero_naming_the_flag_before_writing(capsys, tmp_path, args, message):
+    root = [f"--run.root={tmp_path}"] if "--" in args else ["--", f"--run.root={tmp_path}"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", "configs/paper-0.1b.yaml", *args, *root])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_config_names_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["--config", "configs/nope.yaml", "--gpus-per-node", "8", "--dry-run"])
+    assert "--config configs/nope.yaml: no such file" in capsys.readouterr().err
+
+
+def test_submitting_without_sbatch_on_path_is_refused_before_writing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(SystemExit):
+        main(["--config", "configs/paper-0.1b.yaml", "--gpus-per-node", "8", "--", f"--run.root={tmp_path / 'runs'}"])
+    assert "sbatch is not on PATH" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,90 @@
+"""A run survives SIGTERM, SIGUSR1, kill -9 and a kill during a checkpoint write: the same command
+with --ckpt_path=last continues, and every step's loss equals the uninterrupted run's."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import QUIET, metrics, train
+
+STEPS = 30
+ARGS = ["--trainer.max_steps=30", "--run.ckpt_every=5", "--trainer.log_every_n_steps=1", "--trainer.val_check_interval=1000"]
+
+
+def command(root) -> list[str]:
+    return [sys.executable, "train.py", "fit", "--config", "configs/tiny.yaml", f"--run.root={root}",
+            "--ckpt_path=last", *QUIET, *ARGS]
+
+
+def start(root) -> subprocess.Popen:
+    return subprocess.Popen(command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(path, proc, timeout=300.0, poll=0.002):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(poll)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    root = tmp_path_factory.mktemp("straight")
+    train(root, *ARGS)
+    return metrics(root / "tiny" / "off-seed0", "train/loss")
+
+
+def assert_continues_exactly(root, straight):
+    rows = (root / "tiny" / "off-seed0" / "metrics.csv").read_text().splitlines()
+    col = rows[0].split(",").index("train/loss")
+    logged = [int(r.split(",")[rows[0].split(",").index("step")]) for r in rows[1:] if r.split(",")[col]]
+    assert logged == list(range(STEPS)), "every step logged once"
+    resumed = metrics(root / "tiny" / "off-seed0", "train/loss")
+    for step in range(STEPS):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-6), step
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_signal_finishes_the_step_saves_and_exits_then_the_run_continues_exactly(tmp_path, straight, signum):
+    ckpts = tmp_path / "tiny" / "off-seed0" / "checkpoints"
+    proc = start(tmp_path)
+    wait_for(ckpts / "step0000005.ckpt", proc)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, out
+    stopped = torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"]
+    assert 5 <= stopped < STEPS and f"stopped after optimizer step {stopped}" in out
+    subprocess.run(command(tmp_path), check=True, capture_output=True)
+    assert_continues_exactly(tmp_path, straight)
+
+
+def test_kill_9_at_a_random_step_then_the_same_command_continues_exactly(tmp_path, straight):
+    seed = random.randrange(1000)
+    print(f"kill delay seed {seed}")
+    proc = start(tmp_path)
+    wait_for(tmp_path / "tiny" / "off-seed0" / "checkpoints" / "step0000005.ckpt", proc)
+    time.sleep(random.Random(seed).uniform(0.0, 3.0))
+    proc.kill()
+    proc.wait()
+    subprocess.run(command(tmp_path), check=True, capture_output=True)
+    assert_continues_exactly(tmp_path, straight)
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_usable(tmp_path):
+    ckpts = tmp_path / "tiny" / "off-seed0" / "checkpoints"
+    proc = start(tmp_path)
+    wait_for(ckpts / "last.ckpt", proc)
+    wait_for(ckpts / ".last.ckpt.partial", proc, timeout=60, poll=0.0002)
+    proc.kill()
+    proc.wait()
+    assert (ckpts / ".last.ckpt.partial").exists(), "killed in the middle of writing last.ckpt"
+    assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] in range(5, STEPS, 5)
+    subprocess.run(command(tmp_path), check=True, capture_output=True)
+    assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] == STEPS

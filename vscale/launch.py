@@ -1,0 +1,159 @@
+"""Submit a paired sweep to Slurm: one sbatch job per (V-scale mode, seed) of one config.
+
+    python -m vscale.launch --config configs/paper-0.1b.yaml --gpus-per-node 8 --dry-run
+    python -m vscale.launch --config configs/paper-1b.yaml --nodes 4 --gpus-per-node 8 \\
+        --time 24:00:00 --partition gpu -- --run.wandb_tags=[sweep1]
+
+Each job is a template from slurm/ filled in (string.Template), written to <run dir>/job.sbatch
+and submitted with `sbatch --parsable`. The pairing itself is train.py's: the data order depends
+only on seed_everything, so off-seed0 and learned-seed0 see the same batches, and the wandb group
+is run.experiment with the mode and seed as tags. The run directory,
+run.root/run.experiment/<mode>-seed<seed>, does not depend on the job id, so a requeued job
+resumes there with --ckpt_path=last. --nodes and --gpus-per-node fill both #SBATCH --nodes /
+--ntasks-per-node and --trainer.num_nodes / --trainer.devices (overriding the YAML), so Slurm
+and Lightning agree by construction; the launcher checks it on every script before submitting
+any. Arguments after `--` go to train.py as they are.
+"""
+
+import argparse
+import re
+import shlex
+import shutil
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from vscale.config import RunConfig
+from vscale.value_scale import MODES
+
+REPO = Path(__file__).resolve().parents[1]  # where train.py is; every job runs there (--chdir)
+# train.py flags the launcher sets itself, and the launcher flag to use instead
+SET_HERE = {"--model.vscale": "--modes", "--seed_everything": "--seeds", "--trainer.num_nodes": "--nodes",
+            "--trainer.devices": "--gpus-per-node", "--ckpt_path": "nothing (always last, to resume)"}
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, list[str]]:
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, overrides = argv[:cut], argv[cut + 1:]
+    p = argparse.ArgumentParser(prog="python -m vscale.launch", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, type=Path,
+                   help="train.py YAML config; its run: section names the run directories")
+    p.add_argument("--modes", nargs="+", default=["off", "learned"], choices=MODES,
+                   help="V-scale modes, one job per mode and seed (default: off learned)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seed_everything values (default: 0 1 2)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes per job: #SBATCH --nodes and trainer.num_nodes (default: 1)")
+    p.add_argument("--gpus-per-node", type=int, required=True,
+                   help="GPUs per node, one task each: --ntasks-per-node and trainer.devices; 0 = CPU, one task per node")
+    p.add_argument("--template", help="sbatch template, a path or a name in slurm/ "
+                   "(default: cpu with 0 GPUs, else single-node for 1 node, else multi-node)")
+    p.add_argument("--time", help="time limit, e.g. 24:00:00; USR1 90 s before it makes the run checkpoint and requeue")
+    p.add_argument("--partition", help="Slurm partition (default: the cluster's)")
+    p.add_argument("--account", help="Slurm account to charge")
+    p.add_argument("--cpus-per-task", type=int, help="CPUs per task (per GPU), e.g. for data loading")
+    p.add_argument("--mem", help="memory per node, e.g. 200G")
+    p.add_argument("--dry-run", action="store_true", help="print every script and its sbatch command; write and submit nothing")
+    return p, p.parse_args(argv), overrides
+
+
+def find_template(name: str) -> Path | None:
+    for path in (Path(name), REPO / "slurm" / name, REPO / "slurm" / f"{name}.sbatch"):
+        if path.is_file():
+            return path
+    return None
+
+
+def run_config(config: Path, overrides: list[str]) -> RunConfig:
+    """The YAML's run: section with the --run.* overrides after `--`, as train.py will see it."""
+    run = (yaml.safe_load(config.read_text()) or {}).get("run") or {}
+    for i, arg in enumerate(overrides):
+        key, eq, value = arg.partition("=")
+        if key.startswith("--run."):
+            run[key.removeprefix("--run.")] = yaml.safe_load(value if eq else overrides[i + 1])
+    return RunConfig(**run)
+
+
+def render(template: str, values: dict) -> str:
+    """Fill ${name}; a line using a value that is None (an unset option) is left out."""
+    lines = [string.Template(line) for line in template.splitlines(keepends=True)]
+    kept = [t for t in lines if all(values[k] is not None for k in t.get_identifiers())]
+    return "".join(t.substitute(values).rstrip() + "\n" for t in kept)
+
+
+def sbatch_option(script: str, option: str) -> str | None:
+    match = re.search(rf"^#SBATCH --{option}=(\S+)", script, re.MULTILINE)
+    return match and match.group(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p, args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
+    # Every check runs before the first submission, so bad input never leaves half a sweep queued.
+    if not args.config.is_file():
+        p.error(f"--config {args.config}: no such file")
+    if args.nodes < 1:
+        p.error(f"--nodes {args.nodes}: must be at least 1")
+    if args.gpus_per_node < 0:
+        p.error(f"--gpus-per-node {args.gpus_per_node}: must be at least 0 (0 trains on CPU)")
+    name = args.template or ("cpu" if args.gpus_per_node == 0 else "single-node" if args.nodes == 1 else "multi-node")
+    template = find_template(name)
+    if template is None:
+        names = sorted(t.stem for t in (REPO / "slurm").glob("*.sbatch"))
+        p.error(f"--template {name}: no such file; give a path or one of {names}")
+    if not args.dry_run and shutil.which("sbatch") is None:
+        p.error("sbatch is not on PATH: run on a Slurm login node, or add --dry-run to print the scripts")
+    own = {"--" + k.replace("_", "-") for k in vars(args)} - {"--config"}  # train.py takes a second --config
+    for arg in overrides:
+        key = arg.split("=")[0]
+        if key in SET_HERE:
+            p.error(f"{arg} after --: the launcher sets it; use {SET_HERE[key]}")
+        if key in own:
+            p.error(f"{arg} after --: arguments after -- go to train.py; put launcher options before --")
+    try:
+        run = run_config(args.config, overrides)
+    except (TypeError, IndexError, yaml.YAMLError) as e:
+        p.error(f"--config {args.config}: bad run section or --run.* override: {e}")
+    if run.name:
+        p.error(f"--config {args.config}: run.name={run.name!r} would put every job in one directory; remove it")
+
+    devices = args.gpus_per_node or 1
+    if args.gpus_per_node == 0:
+        overrides = ["--trainer.accelerator=cpu", *overrides]
+    jobs = []
+    for mode in dict.fromkeys(args.modes):
+        for seed in dict.fromkeys(args.seeds):
+            run_dir = REPO / run.run_dir(mode, seed)  # jobs run in REPO: a relative run.root is relative to it
+            values = dict(
+                job_name=f"{run.experiment}-{run.run_name(mode, seed)}", nodes=args.nodes, devices=devices,
+                gpus_per_node=args.gpus_per_node or None, cpus_per_task=args.cpus_per_task, mem=args.mem,
+                time=args.time, partition=args.partition, account=args.account, run_dir=run_dir, repo=REPO,
+                config=shlex.quote(str(args.config.resolve())), mode=mode, seed=seed, overrides=shlex.join(overrides),
+            )
+            try:
+                script = render(template.read_text(), values)
+            except (KeyError, ValueError) as e:
+                p.error(f"--template {template}: a placeholder the launcher does not fill, or a stray $: {e!r}")
+            for option, flag, want in (("nodes", "--nodes", args.nodes), ("ntasks-per-node", "--gpus-per-node", devices)):
+                if sbatch_option(script, option) != str(want):
+                    p.error(f"--template {template}: #SBATCH --{option}={sbatch_option(script, option)} but {flag} "
+                            f"gives the trainer {want}; pick a template that matches, or change {flag}")
+            jobs.append((run_dir, script))
+
+    for run_dir, script in jobs:
+        path = run_dir / "job.sbatch"
+        command = ["sbatch", "--parsable", str(path)]
+        if args.dry_run:
+            print(f"#### {path}\n{script}$ {shlex.join(command)}\n")
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)  # Slurm opens --output there before the job starts
+        path.write_text(script)
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"sbatch {path} failed, the jobs printed above were submitted: {result.stderr.strip()}")
+        print(result.stdout.strip().split(";")[0], run_dir, flush=True)
+
+
+if __name__ == "__main__":
+    main()
