@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import save_tiny_pretrained
 from vscale.cli import VScaleCLI, main
 
 CONFIGS = sorted(Path("configs").glob("*.yaml"))
@@ -24,12 +25,17 @@ def test_config_parses_against_the_cli(path, capsys):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_builds_model_and_data(path, tmp_path):
-    """Built on the meta device (shapes only); hub tokenizers are swapped for the shipped one offline,
-    and a GPU-only strategy for the default one."""
-    tokenizer = yaml.safe_load(path.read_text())["data"]["tokenizer"]
+    """Built on the meta device (shapes only; a pretrained one on the CPU); hub tokenizers are swapped for the shipped one offline,
+    a GPU-only strategy for the default one, and a pretrained model for a tiny saved one."""
+    config = yaml.safe_load(path.read_text())
+    tokenizer = config["data"]["tokenizer"]
     swap = [] if Path(tokenizer).is_dir() else ["--data.tokenizer=assets/tokenizer-tiny"]
     swap += ["--trainer.strategy=auto"]
-    with torch.device("meta"):
+    if config["model"].get("pretrained"):
+        pretrained = save_tiny_pretrained(tmp_path / "pretrained")
+        swap += [f"--model.pretrained={pretrained}", f"--data.tokenizer={pretrained}",
+                 "--data.chat_template=assets/chat_template.jinja", "--data.seq_len=128"]
+    with torch.device("cpu" if config["model"].get("pretrained") else "meta"):
         cli = VScaleCLI(args=["--config", str(path), f"--run.root={tmp_path}", *swap], run=False)
     n = sum(p.numel() for p in cli.model.parameters())
     if path.stem in PAPER_PARAMS:

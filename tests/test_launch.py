@@ -1,14 +1,13 @@
 """`python -m vscale.launch`: one sbatch script per (mode, seed) that Slurm and Lightning agree on;
 bad input stops the sweep before anything is written or submitted. No Slurm needed (--dry-run)."""
 
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from vscale.launch import REPO, main
+from vscale.launch import REPO, main, train_command
 
 
 def dry_run(capsys, *args: str) -> dict[Path, str]:
@@ -24,10 +23,7 @@ def dry_run(capsys, *args: str) -> dict[Path, str]:
 
 
 def srun_args(script: str) -> list[str]:
-    """The srun command line of a script, continuation lines joined, split as the shell would,
-    without the `&` that puts it in the background."""
-    (line,) = [l for l in script.replace("\\\n", " ").splitlines() if l.startswith("srun ")]
-    return shlex.split(line.removesuffix("&"))
+    return ["srun", *train_command(script)]
 
 
 def test_dry_run_prints_one_requeueable_script_per_mode_and_seed(capsys):

@@ -35,12 +35,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that always writes `last.ckpt` when training ends. Lightning skips that save
-    when a last checkpoint was written earlier (or restored from), which drops the final steps of
-    a resumed run whose max_steps is not a multiple of every_n_train_steps."""
+    """ModelCheckpoint that writes `last.ckpt` at the final optimizer step too, always at a step
+    boundary. Lightning writes it at train end only when no last checkpoint was written during
+    this fit, and a checkpoint written there resumes one logging step off (its epoch counts as
+    finished), which breaks extending a finished run's max_steps."""
+
+    def __init__(self, every_n_train_steps: int, **kwargs):
+        super().__init__(every_n_train_steps=every_n_train_steps, save_last=True, **kwargs)
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        step = trainer.global_step
+        if step == trainer.max_steps and step % self.every_n_train_steps:
+            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
 
     def on_train_end(self, trainer, pl_module) -> None:
-        trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        """Nothing: every checkpoint is written at a step boundary."""
 
 
 def rng_state() -> dict:

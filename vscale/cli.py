@@ -74,7 +74,6 @@ class VScaleCLI(LightningCLI):
                 auto_insert_metric_name=False,
                 every_n_train_steps=run.ckpt_every,
                 save_top_k=-1,
-                save_last=True,
             ),
             LearningRateMonitor(logging_interval="step"),
             *([] if any(isinstance(c, Preemption) for c in configured) else [Preemption()]),

@@ -2,7 +2,9 @@
 
 Documents are tokenized without special tokens and joined with `<eos>` after each one; the
 stream is cut into rows of `seq_len` tokens, so position 0 of a row is an arbitrary token
-(no `<bos>`). The training order is a pure function of (seed, sample position), and the
+(no `<bos>`). Chat data (`messages_field`) is rendered with the chat template and packed the
+same way, with labels that keep the loss on the assistant's replies (and the `<eos>` after
+each conversation) only; its batches are `[input_ids, labels]`. The training order is a pure function of (seed, sample position), and the
 loader starts at the position implied by the trainer's global step: a resumed run sees
 exactly the batches an uninterrupted run would have seen.
 """
@@ -13,7 +15,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, IterableDataset, Sampler
+from torch.utils.data import DataLoader, IterableDataset, Sampler, TensorDataset
+
+from vscale.chat import chat_tokens, set_chat_template
 
 LOCAL_FORMATS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
@@ -47,6 +51,11 @@ def pack(token_lists: Iterator[list[int]], eos_id: int, seq_len: int) -> Iterato
         while len(buffer) >= seq_len:
             yield buffer[:seq_len]
             buffer = buffer[seq_len:]
+
+
+def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) of a text batch (labels are the ids) or a chat batch."""
+    return (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, batch)
 
 
 def tokenize_stream(texts: Iterator[str], tokenizer, chunk: int = 256) -> Iterator[list[int]]:
@@ -106,6 +115,9 @@ class PackedTextData(L.LightningDataModule):
         train_split: Split used for training.
         val_split: Split used for validation (hub datasets).
         text_field: Column holding the text.
+        messages_field: Column holding chat conversations (lists of {role, content}); when set, rows are rendered with
+            the chat template and the loss is taken on assistant replies only. Needs streaming false for hub datasets.
+        chat_template: Jinja chat template (a file or a string) for tokenizers without one, e.g. assets/chat_template.jinja.
         streaming: Stream the hub dataset instead of downloading it.
         val_fraction: Fraction of documents held out when no validation files are given.
         val_rows: Validation rows used per evaluation (None: all).
@@ -126,6 +138,8 @@ class PackedTextData(L.LightningDataModule):
         train_split: str = "train",
         val_split: str = "validation",
         text_field: str = "text",
+        messages_field: str | None = None,
+        chat_template: str | None = None,
         streaming: bool = True,
         val_fraction: float = 0.02,
         val_rows: int | None = 256,
@@ -144,22 +158,36 @@ class PackedTextData(L.LightningDataModule):
             local_format(train_files, "data.train_files")
         if val_files:
             local_format(val_files, "data.val_files")
+        if messages_field and dataset and not train_files and streaming:
+            raise ValueError("data.messages_field: chat data is read whole; set data.streaming=false.")
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(tokenizer)
+        if messages_field:
+            set_chat_template(self.tokenizer, chat_template)
         self.train_data: torch.Tensor | None = None
         self.val_data: torch.Tensor | None = None
+        self.train_labels: torch.Tensor | None = None
+        self.val_labels: torch.Tensor | None = None
 
-    def _rows(self, ds) -> torch.Tensor:
-        field, T = self.hparams.text_field, self.hparams.seq_len
-        ids = ds.map(
-            lambda b: {"ids": self.tokenizer(b[field], add_special_tokens=False, verbose=False)["input_ids"]},
-            batched=True,
-            remove_columns=ds.column_names,
-        )["ids"]
-        rows = list(pack(iter(ids), self.tokenizer.eos_token_id, T))
+    def _tokenize(self, batch: dict) -> dict:
+        if self.hparams.messages_field:
+            ids, labels = zip(*(chat_tokens(self.tokenizer, m) for m in batch[self.hparams.messages_field]))
+            return {"ids": list(ids), "labels": list(labels)}
+        return {"ids": self.tokenizer(batch[self.hparams.text_field], add_special_tokens=False, verbose=False)["input_ids"]}
+
+    def _rows(self, ds) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Packed input rows, and label rows for chat data (packed alike, so they stay aligned)."""
+        T, eos = self.hparams.seq_len, self.tokenizer.eos_token_id
+        tokens = ds.map(self._tokenize, batched=True, remove_columns=ds.column_names)
+        rows = list(pack(iter(tokens["ids"]), eos, T))
         if not rows:
             raise ValueError(f"data: fewer tokens than data.seq_len={T}; give more text or a shorter seq_len.")
-        return torch.tensor(rows, dtype=torch.long)
+        if not self.hparams.messages_field:
+            return torch.tensor(rows, dtype=torch.long), None
+        return torch.tensor(rows, dtype=torch.long), torch.tensor(list(pack(iter(tokens["labels"]), eos, T)), dtype=torch.long)
+
+    def _dataset(self, ids: torch.Tensor, labels: torch.Tensor | None):
+        return ids if labels is None else TensorDataset(ids, labels)
 
     def setup(self, stage: str) -> None:
         streamed = bool(self.hparams.dataset and not self.hparams.train_files and self.hparams.streaming)
@@ -178,8 +206,11 @@ class PackedTextData(L.LightningDataModule):
         else:
             train = datasets.load_dataset(hp.dataset, hp.dataset_config, split=hp.train_split)
             val = datasets.load_dataset(hp.dataset, hp.dataset_config, split=hp.val_split)
-        self.train_data = self._rows(train)
-        self.val_data = self._rows(val)[: hp.val_rows]
+        self.train_data, self.train_labels = self._rows(train)
+        self.val_data, self.val_labels = self._rows(val)
+        self.val_data = self.val_data[: hp.val_rows]
+        if self.val_labels is not None:
+            self.val_labels = self.val_labels[: hp.val_rows]
 
     def validation_texts(self, n: int = 500) -> list[str]:
         """Up to n raw documents of the validation source (filler for needle retrieval)."""
@@ -224,7 +255,7 @@ class PackedTextData(L.LightningDataModule):
             rows = StreamingRows(ds, self.tokenizer, hp.seq_len, hp.text_field, start=start // world)
             return DataLoader(rows, batch_size=hp.batch_size, generator=self._generator())
         sampler = ResumableSampler(len(self.train_data), hp.seed, start, rank, world)
-        return DataLoader(self.train_data, batch_size=hp.batch_size, sampler=sampler, num_workers=hp.num_workers, generator=self._generator())
+        return DataLoader(self._dataset(self.train_data, self.train_labels), batch_size=hp.batch_size, sampler=sampler, num_workers=hp.num_workers, generator=self._generator())
 
     def val_dataloader(self) -> DataLoader:
         hp = self.hparams
@@ -234,7 +265,7 @@ class PackedTextData(L.LightningDataModule):
             rows = StreamingRows(ds, self.tokenizer, hp.seq_len, hp.text_field)
             n = None if hp.val_rows is None else -(-hp.val_rows // world)
             return DataLoader(_Take(rows, n), batch_size=hp.batch_size, generator=self._generator())
-        return DataLoader(self.val_data, batch_size=hp.batch_size, num_workers=hp.num_workers, generator=self._generator())
+        return DataLoader(self._dataset(self.val_data, self.val_labels), batch_size=hp.batch_size, num_workers=hp.num_workers, generator=self._generator())
 
 
 class _Take(IterableDataset):

@@ -28,6 +28,7 @@ class Probe:
         self._handles: list = []
 
     def __enter__(self) -> "Probe":
+        self._handles.append(self.layers[0].input_layernorm.register_forward_pre_hook(self._track_input_grad))
         for layer, scaler, rec in zip(self.layers, self.scalers, self.records):
             self._hook_layer(layer, rec)
             scaler.observer = self._sink_observer(rec)
@@ -39,6 +40,14 @@ class Probe:
         self._handles.clear()
         for scaler in self.scalers:
             scaler.observer = None
+
+    @staticmethod
+    def _track_input_grad(module, args) -> None:
+        """With frozen embeddings (and frozen early layers) nothing below the first trainable
+        parameter has a gradient; asking for the stack input's makes every gradient SPEC §3 needs
+        exist. Parameter gradients are unchanged."""
+        if torch.is_grad_enabled() and not args[0].requires_grad:
+            args[0].requires_grad_(True)
 
     def _on_output(self, module: nn.Module, fn) -> None:
         self._handles.append(module.register_forward_hook(fn))

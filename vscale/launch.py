@@ -56,6 +56,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Names
     p.add_argument("--cpus-per-task", type=int, help="CPUs per task (per GPU), e.g. for data loading")
     p.add_argument("--mem", help="memory per node, e.g. 200G")
     p.add_argument("--dry-run", action="store_true", help="print every script and its sbatch command; write and submit nothing")
+    p.add_argument("--local", action="store_true",
+                   help="no Slurm: run each job's train.py command here, one after another (e.g. a fine-tuning pair)")
     return p, p.parse_args(argv), overrides
 
 
@@ -88,6 +90,20 @@ def sbatch_option(script: str, option: str) -> str | None:
     return match and match.group(1)
 
 
+def train_command(script: str) -> list[str]:
+    """What a script runs under srun (`python train.py fit ...`), split as the shell would."""
+    (line,) = [l for l in script.replace("\\\n", " ").splitlines() if l.startswith("srun ")]
+    return shlex.split(line.removesuffix("&"))[1:]
+
+
+def run_here(script: str, dry_run: bool) -> None:
+    """The script's training command, run directly with this Python in the repository."""
+    command = [sys.executable, *train_command(script)[1:]]
+    print(f"$ {shlex.join(command)}", flush=True)
+    if not dry_run:
+        subprocess.run(command, cwd=REPO, check=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p, args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     # Every check runs before the first submission, so bad input never leaves half a sweep queued.
@@ -102,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     if template is None:
         names = sorted(t.stem for t in (REPO / "slurm").glob("*.sbatch"))
         p.error(f"--template {name}: no such file; give a path or one of {names}")
-    if not args.dry_run and shutil.which("sbatch") is None:
+    if not (args.dry_run or args.local) and shutil.which("sbatch") is None:
         p.error("sbatch is not on PATH: run on a Slurm login node, or add --dry-run to print the scripts")
     own = {"--" + k.replace("_", "-") for k in vars(args)} - {"--config"}  # train.py takes a second --config
     for arg in overrides:
@@ -142,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
             jobs.append((run_dir, script))
 
     for run_dir, script in jobs:
+        if args.local:
+            run_here(script, dry_run=args.dry_run)
+            continue
         path = run_dir / "job.sbatch"
         command = ["sbatch", "--parsable", str(path)]
         if args.dry_run:

@@ -1,5 +1,6 @@
 """The LightningModule: a Hugging Face causal LM with V-scale, trained with the paper's recipe."""
 
+from fnmatch import fnmatch
 from typing import Any
 
 import lightning as L
@@ -7,9 +8,21 @@ import torch
 from torchmetrics.aggregation import MeanMetric
 
 from vscale.checkpoint import rng_state, set_rng_state
+from vscale.data import split_batch
 from vscale.hf import apply_vscale, build_model, check_mode
 from vscale.optim import build_optimizer
 from vscale.value_scale import Mode
+
+
+def freeze_except(model: torch.nn.Module, patterns: list[str]) -> None:
+    names = [name for name, _ in model.named_parameters()]
+    for name, p in model.named_parameters():
+        p.requires_grad_(any(fnmatch(name, pattern) for pattern in patterns))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"model.trainable={patterns} matches no parameter; names look like {names[:2]} ... {names[-1:]}, "
+            "e.g. use ['*.self_attn.*'] or ['*.vscale.theta']."
+        )
 
 
 class VScaleLM(L.LightningModule):
@@ -21,6 +34,9 @@ class VScaleLM(L.LightningModule):
         vscale: V-scale mode: off, fixed, learned or backward (SPEC §2).
         vscale_lambda: lambda for fixed/backward; initial lambda (theta = log lambda) for learned.
         attn_implementation: The attention kernel V-scale wraps: sdpa (fused), eager, or another registered one.
+        trainable: Train only the parameters whose names (as in `model.named_parameters()`, e.g.
+            `model.layers.0.self_attn.q_proj.weight`) match one of these glob patterns, e.g. ["*.self_attn.*"] or
+            ["*.vscale.theta"]; the rest stay frozen. None trains everything.
         lr: Peak learning rate after warm-up.
         min_lr: Learning rate at the end of the cosine decay (at trainer.max_steps).
         warmup_steps: Linear warm-up steps.
@@ -36,6 +52,7 @@ class VScaleLM(L.LightningModule):
         vscale: Mode = "off",
         vscale_lambda: float = 1.0,
         attn_implementation: str = "sdpa",
+        trainable: list[str] | None = None,
         lr: float = 5e-4,
         min_lr: float = 5e-5,
         warmup_steps: int = 1000,
@@ -49,15 +66,18 @@ class VScaleLM(L.LightningModule):
             raise ValueError(f"model.min_lr={min_lr} must lie in [0, model.lr={lr}].")
         self.save_hyperparameters()
         self.model = apply_vscale(build_model(model_config, pretrained, attn_implementation), vscale, vscale_lambda)
+        if trainable is not None:
+            freeze_except(self.model, trainable)
         self.val_loss = MeanMetric()
         self._resumed_rng: dict | None = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids).logits
 
-    def loss(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy over every position of the packed rows."""
-        return self.model(input_ids=input_ids, labels=input_ids).loss
+    def loss(self, batch) -> torch.Tensor:
+        """Next-token cross-entropy over the labelled positions: all of a text row, the replies of a chat row."""
+        input_ids, labels = split_batch(batch)
+        return self.model(input_ids=input_ids, labels=labels).loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_state"] = rng_state()
@@ -78,7 +98,7 @@ class VScaleLM(L.LightningModule):
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        self.val_loss.update(self.loss(batch), weight=batch.shape[0])
+        self.val_loss.update(self.loss(batch), weight=split_batch(batch)[0].shape[0])
 
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()
