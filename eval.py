@@ -3,12 +3,15 @@
     python eval.py run --ckpt "[A.ckpt, B.ckpt]" --label "[baseline, vscale]" --out eval/tiny
     python eval.py compare --run "[runs/tiny/off-seed0, runs/tiny/learned-seed0]" --out eval/tiny-curves
     python eval.py export --ckpt runs/tiny/learned-seed0/checkpoints/last.ckpt --out export/tiny-learned
+    python eval.py profile --model Qwen/Qwen3-0.6B --dataset allenai/c4 --dataset_config en --out eval/profile-qwen3
 """
 
 import csv
 import json
 import random
+from itertools import islice
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jsonargparse import CLI
@@ -16,6 +19,7 @@ from tqdm import tqdm
 
 from vscale import evaluate as E
 from vscale import plots
+from vscale.data import split_batch
 from vscale.quant import QUANT_MODES, check_quant_mode
 from vscale.report import log_to_wandb, render
 
@@ -94,7 +98,7 @@ def run(
 
     eval_rows = E.eval_batches(data, batches)
     data.setup("fit")
-    calibration = [b for _, b in zip(range(calib_batches), data.train_dataloader())]
+    calibration = [split_batch(b)[0] for _, b in zip(range(calib_batches), data.train_dataloader())]
     texts = data.validation_texts() if lens else []
     results = {"eval": {"ckpt": ckpt, "labels": labels, "data": dict(data.hparams), "batches": batches, "calib_batches": calib_batches,
                         "quant": quant, "needle_context_lens": lens, "needle_seeds": needle_seeds, "needle_n": needle_n, "seed": seed,
@@ -111,12 +115,7 @@ def run(
 
     out_dir = Path(out)
     profiles = {k: c["results"]["profile"] for k, c in results["checkpoints"].items() if "profile" in c["results"]}
-    figures = [
-        plots.layer_profile(profiles, out_dir / "sink_rate.png", [("sink/rate", "sink rate")]),
-        plots.layer_profile(profiles, out_dir / "token0_ratio.png", [("act/h_out_ratio", "h_out token-0 / early"), ("act/r_mlp_ratio", "r_mlp token-0 / early")]),
-        plots.layer_profile(profiles, out_dir / "gsink_ratio.png", [("gsink/ratio", "gradient-sink ratio R_GS")]),
-        plots.gradient_violin(norms, out_dir / "grad_norm_violin.png", "log10 ||dL/dh~_t|| by layer; token 0 marked"),
-    ]
+    figures = plots.eval_figures(profiles, norms, out_dir)
     results["figures"] = [f.name for f in figures]
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (out_dir / "report.md").write_text(render(results))
@@ -143,6 +142,129 @@ def export(ckpt: str | None = None, out: str = "export"):
     tokenizer = load_tokenizer(loaded.data["tokenizer"]) if loaded.data else None
     save_pretrained(loaded.model, out, tokenizer)
     print(f"wrote {out} (vscale={loaded.vscale}); load it with vscale.from_pretrained({out!r})")
+
+
+def _load_rows(files, dataset, dataset_config, split, text_field, tokenizer, seq_len, n) -> list[torch.Tensor]:
+    """The first n rows of the source, packed as in training (SPEC §1) by `vscale.data.StreamingRows`;
+    files and hub datasets are both streamed, so only what the rows need is read."""
+    import datasets
+
+    from vscale.data import StreamingRows, local_format
+
+    if files:
+        ds = datasets.load_dataset(local_format(files, "--files"), data_files=files, split="train", streaming=True)
+    else:
+        ds = datasets.load_dataset(dataset, dataset_config, split=split, streaming=True)
+    try:
+        return list(islice(StreamingRows(ds, tokenizer, seq_len, text_field), n))
+    except KeyError as e:
+        raise ValueError(f"--text_field {text_field!r}: the data has no such column ({e}); name the column that holds the text.") from e
+
+
+def profile(
+    model: str | None = None,
+    out: str = "profile",
+    files: list[str] | None = None,
+    dataset: str | None = None,
+    dataset_config: str | None = None,
+    split: str = "validation",
+    text_field: str = "text",
+    seq_len: int = 512,
+    batch_size: int = 4,
+    batches: int = 8,
+    dtype: Literal["bfloat16", "float32", "auto"] | None = None,
+    device_map: str | None = None,
+    seed: int = 0,
+):
+    """The SPEC §3 profile of a pretrained model, no training: every `vscale.diagnose` metric
+    averaged over `batches` batches of packed text, written to profile.json with sink_rate.png,
+    token0_ratio.png, gsink_ratio.png and grad_norm_violin.png in `out`.
+
+    Args:
+        model: Hugging Face model directory or hub name (Llama, Mistral, Qwen2, Qwen3); a directory with vscale.json (eval.py export) is profiled with its V-scale. Its own tokenizer is used.
+        out: Output directory.
+        files: Local .txt/.jsonl/.json/.parquet text files.
+        dataset: Hub dataset (streamed), instead of files.
+        dataset_config: Hub dataset configuration (e.g. en).
+        split: Split of the hub dataset.
+        text_field: Column holding the text.
+        seq_len: Tokens per row (at least 32, at most the model's max_position_embeddings).
+        batch_size: Rows per batch.
+        batches: Batches the metrics are averaged over.
+        dtype: Weights' dtype: bfloat16, float32 or auto (the checkpoint's); default bfloat16 on a GPU, float32 on CPU.
+        device_map: transformers device_map (cuda:0, cpu, auto, ...); default: the whole model on the current GPU, or on the CPU without one. The diagnostics need all weights on one device: a model that accelerate splits or offloads is refused.
+        seed: Seed of everything random.
+    """
+    from transformers import AutoConfig
+
+    from vscale.data import load_tokenizer, local_format
+    from vscale.diagnostics import check_seq_len
+    from vscale.hf import SUPPORTED_MODEL_TYPES, check_pre_norm_rmsnorm, from_pretrained, vscale_modules
+
+    if not model:
+        raise ValueError("--model: give a Hugging Face model directory or hub name, e.g. --model Qwen/Qwen3-0.6B.")
+    if bool(files) == bool(dataset):
+        raise ValueError('--files / --dataset: give exactly one text source, e.g. --files "[data/tiny/val.jsonl]" or --dataset allenai/c4 --dataset_config en.')
+    if files:
+        local_format(files, "--files")
+    check_seq_len(seq_len, "--seq_len")
+    if batch_size < 1 or batches < 1:
+        raise ValueError(f"--batch_size {batch_size} / --batches {batches}: both must be at least 1.")
+    if dtype not in (None, "bfloat16", "float32", "auto"):
+        raise ValueError(f"--dtype {dtype!r}: choose bfloat16, float32 or auto.")
+    config = AutoConfig.from_pretrained(model)
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"--model {model!r}: model_type {config.model_type!r} is not a pre-norm RMSNorm decoder the diagnostics support ({', '.join(SUPPORTED_MODEL_TYPES)}).")
+    max_pos = getattr(config, "max_position_embeddings", None)
+    if max_pos is not None and seq_len > max_pos:
+        raise ValueError(f"--seq_len {seq_len}: model {model!r} addresses at most {max_pos} positions (max_position_embeddings); give --seq_len {max_pos} or less.")
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+    tokenizer = load_tokenizer(model)
+    rows = _load_rows(files, dataset, dataset_config, split, text_field, tokenizer, seq_len, batches * batch_size)
+    n = len(rows) // batch_size
+    if n == 0:
+        raise ValueError(f"--seq_len {seq_len} / --batch_size {batch_size}: the data gave {len(rows)} rows of {seq_len} tokens, fewer than one batch; give more text or lower them.")
+    if n < batches:
+        print(f"warning: the data gave {n} full batches of the {batches} asked (--batches); profiling those.")
+    ids = [torch.stack(rows[i * batch_size : (i + 1) * batch_size]) for i in range(n)]
+
+    cuda = torch.cuda.is_available()
+    dtype = dtype or ("bfloat16" if cuda else "float32")
+    device_map = device_map or ("cuda" if cuda else None)
+    lm = from_pretrained(model, dtype=dtype if dtype == "auto" else getattr(torch, dtype), device_map=device_map, attn_implementation="sdpa")
+    try:
+        check_pre_norm_rmsnorm(lm)
+    except ValueError as e:
+        raise ValueError(f"--model {model!r}: {e}") from e
+    devices = {str(p.device) for p in lm.parameters()}
+    if len(devices) > 1 or "meta" in devices:
+        placed = sorted(set(map(str, getattr(lm, "hf_device_map", {}).values())) or devices)
+        raise ValueError(f"--device_map {device_map!r}: model {model!r} was split over {placed} (offloaded or sharded); the diagnostics need "
+                         f"every weight resident on one device: give --device_map cuda:0 (or cpu) and a device the model fits on, or --dtype bfloat16.")
+    lm.eval().requires_grad_(False)  # activation gradients only; no weight gradients are needed or kept
+    embeddings = lm.get_input_embeddings()
+    top = max(int(b.max()) for b in ids)
+    if top >= embeddings.num_embeddings:
+        raise ValueError(f"--model {model!r}: its tokenizer gave token id {top}, beyond the model's {embeddings.num_embeddings} embeddings.")
+    ids = [b.to(embeddings.weight.device) for b in ids]
+    metrics, norms = E.profile_and_gradient_norms(lm, tqdm(ids, desc="batches"))
+
+    out_dir = Path(out)
+    label = Path(model).resolve().name if Path(model).is_dir() else model
+    figures = plots.eval_figures({label: metrics}, {label: norms}, out_dir)
+    scalers = vscale_modules(lm)
+    result = {"model": model, "model_type": config.model_type, "vscale": scalers[0].mode if scalers else None,
+              "dtype": str(next(lm.parameters()).dtype).removeprefix("torch."), "device_map": device_map,
+              "data": {"files": files, "dataset": dataset, "dataset_config": dataset_config, "split": None if files else split, "text_field": text_field},
+              "seq_len": seq_len, "batch_size": batch_size, "batches": n, "rows": n * batch_size, "seed": seed,
+              "figures": [f.name for f in figures], "metrics": metrics}
+    (out_dir / "profile.json").write_text(json.dumps(result, indent=1))
+    print(f"{model}: R_GS median over layers {metrics['gsink/ratio/median']:.3g}, max sink rate {metrics['sink/rate/max']:.3g}, "
+          f"max token-0 h_out ratio {metrics['act/h_out_ratio/max']:.3g} ({n} batches x {batch_size} rows x {seq_len} tokens)")
+    print(f"wrote {out_dir / 'profile.json'} and {len(figures)} figures")
+    return result
 
 
 def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -185,4 +307,4 @@ def compare(run: list[str] | None = None, label: list[str] | None = None, out: s
 
 
 if __name__ == "__main__":
-    CLI([run, compare, export])
+    CLI([run, compare, export, profile])

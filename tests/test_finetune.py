@@ -110,3 +110,12 @@ def test_chat_data_needs_a_chat_template(pretrained):
 
     with pytest.raises(ValueError, match="data.chat_template: tokenizer .* has no chat template"):
         PackedTextData(tokenizer=str(pretrained), train_files=["data/tiny/chat-train.jsonl"], messages_field="messages")
+
+
+def test_a_chat_finetune_checkpoint_evaluates_on_its_own_chat_data(tmp_path, pretrained):
+    import eval as eval_cli
+
+    finetune(tmp_path, pretrained, "--model.vscale=learned", "--trainer.max_steps=2")
+    ckpt = tmp_path / "finetune-tiny" / "learned-seed0" / "checkpoints" / "last.ckpt"
+    results = eval_cli.run([str(ckpt)], out=str(tmp_path / "eval"), quant=[], batches=1, needle_context_lens=[])
+    assert results["checkpoints"][str(ckpt)]["results"]["perplexity"]["loss"] > 0

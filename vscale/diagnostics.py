@@ -172,7 +172,12 @@ def diagnose(model: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
     return flatten(_probe_step(model, input_ids).per_layer())
 
 
-def gradient_norms(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    """||G_t|| = ||dL/dh~_t|| for every layer, sequence and token: (layers, batch, tokens)."""
+def diagnose_with_gradient_norms(model: nn.Module, input_ids: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    """`diagnose`, and ||G_t|| = ||dL/dh~_t|| for every layer, sequence and token
+    ((layers, batch, tokens)), from the same forward and backward."""
     probe = _probe_step(model, input_ids, all_token_norms=True)
-    return torch.stack([rec["g_norms"] for rec in probe.records])
+    return flatten(probe.per_layer()), torch.stack([rec["g_norms"] for rec in probe.records])
+
+
+def gradient_norms(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    return diagnose_with_gradient_norms(model, input_ids)[1]

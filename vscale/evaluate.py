@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from vscale.data import PackedTextData
-from vscale.diagnostics import check_seq_len, diagnose, gradient_norms
+from vscale.data import PackedTextData, split_batch
+from vscale.diagnostics import check_seq_len, diagnose, diagnose_with_gradient_norms, gradient_norms
 from vscale.hf import from_pretrained, vscale_modules
 
 
@@ -55,7 +55,7 @@ def load_checkpoint(path: str) -> Loaded:
 
 def eval_batches(data: PackedTextData, n: int) -> list[torch.Tensor]:
     data.setup("validate")
-    batches = [b for _, b in zip(range(n), data.val_dataloader())]
+    batches = [split_batch(b)[0] for _, b in zip(range(n), data.val_dataloader())]
     if not batches:
         raise ValueError("eval data: the validation split gave no rows; give more text or a shorter data.seq_len.")
     return batches
@@ -82,10 +82,20 @@ def perplexity(model, batches: list[torch.Tensor]) -> dict[str, float]:
     return {"loss": total / tokens, "ppl": math.exp(total / tokens), "tokens": tokens}
 
 
+def _mean(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+
+
 def profile(model, batches: list[torch.Tensor]) -> dict[str, float]:
     """SPEC §3 metrics averaged over batches."""
-    runs = [diagnose(model, b) for b in batches]
-    return {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+    return _mean([diagnose(model, b) for b in batches])
+
+
+def profile_and_gradient_norms(model, batches: list[torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+    """`profile`, and ||G_t|| = ||dL/dh~_t|| of every layer, row and token of all the batches,
+    (layers, rows, tokens) on the CPU, from the same forward and backward passes."""
+    runs, norms = zip(*(diagnose_with_gradient_norms(model, batch) for batch in batches))
+    return _mean(list(runs)), torch.cat([n.cpu() for n in norms], dim=1)
 
 
 def check_lm_eval_tasks(tasks: list[str], include_path: str | None):

@@ -70,6 +70,19 @@ def gradient_violin(runs: dict, path: Path, title: str = "") -> Path:
     return _save(fig, path, title)
 
 
+def eval_figures(profiles: dict[str, dict[str, float]], norms: dict, out_dir: Path) -> list[Path]:
+    """The figures of `eval.py run` and `eval.py profile`, one line (or violin) per model:
+    sink_rate.png, token0_ratio.png, gsink_ratio.png and grad_norm_violin.png in `out_dir`.
+    `profiles` maps a label to averaged `diagnose` metrics, `norms` a label to (layers, rows,
+    tokens) gradient norms."""
+    return [
+        layer_profile(profiles, out_dir / "sink_rate.png", [("sink/rate", "sink rate")]),
+        layer_profile(profiles, out_dir / "token0_ratio.png", [("act/h_out_ratio", "h_out token-0 / early"), ("act/r_mlp_ratio", "r_mlp token-0 / early")]),
+        layer_profile(profiles, out_dir / "gsink_ratio.png", [("gsink/ratio", "gradient-sink ratio R_GS")]),
+        gradient_violin(norms, out_dir / "grad_norm_violin.png", "log10 ||dL/dh~_t|| by layer; token 0 marked"),
+    ]
+
+
 def training_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], names: list[str], path: Path, title: str = "") -> Path:
     """One panel per metric name, its value against the step, one line per run."""
     plt = _pyplot()
