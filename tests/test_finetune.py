@@ -119,3 +119,17 @@ def test_a_chat_finetune_checkpoint_evaluates_on_its_own_chat_data(tmp_path, pre
     ckpt = tmp_path / "finetune-tiny" / "learned-seed0" / "checkpoints" / "last.ckpt"
     results = eval_cli.run([str(ckpt)], out=str(tmp_path / "eval"), quant=[], batches=1, needle_context_lens=[])
     assert results["checkpoints"][str(ckpt)]["results"]["perplexity"]["loss"] > 0
+
+
+def test_a_local_pair_trains_both_modes_on_the_same_batches(tmp_path):
+    """`backward` has the forward of `off`, so with the same data order their first losses agree exactly."""
+    from vscale.launch import main
+
+    pretrained = save_tiny_pretrained(tmp_path / "pretrained")
+    main(["--config", CONFIG, "--gpus-per-node", "0", "--modes", "off", "backward", "--seeds", "0", "--local", "--",
+          f"--run.root={tmp_path}", f"--model.pretrained={pretrained}", f"--data.tokenizer={pretrained}", *FAST,
+          "--trainer.max_steps=2", "--trainer.enable_progress_bar=false"])
+    off = metrics(tmp_path / "finetune-tiny" / "off-seed0", "train/loss")
+    backward = metrics(tmp_path / "finetune-tiny" / "backward-seed0", "train/loss")
+    assert sorted(off) == sorted(backward) == [0, 1]
+    assert off[0] == backward[0]
