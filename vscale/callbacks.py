@@ -1,6 +1,7 @@
 """SPEC §3 diagnostics measured on the training step itself, as an opt-in Lightning callback."""
 
 import signal
+import threading
 from pathlib import Path
 
 import lightning as L
@@ -156,6 +157,9 @@ class Preemption(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         """Installed here, after Lightning registered its own handlers, so these replace them."""
         self.received, self._saved = None, None
+        if threading.current_thread() is not threading.main_thread():
+            rank_zero_warn("Preemption: training runs outside the main thread, where signals cannot be handled; a SIGTERM will not checkpoint.")
+            return
         self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
