@@ -63,15 +63,23 @@ def metrics(run_dir, column: str) -> dict[int, float]:
         return {int(r["step"]): float(r[column]) for r in csv.DictReader(f) if r.get(column)}
 
 
-def save_tiny_pretrained(path, arch: str = "llama", seed: int = 0):
-    """A random 2-layer model saved with save_pretrained beside the shipped tokenizer (vocab 4096):
-    a stand-in for a pretrained checkpoint, offline."""
+def logged_steps(run_dir, column: str = "train/loss") -> list[int]:
+    """The steps of a run's metrics.csv rows that have `column`, in file order (repeats kept)."""
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        return [int(r["step"]) for r in csv.DictReader(f) if r.get(column)]
+
+
+def save_tiny_pretrained(path, arch: str = "llama", seed: int = 0, max_positions: int = 256):
+    """A random 2-layer model (4 query heads, 2 kv heads) saved with save_pretrained beside the
+    shipped tokenizer (vocab 4096): a stand-in for a pretrained checkpoint, offline."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
     config = AutoConfig.for_model(
         arch, vocab_size=4096, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=256, tie_word_embeddings=False,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=max_positions, tie_word_embeddings=False,
     )
     AutoModelForCausalLM.from_config(config).save_pretrained(path)
     AutoTokenizer.from_pretrained("assets/tokenizer-tiny").save_pretrained(path)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import eval as eval_cli
+from conftest import save_tiny_pretrained
 import vscale
 from vscale.hf import vscale_modules
 
@@ -18,26 +19,11 @@ SMALL = dict(files=[VAL], seq_len=64, batch_size=2, batches=2)
 FIGURES = ("grad_norm_violin.png", "gsink_ratio.png", "sink_rate.png", "token0_ratio.png")
 
 
-def save_tiny(path, arch: str, seed: int = 0):
-    """A random 2-layer model (4 query heads, 2 kv heads, 128 positions) saved with its tokenizer."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    config = AutoConfig.for_model(
-        arch, vocab_size=4096, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=128, tie_word_embeddings=False,
-    )
-    model = AutoModelForCausalLM.from_config(config)
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained("assets/tokenizer-tiny").save_pretrained(path)
-    return model
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     for arch in ("llama", "qwen3"):
-        save_tiny(root / arch, arch)
+        save_tiny_pretrained(root / arch, arch, max_positions=128)
     return {arch: str(root / arch) for arch in ("llama", "qwen3")}
 
 
@@ -109,9 +95,10 @@ def test_a_profile_without_a_text_source_is_refused(models, tmp_path):
 
 
 def test_an_exported_vscale_model_is_profiled_with_its_vscale(tmp_path):
-    from transformers import AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = vscale.apply_vscale(save_tiny(tmp_path / "plain", "qwen3"), "learned")
+    plain = save_tiny_pretrained(tmp_path / "plain", "qwen3", max_positions=128)
+    model = vscale.apply_vscale(AutoModelForCausalLM.from_pretrained(plain), "learned")
     thetas = [0.5, -0.25]
     with torch.no_grad():
         for scaler, theta in zip(vscale_modules(model), thetas):

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import QUIET, metrics, train
+from conftest import QUIET, logged_steps, metrics, train
 
 STEPS = 30
 ARGS = ["--trainer.max_steps=30", "--run.ckpt_every=5", "--trainer.log_every_n_steps=1", "--trainer.val_check_interval=1000"]
@@ -42,10 +42,7 @@ def straight(tmp_path_factory):
 
 
 def assert_continues_exactly(root, straight):
-    rows = (root / "tiny" / "off-seed0" / "metrics.csv").read_text().splitlines()
-    col = rows[0].split(",").index("train/loss")
-    logged = [int(r.split(",")[rows[0].split(",").index("step")]) for r in rows[1:] if r.split(",")[col]]
-    assert logged == list(range(STEPS)), "every step logged once"
+    assert logged_steps(root / "tiny" / "off-seed0") == list(range(STEPS)), "every step logged once"
     resumed = metrics(root / "tiny" / "off-seed0", "train/loss")
     for step in range(STEPS):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-6), step

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import metrics
+from conftest import logged_steps, metrics
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=1",
@@ -61,10 +61,7 @@ def wait(env, job: str, until, timeout=400.0, what="") -> None:
 
 
 def assert_every_step_once(run_dir: Path, steps: int) -> None:
-    rows = (run_dir / "metrics.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    logged = [int(r.split(",")[header.index("step")]) for r in rows[1:] if r.split(",")[header.index("train/loss")]]
-    assert logged == list(range(steps)), "no lost or duplicated step"
+    assert logged_steps(run_dir) == list(range(steps)), "no lost or duplicated step"
 
 
 def test_a_launched_cpu_job_trains_and_leaves_its_checkpoint_and_metrics(slurm_env, tmp_path):
