@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from vscale.data import PackedTextData, split_batch
-from vscale.diagnostics import check_seq_len, diagnose, diagnose_with_gradient_norms, gradient_norms
+from vscale.diagnostics import check_seq_len, diagnose_with_gradient_norms
 from vscale.hf import from_pretrained, vscale_modules
 
 
@@ -82,20 +82,13 @@ def perplexity(model, batches: list[torch.Tensor]) -> dict[str, float]:
     return {"loss": total / tokens, "ppl": math.exp(total / tokens), "tokens": tokens}
 
 
-def _mean(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
-
-
-def profile(model, batches: list[torch.Tensor]) -> dict[str, float]:
-    """SPEC §3 metrics averaged over batches."""
-    return _mean([diagnose(model, b) for b in batches])
-
-
 def profile_and_gradient_norms(model, batches: list[torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
-    """`profile`, and ||G_t|| = ||dL/dh~_t|| of every layer, row and token of all the batches,
-    (layers, rows, tokens) on the CPU, from the same forward and backward passes."""
+    """SPEC §3 metrics averaged over batches, and ||G_t|| = ||dL/dh~_t|| of every layer, row and
+    token of all the batches, (layers, rows, tokens) on the CPU, from the same forward and
+    backward passes."""
     runs, norms = zip(*(diagnose_with_gradient_norms(model, batch) for batch in batches))
-    return _mean(list(runs)), torch.cat([n.cpu() for n in norms], dim=1)
+    mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+    return mean, torch.cat([n.cpu() for n in norms], dim=1)
 
 
 def check_lm_eval_tasks(tasks: list[str], include_path: str | None):
@@ -136,8 +129,11 @@ def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, 
 
     model, results, errors = loaded.model, {}, {}
     measure("perplexity", results, errors, perplexity, model, batches)
-    measure("profile", results, errors, profile, model, batches)
-    norms = measure("gradient_norms", {}, errors, gradient_norms, model, batches[0])
+    profiled = measure("profile", {}, errors, profile_and_gradient_norms, model, batches)
+    norms = None
+    if profiled:
+        results["profile"], all_norms = profiled
+        norms = all_norms[:, : batches[0].shape[0]]  # the violin shows the first batch
     for mode in quant_modes:
 
         def quantized(mode=mode):
