@@ -4,9 +4,10 @@ Documents are tokenized without special tokens and joined with `<eos>` after eac
 stream is cut into rows of `seq_len` tokens, so position 0 of a row is an arbitrary token
 (no `<bos>`). Chat data (`messages_field`) is rendered with the chat template and packed the
 same way, with labels that keep the loss on the assistant's replies (and the `<eos>` after
-each conversation) only; its batches are `[input_ids, labels]`. The training order is a pure function of (seed, sample position), and the
-loader starts at the position implied by the trainer's global step: a resumed run sees
-exactly the batches an uninterrupted run would have seen.
+each conversation) only; its batches are `[input_ids, labels]`. The training order is a pure
+function of (seed, sample position), and the loader starts at the position implied by the
+trainer's global step: a resumed run sees exactly the batches an uninterrupted run would have
+seen.
 """
 
 from collections.abc import Iterator
@@ -175,16 +176,18 @@ class PackedTextData(L.LightningDataModule):
             return {"ids": list(ids), "labels": list(labels)}
         return {"ids": self.tokenizer(batch[self.hparams.text_field], add_special_tokens=False, verbose=False)["input_ids"]}
 
-    def _rows(self, ds) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Packed input rows, and label rows for chat data (packed alike, so they stay aligned)."""
+    def _rows(self, ds, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first `limit` packed input rows, and label rows for chat data (packed alike, so
+        they stay aligned)."""
         T, eos = self.hparams.seq_len, self.tokenizer.eos_token_id
         tokens = ds.map(self._tokenize, batched=True, remove_columns=ds.column_names)
         rows = list(pack(iter(tokens["ids"]), eos, T))
         if not rows:
             raise ValueError(f"data: fewer tokens than data.seq_len={T}; give more text or a shorter seq_len.")
+        ids = torch.tensor(rows, dtype=torch.long)[:limit]
         if not self.hparams.messages_field:
-            return torch.tensor(rows, dtype=torch.long), None
-        return torch.tensor(rows, dtype=torch.long), torch.tensor(list(pack(iter(tokens["labels"]), eos, T)), dtype=torch.long)
+            return ids, None
+        return ids, torch.tensor(list(pack(iter(tokens["labels"]), eos, T)), dtype=torch.long)[:limit]
 
     def _dataset(self, ids: torch.Tensor, labels: torch.Tensor | None):
         return ids if labels is None else TensorDataset(ids, labels)
@@ -207,10 +210,7 @@ class PackedTextData(L.LightningDataModule):
             train = datasets.load_dataset(hp.dataset, hp.dataset_config, split=hp.train_split)
             val = datasets.load_dataset(hp.dataset, hp.dataset_config, split=hp.val_split)
         self.train_data, self.train_labels = self._rows(train)
-        self.val_data, self.val_labels = self._rows(val)
-        self.val_data = self.val_data[: hp.val_rows]
-        if self.val_labels is not None:
-            self.val_labels = self.val_labels[: hp.val_rows]
+        self.val_data, self.val_labels = self._rows(val, hp.val_rows)
 
     def validation_texts(self, n: int = 500) -> list[str]:
         """Up to n raw documents of the validation source (filler for needle retrieval)."""
