@@ -52,10 +52,13 @@ def scontrol(env, job: str, field: str) -> str:
     return dict(f.split("=", 1) for f in out.split() if "=" in f)[field]
 
 
-def wait(env, job: str, until, timeout=400.0, what="") -> None:
+ENDED_BADLY = ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+
+
+def wait(env, job: str, until, timeout=400.0, what="", failed=ENDED_BADLY) -> None:
     deadline = time.monotonic() + timeout
     while not until():
-        assert state(env, job) not in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"), state(env, job)
+        assert state(env, job) not in failed, state(env, job)
         assert time.monotonic() < deadline, f"job {job}: timed out waiting for {what} (state {state(env, job)})"
         time.sleep(0.5)
 
@@ -90,11 +93,28 @@ def test_usr1_to_the_whole_job_checkpoints_requeues_and_it_resumes_to_the_full_s
     assert_requeued_resumed_and_finished(slurm_env, job, run_dir, "SIGUSR1", 60)
 
 
-def test_the_time_limit_sigterm_checkpoints_requeues_and_the_job_resumes(slurm_env, tmp_path):
-    """Without a USR1 warning, the SIGTERM at the time limit still saves and requeues."""
+def test_the_time_limit_sigterm_requeues_the_job_and_a_later_scancel_does_not(slurm_env, tmp_path):
+    """Without a USR1 warning, the SIGTERM at the time limit still saves and requeues. The run is
+    endless, so whatever the machine's speed the first part hits the limit; once the requeued
+    part has resumed, `scancel` stops it with a checkpoint and no requeue."""
     template = tmp_path / "no-warning.sbatch"
     lines = (REPO / "slurm" / "cpu.sbatch").read_text().splitlines(keepends=True)
     template.write_text("".join(line for line in lines if "--signal" not in line))
-    job, run_dir = launch(slurm_env, tmp_path, "--trainer.max_steps=300", "--run.ckpt_every=1000",
+    job, run_dir = launch(slurm_env, tmp_path, "--trainer.max_steps=100000", "--run.ckpt_every=100000",
                           options=("--template", str(template), "--time", "1"))
-    assert_requeued_resumed_and_finished(slurm_env, job, run_dir, "SIGTERM", 300)
+    log = lambda: next(run_dir.glob("slurm-*.out")).read_text() if list(run_dir.glob("slurm-*.out")) else ""
+    wait(slurm_env, job, lambda: "Restored all states" in log(), what="the requeued job to resume")
+    first = int(log().split("SIGTERM: stopped after optimizer step ")[1].split(",")[0])
+    assert f"Slurm job {job} requeued" in log() and scontrol(slurm_env, job, "Restarts") == "1"
+    assert f"Restoring states from the checkpoint path at {run_dir}/checkpoints/last.ckpt" in log()
+    time.sleep(5)
+    subprocess.run(["scancel", job], env=slurm_env, check=True)
+    cancelled = [s for s in ENDED_BADLY if s != "CANCELLED"]
+    wait(slurm_env, job, lambda: state(slurm_env, job) == "CANCELLED", timeout=120, what="CANCELLED", failed=cancelled)
+    wait(slurm_env, job, lambda: log().count("SIGTERM: stopped after optimizer step ") == 2, timeout=60,
+         what="the cancelled part's checkpoint", failed=cancelled)
+    second = int(log().split("SIGTERM: stopped after optimizer step ")[2].split(",")[0])
+    assert first < second and "resume with the same command" in log().split("Restored all states")[1]
+    assert scontrol(slurm_env, job, "Restarts") == "1", "scancel is respected: no second requeue"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == second
+    assert_every_step_once(run_dir, second)
