@@ -18,7 +18,7 @@ import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from vscale.checkpoint import AtomicCheckpointIO
-from vscale.hf import build_model
+from vscale.hf import build_config, build_model
 
 
 def main():
@@ -29,7 +29,7 @@ def main():
     args = parser.parse_args()
 
     model_config = yaml.safe_load(Path(args.config).read_text())["model"]["model_config"]
-    weights = build_model(model_config, None, "sdpa").state_dict()
+    weights = build_model(build_config(model_config, None), None, "sdpa").state_dict()
     checkpoint = {"state_dict": weights, "exp_avg": {k: torch.zeros_like(v) for k, v in weights.items()},
                   "exp_avg_sq": {k: torch.zeros_like(v) for k, v in weights.items()}}
     writers = {"lightning": TorchCheckpointIO(), "A/A control": TorchCheckpointIO(), "atomic": AtomicCheckpointIO()}

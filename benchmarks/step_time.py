@@ -5,6 +5,7 @@ all of them alike.
     python benchmarks/step_time.py --compare modes         # each V-scale mode vs `off`
     python benchmarks/step_time.py --compare diagnostics   # diagnostics every step / every 10 vs none
     python benchmarks/step_time.py --compare guard         # NonFiniteGuard's per-step check vs none
+    python benchmarks/step_time.py --compare arms          # each attention arm vs `softmax` (V-scale --mode)
 The A/A control repeats the baseline: its ratio is this machine's noise floor.
 A diagnostic step does what the Diagnostics callback does (hooks, metrics, one host sync),
 minus writing the log.
@@ -19,25 +20,30 @@ import yaml
 
 from vscale.callbacks import gradients_finite
 from vscale.diagnostics import Pooled, Probe, flatten
-from vscale.hf import apply_vscale, build_model
-from vscale.optim import build_optimizer
+from vscale.hf import apply_interventions, build_config, build_model
+from vscale.interventions import ARMS
 from vscale.interventions.value_scale import MODES
+from vscale.optim import build_optimizer
 
 
-def variants(compare: str, mode: str) -> dict[str, tuple[str, int, bool]]:
-    """name -> (V-scale mode, diagnostics interval (0 = none), non-finite guard). The first is the baseline."""
+def variants(compare: str, mode: str) -> dict[str, tuple[str, str, int, bool]]:
+    """name -> (V-scale mode, attention arm, diagnostics interval (0 = none), non-finite guard). The first is the baseline."""
     if compare == "modes":
-        return {m: (m, 0, False) for m in MODES}
+        return {m: (m, "softmax", 0, False) for m in MODES}
+    if compare == "arms":
+        return {"softmax": (mode, "softmax", 0, False), "A/A control": (mode, "softmax", 0, False),
+                **{arm: (mode, arm, 0, False) for arm in ARMS if arm != "softmax"}}
     if compare == "guard":
-        return {"no guard": (mode, 0, False), "A/A control": (mode, 0, False), "guard": (mode, 0, True)}
-    return {"no diagnostics": (mode, 0, False), "A/A control": (mode, 0, False), "every step": (mode, 1, False), "every 10 steps": (mode, 10, False)}
+        return {"no guard": (mode, "softmax", 0, False), "A/A control": (mode, "softmax", 0, False), "guard": (mode, "softmax", 0, True)}
+    return {"no diagnostics": (mode, "softmax", 0, False), "A/A control": (mode, "softmax", 0, False),
+            "every step": (mode, "softmax", 1, False), "every 10 steps": (mode, "softmax", 10, False)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/tiny.yaml")
-    parser.add_argument("--compare", choices=["modes", "diagnostics", "guard"], default="modes")
-    parser.add_argument("--mode", default="off", help="V-scale mode for --compare diagnostics")
+    parser.add_argument("--compare", choices=["modes", "arms", "diagnostics", "guard"], default="modes")
+    parser.add_argument("--mode", default="off", help="V-scale mode for --compare arms, diagnostics and guard")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -49,9 +55,9 @@ def main():
     m, d = config["model"], config["data"]
     batch = torch.randint(0, m["model_config"]["vocab_size"], (args.batch_size or d["batch_size"], d["seq_len"]), device=args.device)
     runs = {}
-    for name, (mode, every, guard) in variants(args.compare, args.mode).items():
+    for name, (mode, arm, every, guard) in variants(args.compare, args.mode).items():
         torch.manual_seed(0)
-        model = apply_vscale(build_model(m["model_config"], None), mode).to(args.device)
+        model = apply_interventions(build_model(build_config(m["model_config"], None), None), mode, arm).to(args.device)
         opt, _ = build_optimizer(model, 1e-4, 1e-5, 10, 1000, 0.1, (0.9, 0.95), 1e-8)
         runs[name] = (model, opt, every, guard, [], [])
 

@@ -64,6 +64,27 @@ def test_sink_metrics_match_the_materialised_matrix(arch_heads):
         assert metrics[f"sink/s0/layer_{l}"] == pytest.approx(a0.pow(2).sum(-1).mean().item(), rel=1e-5)
 
 
+def test_per_head_alpha_m0_and_s0_match_the_materialised_matrix():
+    """The (layers x heads) grids of diagnose_batches, pooled over two batches, against eager attention."""
+    from vscale.diagnostics import diagnose_batches
+
+    heads = diagnose_batches(sharpened("llama", 2, mode="learned"), [TOKENS[:2], TOKENS[2:]])[2]
+    for l, attn in enumerate(eager_attentions("llama", 2, mode="learned")):
+        a0 = attn[..., 0].double()  # (rows, heads, queries)
+        for name, expected in (("sink/alpha", a0[:, :, :64].mean(dim=(0, 2))), ("sink/m0", a0.sum(-1).mean(0)), ("sink/s0", a0.pow(2).sum(-1).mean(0))):
+            assert heads[name][l] == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-7), (name, l)
+
+
+def test_a_one_layer_model_is_diagnosed_per_layer():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                         num_key_value_heads=1, max_position_embeddings=64))
+    metrics = diagnose(model, TOKENS)
+    assert metrics["gsink/ratio/layer_0"] == metrics["gsink/ratio/median"] > 0 and "sink/alpha/layer_1" not in metrics
+
+
 def test_sink_rate_counts_heads_whose_alpha_exceeds_eps():
     a0 = torch.zeros(2, 4, 80)
     a0[:, 0] = 0.9
@@ -261,3 +282,25 @@ def test_statistics_over_batches_pool_rows_before_taking_ratios():
     differs = [n for n in ("gsink/ratio/layer_1", "act/h_out_ratio/layer_1", "sink/rate/layer_0", "gsink/ratio/median")
                if pooled[n] != pytest.approx((each[0][n] + each[1][n]) / 2, rel=1e-3)]
     assert len(differs) >= 3, differs
+
+
+def test_the_fit_end_summary_names_the_layer_with_the_largest_alpha_and_its_sink_measures():
+    from vscale.callbacks.diagnostics import summary
+
+    metrics = {f"{name}/layer_{l}": value for name, values in {"sink/alpha": (0.1, 0.7, 0.2), "sink/rate": (0.0, 1.0, 0.0),
+               "gsink/ratio": (3.0, 115.0, 2.0), "act/v_ratio": (0.9, 0.15, 0.8)}.items() for l, value in enumerate(values)}
+    line = summary({**metrics, "sink/alpha/max": 0.7}, 399)
+    assert line.startswith("diagnostics at step 399, layer 1 ")
+    assert "alpha 0.7," in line and "sink rate 1," in line and "R_GS 115," in line and "value ratio 0.15 " in line
+
+
+def test_layer_summaries_skip_layers_where_a_quantity_is_undefined():
+    """R_GS is 0/0 in a layer whose attention gives no token weight; mean, median, max and IQR are
+    taken over the other layers, and are NaN only where no layer has a value."""
+    table = torch.tensor([[float("nan"), 468.0, 538.0, 2.0], [float("nan")] * 4])
+    s = M.summarise(table)
+    defined = torch.tensor([468.0, 538.0, 2.0])
+    assert s["mean"][0] == pytest.approx(defined.mean().item())
+    assert s["median"][0] == 468.0 and s["max"][0] == 538.0
+    assert s["iqr"][0] == pytest.approx((torch.quantile(defined, 0.75) - torch.quantile(defined, 0.25)).item())
+    assert all(v[1].isnan() for v in s.values())

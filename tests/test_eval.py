@@ -9,7 +9,8 @@ from conftest import train
 from vscale import eval_cli
 from vscale.evaluate import load_checkpoint, measure
 
-SMALL = dict(batches=2, calib_batches=1, needle_context_lens=[100, 128], needle_seeds=[0, 1], needle_n=2)
+SMALL = dict(batches=2, calib_batches=1, needle_context_lens=[128], needle_seeds=[0, 1], needle_n=2)
+PRECISIONS = ["full", "per_token", "per_tensor", "per_tensor_down_proj"]
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +30,24 @@ def test_eval_writes_results_report_and_figures_for_two_checkpoints(runs, tmp_pa
         assert c["errors"] == {} and c["vscale"] == mode and c["seed"] == 0 and c["config"]["vscale"] == mode
         assert c["results"]["perplexity"]["ppl"] == pytest.approx(torch.tensor(c["results"]["perplexity"]["loss"]).exp().item(), rel=1e-6)
         assert set(c["results"]["w8a8"]) == {"w8a8_per_token", "w8a8_per_tensor", "w8a8_per_tensor_down_proj"}
-        assert "gsink/ratio/layer_3" in c["results"]["profile"]
-        assert set(c["results"]["needle_single"]) == {"100", "128"} and c["results"]["needle_multi"]["128"]["beyond_trained_length"] is False
+        profile, heads = c["results"]["profile"], c["results"]["heads"]
+        assert "gsink/ratio/layer_3" in profile and "gsink/ratio_summed/layer_3" in profile
+        for name in ("sink/alpha", "sink/m0", "sink/s0"):  # 4 layers x 4 query heads; the per-layer value is their mean
+            assert len(heads[name]) == 4 and all(len(row) == 4 for row in heads[name])
+            assert [sum(row) / 4 for row in heads[name]] == pytest.approx([profile[f"{name}/layer_{l}"] for l in range(4)], rel=1e-5)
+        assert list(c["results"]["needle"]) == PRECISIONS
+        for precision in PRECISIONS:
+            assert list(c["results"]["needle"][precision]) == ["single", "single_uuid", "multi"]
+            assert all(len(by_length["128"]["per_seed"]) == 2 and by_length["128"]["beyond_trained_length"] is False
+                       for by_length in c["results"]["needle"][precision].values())
     report = (tmp_path / "report.md").read_text()
-    for heading in ("## Perplexity", "## Sinks and activations", "## W8A8", "## Needle retrieval, single", "## Needle retrieval, multi"):
+    for heading in ("## Perplexity", "## Sinks and activations", "## W8A8", "## Needle retrieval, single ", "## Needle retrieval, single_uuid",
+                    "## Needle retrieval, multi", "| full @128 | per_token @128 | per_tensor @128 | per_tensor_down_proj @128 |", "M_0 (mean)",
+                    "R_GS batch-summed (median)"):
         assert heading in report
     assert report.count("**") >= 2
-    for figure in ("sink_rate.png", "token0_ratio.png", "gsink_ratio.png", "grad_norm_violin.png"):
-        assert (tmp_path / figure).stat().st_size > 10_000
+    for figure in ("sink_rate.png", "token0_ratio.png", "gsink_ratio.png", "grad_norm_violin.png", "alpha_heads.png", "needle_accuracy.png"):
+        assert (tmp_path / figure).stat().st_size > 10_000 and f"![{figure}]" in report
 
 
 def test_eval_reports_context_beyond_the_trained_length_and_logs_to_wandb(runs, tmp_path, monkeypatch):
@@ -44,16 +55,16 @@ def test_eval_reports_context_beyond_the_trained_length_and_logs_to_wandb(runs, 
     results = eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], out=str(tmp_path), quant=[], batches=1,
                            needle_context_lens=[200], needle_seeds=[0], needle_n=1, wandb=True)
     offline = list(tmp_path.glob("wandb/offline-run-*"))
-    assert len(offline) == 1 and len(list(offline[0].glob("files/media/images/eval/*.png"))) == 4
+    assert len(offline) == 1 and len(list(offline[0].glob("files/media/images/eval/*.png"))) == 6
     assert list(offline[0].glob("files/media/table/eval/summary_*.table.json"))
-    assert next(iter(results["checkpoints"].values()))["results"]["needle_single"][200]["beyond_trained_length"] is True
+    assert next(iter(results["checkpoints"].values()))["results"]["needle"]["full"]["single"][200]["beyond_trained_length"] is True
     assert "200 (beyond trained)" in (tmp_path / "report.md").read_text()
 
 
 def test_compare_draws_curves_of_two_runs(runs, tmp_path):
     eval_cli.compare([str(runs["off"]), str(runs["learned"])], out=str(tmp_path))
     summary = (tmp_path / "summary.md").read_text()
-    assert "| off-seed0 |" in summary and "| learned-seed0 |" in summary and "gsink/ratio/median" in summary
+    assert "| off | 1 |" in summary and "| learned | 1 |" in summary and "gsink/ratio/median" in summary
     assert (tmp_path / "curves.png").stat().st_size > 10_000
 
 
@@ -139,16 +150,26 @@ def test_a_failing_context_length_is_reported_and_the_others_measured(runs, tmp_
     results = eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], label=["baseline"], out=str(tmp_path), quant=[],
                            batches=1, needle_context_lens=[20, 128], needle_seeds=[0], needle_n=1)
     c = results["checkpoints"]["baseline"]
-    assert "too short" in c["errors"]["needle_single@20"] and set(c["results"]["needle_single"]) == {128}
-    assert "baseline / needle_single@20" in (tmp_path / "report.md").read_text()
+    assert "too short" in c["errors"]["full/needle_single@20"] and set(c["results"]["needle"]["full"]["single"]) == {128}
+    assert "baseline / full/needle_single@20" in (tmp_path / "report.md").read_text()
 
 
-def test_lm_eval_runs_a_local_task_on_the_vscale_model(runs, tmp_path):
-    results = eval_cli.run([str(runs["learned"] / "checkpoints" / "last.ckpt")], label=["vscale"], out=str(tmp_path), quant=[], batches=1,
-                           needle_context_lens=[], lm_eval_tasks=["vscale_local_lastword"], lm_eval_include_path="tests/data/lmeval")
-    scores = results["checkpoints"]["vscale"]["results"]["lm_eval"]["vscale_local_lastword"]
-    assert 0.0 <= scores["acc,none"] <= 1.0 and scores["perplexity,none"] > 1.0
-    assert "## lm-evaluation-harness" in (tmp_path / "report.md").read_text()
+def test_lm_eval_runs_local_and_ruler_style_tasks_on_the_vscale_model_in_full_precision_and_under_w8a8(runs, tmp_path):
+    """The RULER path: the eval tokenizer and max_seq_lengths reach the task as metadata, its samples are sized to them,
+    RULER's scorer reports by length, and the lengths it did not run (its -1 placeholders) are dropped."""
+    results = eval_cli.run([str(runs["learned"] / "checkpoints" / "last.ckpt")], label=["vscale"], out=str(tmp_path), quant=["per_tensor"],
+                           batches=1, calib_batches=1, needle_context_lens=[], lm_eval_tasks=["vscale_local_lastword", "vscale_local_ruler_niah"],
+                           lm_eval_include_path="tests/data/lmeval", lm_eval_limit=4, lm_eval_max_seq_lengths=[256])
+    c = results["checkpoints"]["vscale"]
+    assert c["errors"] == {} and list(c["results"]["lm_eval"]) == ["full", "per_tensor"]
+    for scores in c["results"]["lm_eval"].values():
+        assert 0.0 <= scores["vscale_local_lastword"]["acc,none"] <= 1.0 and scores["vscale_local_lastword"]["perplexity,none"] > 1.0
+        ruler = scores["vscale_local_ruler_niah"]
+        assert {m for m in ruler if m[0].isdigit()} == {"256,none", "256_stderr,none"} and 0.0 <= ruler["256,none"] <= 1.0
+    assert results["eval"]["lm_eval_max_seq_lengths"] == [256]
+    report = (tmp_path / "report.md").read_text()
+    assert "## lm-evaluation-harness, full precision" in report and "## lm-evaluation-harness, W8A8 per_tensor" in report
+    assert "vscale_local_ruler_niah 256" in report
 
 
 def test_unknown_lm_eval_task_is_rejected_before_loading(tmp_path):

@@ -86,6 +86,40 @@ def test_rendered_srun_line_instantiates_through_the_real_cli(capsys, tmp_path):
     assert Path(cli.trainer.default_root_dir) == run_dir == tmp_path / "tiny" / "learned-seed1"
 
 
+@pytest.mark.parametrize("lists", [["softmax,gated", "off,learned", "0"], ["softmax gated", "off learned", "0"]], ids=["commas", "spaces"])
+def test_attention_arms_times_modes_times_seeds_give_one_named_job_each(capsys, lists):
+    arms, modes, seeds = (value.split(" ") for value in lists)
+    scripts = dry_run(capsys, "--config", "configs/tiny.yaml", "--gpus-per-node", "0",
+                      "--attention", *arms, "--modes", *modes, "--seeds", *seeds)
+    names = ["off-seed0", "learned-seed0", "gated-off-seed0", "gated-learned-seed0"]
+    assert [run_dir.name for run_dir in scripts] == names
+    for run_dir, script in scripts.items():
+        arm = "gated" if run_dir.name.startswith("gated") else "softmax"
+        mode = run_dir.name.removeprefix("gated-").split("-seed")[0]
+        assert {f"--model.attention={arm}", f"--model.vscale={mode}"} <= set(srun_args(script))
+        assert f"#SBATCH --job-name=tiny-{run_dir.name}" in script.splitlines()
+
+
+def test_without_attention_the_configs_arm_is_swept(capsys, tmp_path):
+    import yaml
+
+    config = yaml.safe_load(open("configs/tiny.yaml"))
+    config["model"]["attention"] = "kv_bias"
+    path = tmp_path / "kv.yaml"
+    path.write_text(yaml.safe_dump(config))
+    scripts = dry_run(capsys, "--config", str(path), "--gpus-per-node", "0", "--modes", "off", "--seeds", "0")
+    assert [run_dir.name for run_dir in scripts] == ["kv_bias-off-seed0"]
+
+
+def test_unknown_attention_arm_is_refused_naming_the_flag(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", "configs/tiny.yaml", "--gpus-per-node", "0", "--attention", "gated,softmax1", "--", f"--run.root={tmp_path}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--attention" in err and "softmax1" in err and "sink_logit" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_two_nodes_pick_the_multi_node_template(capsys):
     scripts = dry_run(capsys, "--config", "configs/paper-1b.yaml", "--nodes", "2", "--gpus-per-node", "8", "--seeds", "0")
     assert len(scripts) == 2

@@ -4,12 +4,13 @@ tokenizer and eval text."""
 import json
 import re
 import statistics
+import uuid
 
 import pytest
 import torch
 
 from vscale.data import load_tokenizer
-from vscale.needle import SENTENCE_ENDS, accuracy, evaluate, generate_answer, make_cases, score
+from vscale.needle import KINDS, NOUN, SENTENCE_ENDS, accuracy, evaluate, generate_answers, make_cases, score
 
 TOKENIZER = load_tokenizer("assets/tokenizer-tiny")
 TEXTS = [json.loads(line)["text"] for line in open("data/tiny/val.jsonl")]
@@ -22,7 +23,7 @@ def decoded(case) -> str:
 
 
 def asked_key(case) -> str:
-    return re.search(r"What is the special magic number for (\w+)\?", decoded(case)).group(1)
+    return re.search(r"What is the special magic (?:number|uuid) for (\w+)\?", decoded(case)).group(1)
 
 
 def tiny_llama(seed: int = 0):
@@ -68,19 +69,24 @@ def test_a_length_sweep_asks_for_the_same_needles_in_other_haystacks():
     assert [c.answer for c in short] == [c.answer for c in long] and [asked_key(c) for c in short] == [asked_key(c) for c in long]
 
 
-@pytest.mark.parametrize("kind", ["single", "multi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_prompts_fill_the_context_and_hold_the_asked_value_once(kind):
     for case in make_cases(TEXTS, TOKENIZER, 160, 8, seed=3, kind=kind):
         assert case.context_tokens == len(case.prompt_ids) == 160 and case.kind == kind
         assert decoded(case).count(case.answer) == 1
-        assert decoded(case).count(f"{NEEDLE} {asked_key(case)} is {case.answer}.") == 1
+        assert decoded(case).count(f"The special magic {NOUN[kind]} for {asked_key(case)} is {case.answer}.") == 1
 
 
-@pytest.mark.parametrize("kind", ["single", "multi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_prompts_end_with_the_question_and_the_answer_prefix(kind):
     for case in make_cases(TEXTS, TOKENIZER, 160, 4, seed=3, kind=kind):
-        key = asked_key(case)
-        assert decoded(case).endswith(f" What is the special magic number for {key}? The special magic number for {key} is")
+        key, noun = asked_key(case), NOUN[kind]
+        assert decoded(case).endswith(f" What is the special magic {noun} for {key}? The special magic {noun} for {key} is")
+
+
+def test_uuid_needles_hold_version_4_uuids():
+    for case in make_cases(TEXTS, TOKENIZER, 160, 4, seed=0, kind="single_uuid"):
+        assert uuid.UUID(case.answer).version == 4 and str(uuid.UUID(case.answer)) == case.answer
 
 
 def test_multi_key_prompts_hold_every_key_once():
@@ -103,6 +109,15 @@ def test_an_oracle_that_copies_the_needle_scores_all_and_a_constant_scores_none(
     assert not any(score(c.answer, " 12345.") for c in cases if c.answer != "12345")
 
 
+def test_a_uuid_answer_must_be_the_first_whole_uuid_of_the_continuation():
+    answer, other = "e3e70682-c209-4cac-a29f-6fbed82c07cd", "f728b4fa-4248-4e3a-8a5d-2f346baa9455"
+    assert score(answer, f" {answer}.", "single_uuid") and score(answer, f" is {answer}", "single_uuid")
+    assert not score(answer, f" {answer[:-1]}", "single_uuid")  # a digit short
+    assert not score(answer, f" {answer}0", "single_uuid")  # longer
+    assert not score(answer, f" {other} then {answer}", "single_uuid")  # not the first
+    assert not score(answer, " 48213", "single_uuid")
+
+
 def test_partial_longer_or_later_numbers_are_wrong():
     assert not score("48213", " 4821")
     assert not score("48213", " 482135")
@@ -112,12 +127,22 @@ def test_partial_longer_or_later_numbers_are_wrong():
     assert score("48213", "48213, I think")
 
 
-def test_the_greedy_loop_matches_hf_generate():
-    model, case = tiny_llama(), make_cases(TEXTS, TOKENIZER, LENGTH, 1, seed=0)[0]
-    ids = torch.tensor([case.prompt_ids])
-    expected = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
-                              eos_token_id=None, pad_token_id=TOKENIZER.eos_token_id)[0, ids.shape[1] :].tolist()
-    assert generate_answer(model, case.prompt_ids, 6, None) == expected
+def test_the_batched_greedy_loop_matches_hf_generate_on_each_prompt_alone():
+    model, cases = tiny_llama(), make_cases(TEXTS, TOKENIZER, LENGTH, 3, seed=0)
+    expected = []
+    for case in cases:
+        ids = torch.tensor([case.prompt_ids])
+        expected.append(model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                                       eos_token_id=None, pad_token_id=TOKENIZER.eos_token_id)[0, ids.shape[1] :].tolist())
+    assert generate_answers(model, [c.prompt_ids for c in cases], 6, None) == expected
+
+
+def test_a_row_stops_at_its_eos_while_the_others_go_on():
+    model, cases = tiny_llama(), make_cases(TEXTS, TOKENIZER, LENGTH, 2, seed=0)
+    free = generate_answers(model, [c.prompt_ids for c in cases], 4, None)
+    eos = free[0][1]  # row 0's second token, as if it were eos
+    stopped = generate_answers(model, [c.prompt_ids for c in cases], 4, eos)
+    assert stopped == [row[: row.index(eos) + 1] if eos in row else row for row in free] and len(stopped[0]) <= 2
 
 
 def test_accuracy_runs_greedy_generation_end_to_end_on_a_random_model():
@@ -162,3 +187,24 @@ def test_more_keys_than_the_key_list_is_rejected():
 def test_too_little_filler_text_is_rejected():
     with pytest.raises(ValueError, match="filler tokens, fewer than context_len=400"):
         make_cases(TEXTS[:1], TOKENIZER, 400, 1, seed=0)
+
+
+def test_needle_accuracy_is_measured_in_full_precision_and_under_each_w8a8_mode(learned):
+    """evaluate_checkpoint's needle numbers against needle.evaluate run by hand inside each W8A8 block."""
+    import contextlib
+
+    from vscale.evaluate import Loaded, evaluate_checkpoint
+    from vscale.quant import QUANT_MODES, w8a8
+
+    model, case = learned
+    calibration = [torch.tensor([case.prompt_ids])]
+    measured = evaluate_checkpoint(Loaded(model, "oracle", "off"), calibration, calibration, TOKENIZER, TEXTS, QUANT_MODES, [LENGTH],
+                                   [0, 1], 1, trained_len=LENGTH)
+    assert measured["errors"] == {}
+    needle = measured["results"]["needle"]
+    assert list(needle) == ["full", *QUANT_MODES] and all(list(needle[p]) == list(KINDS) for p in needle)
+    for precision in needle:
+        with contextlib.nullcontext() if precision == "full" else w8a8(model, precision, calibration):
+            for kind in KINDS:
+                assert needle[precision][kind][LENGTH] == evaluate(model, TOKENIZER, TEXTS, [LENGTH], [0, 1], 1, kind)[LENGTH] | {"beyond_trained_length": False}
+    assert needle["full"]["single"][LENGTH]["per_seed"] == [1.0, 0.0]  # the oracle's case is seed 0's

@@ -36,7 +36,7 @@ def test_enabled_wandb_writes_an_offline_run_grouped_tagged_with_the_profile_ima
     try:
         run = cli.trainer.loggers[1].experiment
         assert run.offline and run.group == "tiny" and run.name == "tiny/learned-seed0"
-        assert set(run.tags) == {"vscale=learned", "seed=0", "pilot"}
+        assert set(run.tags) == {"vscale=learned", "attention=softmax", "seed=0", "pilot"}
     finally:
         wandb.finish()
     runs = list((tmp_path / "tiny" / "learned-seed0" / "wandb").glob("offline-run-*"))

@@ -60,8 +60,8 @@ class VScaleCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         cfg = self._config()
         run: RunConfig = cfg["run"]
-        mode, seed = self.model.hparams.vscale, cfg["seed_everything"]
-        run_dir = run.run_dir(mode, seed)
+        mode, seed, attention = self.model.hparams.vscale, cfg["seed_everything"], self.model.hparams.attention
+        run_dir = run.run_dir(mode, seed, attention)
         check_run_dir(run_dir, cfg.get("ckpt_path"))
         loggers = [ResumableCSVLogger(save_dir=run_dir, name="", version="")]
         if run.wandb:
@@ -70,8 +70,8 @@ class VScaleCLI(LightningCLI):
                     project=run.wandb_project,
                     entity=run.wandb_entity,
                     group=run.experiment,
-                    name=f"{run.experiment}/{run.run_name(mode, seed)}",
-                    tags=[f"vscale={mode}", f"seed={seed}", *run.wandb_tags],
+                    name=f"{run.experiment}/{run.run_name(mode, seed, attention)}",
+                    tags=[f"vscale={mode}", f"attention={attention}", f"seed={seed}", *run.wandb_tags],
                     save_dir=str(run_dir),
                     offline=wandb_offline(),
                     id=wandb_run_id(run_dir),
@@ -111,6 +111,8 @@ class VScaleCLI(LightningCLI):
     def before_fit(self) -> None:
         data, trainer = self.datamodule.hparams, self.trainer
         check_model(self.model.model.config, tokenizer=self.datamodule.tokenizer, lengths={"data.seq_len": data.seq_len})
+        if self.datamodule.task is not None:
+            self.datamodule.task.check_fits(self.model.model.config.vocab_size)
         cfg = self._config()
         if cfg.get("weights_only") is None:  # our checkpoints hold tensors and plain values only
             cfg["weights_only"] = True

@@ -15,7 +15,8 @@ class RunConfig:
     Args:
         root: Directory holding all experiments.
         experiment: Experiment name; also the wandb group, so a baseline/V-scale pair lands side by side.
-        name: Run name; default `<vscale mode>-seed<seed>`. The run directory is root/experiment/name.
+        name: Run name; default `<vscale mode>-seed<seed>`, `<attention>-<vscale mode>-seed<seed>` for an attention arm
+            other than softmax. The run directory is root/experiment/name.
         ckpt_every: Save a periodic checkpoint every this many optimizer steps (plus `last.ckpt`).
         val_every_n_steps: Validate every this many optimizer steps, whatever the gradient accumulation (Lightning's
             trainer.val_check_interval counts micro-batches instead; give only one of the two).
@@ -35,11 +36,13 @@ class RunConfig:
     wandb_entity: str | None = None
     wandb_tags: list[str] = field(default_factory=list)
 
-    def run_name(self, mode: str, seed: int) -> str:
-        return self.name or f"{mode}-seed{seed}"
+    def run_name(self, mode: str, seed: int, attention: str = "softmax") -> str:
+        """`<mode>-seed<seed>`, prefixed by the attention arm when it is not the model's own softmax."""
+        arm = "" if attention == "softmax" else f"{attention}-"
+        return self.name or f"{arm}{mode}-seed{seed}"
 
-    def run_dir(self, mode: str, seed: int) -> Path:
-        return Path(self.root) / self.experiment / self.run_name(mode, seed)
+    def run_dir(self, mode: str, seed: int, attention: str = "softmax") -> Path:
+        return Path(self.root) / self.experiment / self.run_name(mode, seed, attention)
 
 
 def wandb_offline() -> bool:

@@ -199,7 +199,7 @@ def flatten(per_layer: dict[str, torch.Tensor]) -> dict[str, float]:
     """`<group>/<quantity>/layer_<l>` and `<group>/<quantity>/<mean|median|max>` (plus the IQR of
     `gsink/ratio`), with a single host sync."""
     names = list(per_layer)
-    table = torch.stack([per_layer[n].float() for n in names])
+    table = torch.stack([per_layer[n].float().reshape(-1) for n in names])  # torchmetrics' compute() squeezes a 1-layer model's (1,) to ()
     summaries = M.summarise(table)
     values = torch.cat([table.flatten(), *summaries.values()]).tolist()
     keys = [f"{n}/layer_{l}" for n in names for l in range(table.shape[1])]
@@ -240,13 +240,20 @@ def diagnose(model: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
     return flatten(pooled.compute())
 
 
-def diagnose_batches(model: nn.Module, batches) -> tuple[dict[str, float], torch.Tensor]:
+HEAD_METRICS = ("sink/alpha", "sink/m0", "sink/s0")
+"""The sink statistics also kept per query head (method §3: alpha_h, M_0, S_0 of each head)."""
+
+
+def diagnose_batches(model: nn.Module, batches) -> tuple[dict[str, float], torch.Tensor, dict[str, list[list[float]]]]:
     """Every method §3 metric pooled over all rows of `batches` (not an average of per-batch
-    ratios), and ||G_t|| = ||dL/dh~_t|| of every layer, row and token ((layers, rows, tokens), on
-    the CPU), from the same forward and backward passes."""
+    ratios), ||G_t|| = ||dL/dh~_t|| of every layer, row and token ((layers, rows, tokens), on
+    the CPU), and the `HEAD_METRICS` per layer and query head (layers x heads lists, row means:
+    the per-layer metrics average them over heads), from the same forward and backward passes."""
     pooled, norms = Pooled(sync=False), []
     for batch in batches:
         probe = _probe_step(model, batch, all_token_norms=True)
         pooled.update(probe.sums())
         norms.append(torch.stack([rec["g_norms"] for rec in probe.records]).cpu())
-    return flatten(pooled.compute()), torch.cat(norms, dim=1)
+    means = pooled.means()
+    heads = {name: means[name].tolist() for name in HEAD_METRICS}
+    return flatten(pooled.compute()), torch.cat(norms, dim=1), heads

@@ -1,7 +1,10 @@
 """Measure trained checkpoints side by side: perplexity, the method §3 profile, W8A8 range
-sensitivity and needle retrieval (docs/method.md §5). Every measurement of every checkpoint is isolated:
-a failure is recorded in the results and the others go on."""
+sensitivity and needle retrieval (docs/method.md §5). Needle retrieval and lm-eval tasks run in
+full precision and again under each W8A8 mode, where the paper saw the baseline's retrieval
+collapse. Every measurement of every checkpoint is isolated: a failure is recorded in the results
+and the others go on."""
 
+import contextlib
 import math
 import traceback
 from dataclasses import dataclass, field
@@ -62,9 +65,21 @@ def eval_batches(data: PackedTextData, n: int) -> list[torch.Tensor]:
     return batches
 
 
-def check_fits(loaded: Loaded, tokenizer, seq_len: int, context_lens: list[int]) -> None:
+PAPER_CONTEXT_LENS = (1024, 2048)
+"""The needle context lengths of the paper's protocol (docs/method.md §5)."""
+
+
+def needle_lengths(seq_len: int, max_positions: int) -> list[int]:
+    """Default needle context lengths: the paper's 1024 and 2048, the eval rows' length and twice
+    it (beyond the trained length for a model trained on those rows), up to twice the rows'
+    length and as far as every model's positions (max_position_embeddings) reach."""
+    return sorted(n for n in {*PAPER_CONTEXT_LENS, seq_len, 2 * seq_len} if n <= min(2 * seq_len, max_positions))
+
+
+def check_fits(loaded: Loaded, tokenizer, seq_len: int, context_lens: list[int], lm_eval_lens: list[int] = ()) -> None:
     """Model type, vocabulary and positions checked before any measurement."""
-    lengths = {"--seq_len": seq_len, **({"--needle_context_lens": max(context_lens)} if context_lens else {})}
+    lengths = {"--seq_len": seq_len, **({"--needle_context_lens": max(context_lens)} if context_lens else {}),
+               **({"--lm_eval_max_seq_lengths": max(lm_eval_lens)} if lm_eval_lens else {})}
     check_model(loaded.model.config, f"checkpoint {loaded.path!r}", tokenizer, "the eval tokenizer", lengths)
 
 
@@ -79,25 +94,45 @@ def perplexity(model, batches: list[torch.Tensor]) -> dict[str, float]:
     return {"loss": total / tokens, "ppl": math.exp(total / tokens), "tokens": tokens}
 
 
-def check_lm_eval_tasks(tasks: list[str], include_path: str | None):
-    """Unknown lm-evaluation-harness task names fail before any checkpoint is loaded."""
+RULER_ANSWER_TOKENS = 128
+"""Tokens RULER's tasks reserve for the answer inside each `max_seq_lengths` length."""
+
+
+def lm_eval_manager(tasks: list[str], include_path: str | None, metadata: dict | None = None):
+    """lm-evaluation-harness's TaskManager for `tasks`; unknown names fail. Only the local YAMLs of
+    `include_path` are indexed when they define every task (a fraction of a second), else
+    lm-eval's own task files too (about 20 s on 2 cores). `metadata` reaches every task: RULER's
+    synthetic tasks read `tokenizer` and `max_seq_lengths` from it."""
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=include_path)
+    if include_path:
+        local = TaskManager(include_path=include_path, include_defaults=False, metadata=metadata)
+        if set(tasks) <= set(local.all_tasks):
+            return local
+    manager = TaskManager(include_path=include_path, metadata=metadata)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         raise ValueError(f"--lm_eval_tasks: unknown task(s) {unknown}; list them with `lm-eval ls tasks`, or define local ones in --lm_eval_include_path.")
     return manager
 
 
-def lm_eval(model, tokenizer, tasks: list[str], manager, limit: int | None = None, batch_size: int = 8) -> dict:
-    """lm-evaluation-harness on the model instance itself, V-scale included (a plain
-    `from_pretrained` of an export would drop it)."""
+def _without_placeholders(scores: dict) -> dict:
+    """One task's scores without RULER's placeholders: a metric named by a sequence length that no
+    sample had (reported as -1), and its stderr."""
+    absent = {m.split(",")[0] for m, v in scores.items() if m.split(",")[0].isdigit() and v == -1}
+    return {m: v for m, v in scores.items() if m.split(",")[0].removesuffix("_stderr") not in absent}
+
+
+def lm_eval(model, tokenizer, task: str, manager, limit: int | None = None, batch_size: int = 8) -> dict:
+    """One lm-evaluation-harness task (or group) on the model instance itself, V-scale and any W8A8
+    hooks included (a plain `from_pretrained` of an export would drop them); {task: {metric:
+    value}} for it and its subtasks, without RULER's placeholders for lengths it did not run."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    return simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=limit, log_samples=False)["results"]
+    results = simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=False)["results"]
+    return {name: _without_placeholders(scores) for name, scores in results.items()}
 
 
 def measure(name: str, results: dict, errors: dict, fn, *args, **kwargs):
@@ -110,9 +145,15 @@ def measure(name: str, results: dict, errors: dict, fn, *args, **kwargs):
     return results.get(name)
 
 
+FULL = "full"
+"""The precision key of measurements on the unquantized (float32) model."""
+
+
 def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, quant_modes, needle_context_lens, needle_seeds, needle_n, trained_len,
                         lm_eval_tasks=(), lm_eval_manager=None, lm_eval_limit=None) -> dict:
-    """Every measurement of one checkpoint: {'results': ..., 'errors': ...}."""
+    """Every measurement of one checkpoint: {'results': ..., 'errors': ...}. Needle retrieval and
+    lm-eval run at each precision, `FULL` and every W8A8 mode, under one calibration per mode;
+    their results are keyed by precision first."""
     from vscale import needle, quant
 
     model, results, errors = loaded.model, {}, {}
@@ -120,23 +161,24 @@ def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, 
     profiled = measure("profile", {}, errors, diagnose_batches, model, batches)
     norms = None
     if profiled:
-        results["profile"], all_norms = profiled
+        results["profile"], all_norms, results["heads"] = profiled
         norms = all_norms[:, : batches[0].shape[0]]  # the violin shows the first batch
-    for mode in quant_modes:
-
-        def quantized(mode=mode):
-            with quant.w8a8(model, mode, calibration):
-                return perplexity(model, batches)
-
-        measure(f"w8a8_{mode}", results.setdefault("w8a8", {}), errors, quantized)
-    for kind in ("single", "multi") if needle_context_lens else ():
-        by_length = results.setdefault(f"needle_{kind}", {})
-        for length in needle_context_lens:
-            row = measure(f"needle_{kind}@{length}", {}, errors, needle.evaluate, model, tokenizer, texts, [length], needle_seeds, needle_n, kind)
-            if row:
-                by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}
-    if lm_eval_tasks:
-        measure("lm_eval", results, errors, lm_eval, model, tokenizer, list(lm_eval_tasks), lm_eval_manager, lm_eval_limit)
+    for precision in (FULL, *quant_modes):
+        with contextlib.ExitStack() as stack:
+            if precision != FULL:
+                key = f"w8a8_{precision}"
+                if measure(key, {}, errors, stack.enter_context, quant.w8a8(model, precision, calibration)) is None:
+                    continue  # calibration failed: recorded under the mode, nothing else measured in it
+                measure(key, results.setdefault("w8a8", {}), errors, perplexity, model, batches)
+            for kind in needle.KINDS if needle_context_lens else ():
+                by_length = results.setdefault("needle", {}).setdefault(precision, {}).setdefault(kind, {})
+                for length in needle_context_lens:
+                    row = measure(f"{precision}/needle_{kind}@{length}", {}, errors, needle.evaluate, model, tokenizer, texts, [length], needle_seeds, needle_n, kind)
+                    if row:
+                        by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}
+            for task in lm_eval_tasks:  # one call each: a task that cannot run (a length it cannot fill) leaves the others
+                scores = measure(f"{precision}/lm_eval/{task}", {}, errors, lm_eval, model, tokenizer, task, lm_eval_manager, lm_eval_limit)
+                results.setdefault("lm_eval", {}).setdefault(precision, {}).update(scores or {})
     return {"results": results, "errors": errors, "gradient_norms": norms}
 
 

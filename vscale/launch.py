@@ -20,6 +20,7 @@ import re
 import shlex
 import shutil
 import string
+from itertools import product
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +28,12 @@ from pathlib import Path
 import yaml
 
 from vscale.config import RunConfig, accumulation
+from vscale.interventions import ARMS
 from vscale.interventions.value_scale import MODES
 
 REPO = Path(__file__).resolve().parents[1]  # where train.py is; every job runs there (--chdir)
 # train.py flags the launcher sets itself, and the launcher flag to use instead
-SET_HERE = {"--model.vscale": "--modes", "--seed_everything": "--seeds", "--trainer.num_nodes": "--nodes",
+SET_HERE = {"--model.vscale": "--modes", "--model.attention": "--attention", "--seed_everything": "--seeds", "--trainer.num_nodes": "--nodes",
             "--trainer.devices": "--gpus-per-node", "--ckpt_path": "nothing (always last, to resume)"}
 
 
@@ -42,9 +44,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Names
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, type=Path,
                    help="train.py YAML config; its run: section names the run directories")
-    p.add_argument("--modes", nargs="+", default=["off", "learned"], choices=MODES,
-                   help="V-scale modes, one job per mode and seed (default: off learned)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seed_everything values (default: 0 1 2)")
+    p.add_argument("--modes", nargs="+", default=[["off", "learned"]], type=_items,
+                   help=f"V-scale modes ({', '.join(MODES)}), space- or comma-separated (default: off learned)")
+    p.add_argument("--attention", nargs="+", type=_items,
+                   help=f"attention arms ({', '.join(ARMS)}), space- or comma-separated (default: the config's model.attention)")
+    p.add_argument("--seeds", nargs="+", default=[[0, 1, 2]], type=lambda s: [int(x) for x in _items(s)],
+                   help="seed_everything values, space- or comma-separated (default: 0 1 2)")
     p.add_argument("--nodes", type=int, default=1, help="nodes per job: #SBATCH --nodes and trainer.num_nodes (default: 1)")
     p.add_argument("--gpus-per-node", type=int, required=True,
                    help="GPUs per node, one task each: --ntasks-per-node and trainer.devices; 0 = CPU, one task per node")
@@ -59,6 +64,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Names
     p.add_argument("--local", action="store_true",
                    help="no Slurm: run each job's train.py command here, one after another (e.g. a fine-tuning pair)")
     return p, p.parse_args(argv), overrides
+
+
+def _items(text: str) -> list[str]:
+    """One command-line word of a list: `a,b` or `a` (lists may also be space-separated)."""
+    return [item for item in text.split(",") if item]
 
 
 def find_template(name: str) -> Path | None:
@@ -115,6 +125,12 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--config {args.config}: no such file")
     if args.nodes < 1:
         p.error(f"--nodes {args.nodes}: must be at least 1")
+    args.modes, args.seeds = [m for ms in args.modes for m in ms], [s for ss in args.seeds for s in ss]
+    args.attention = [a for arms in args.attention for a in arms] if args.attention else [
+        (config_section(args.config, overrides, "model").get("attention") or "softmax") if args.config.is_file() else "softmax"]
+    for field, given, known in (("--modes", args.modes, MODES), ("--attention", args.attention, ARMS)):
+        if unknown := [x for x in given if x not in known]:
+            p.error(f"{field} {' '.join(unknown)}: unknown; choose from {', '.join(known)}")
     if args.gpus_per_node < 0:
         p.error(f"--gpus-per-node {args.gpus_per_node}: must be at least 0 (0 trains on CPU)")
     name = args.template or ("cpu" if args.gpus_per_node == 0 else "single-node" if args.nodes == 1 else "multi-node")
@@ -147,24 +163,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.gpus_per_node == 0:
         overrides = ["--trainer.accelerator=cpu", *overrides]
     jobs = []
-    for mode in dict.fromkeys(args.modes):
-        for seed in dict.fromkeys(args.seeds):
-            run_dir = REPO / run.run_dir(mode, seed)  # jobs run in REPO: a relative run.root is relative to it
-            values = dict(
-                job_name=f"{run.experiment}-{run.run_name(mode, seed)}", nodes=args.nodes, devices=devices,
-                gpus_per_node=args.gpus_per_node or None, cpus_per_task=args.cpus_per_task, mem=args.mem,
-                time=args.time, partition=args.partition, account=args.account, run_dir=run_dir, repo=REPO,
-                config=shlex.quote(str(args.config.resolve())), mode=mode, seed=seed, overrides=shlex.join(overrides),
-            )
-            try:
-                script = render(template.read_text(), values)
-            except (KeyError, ValueError) as e:
-                p.error(f"--template {template}: a placeholder the launcher does not fill, or a stray $: {e!r}")
-            for option, flag, want in (("nodes", "--nodes", args.nodes), ("ntasks-per-node", "--gpus-per-node", devices)):
-                if sbatch_option(script, option) != str(want):
-                    p.error(f"--template {template}: #SBATCH --{option}={sbatch_option(script, option)} but {flag} "
-                            f"gives the trainer {want}; pick a template that matches, or change {flag}")
-            jobs.append((run_dir, script))
+    for attention, mode, seed in product(dict.fromkeys(args.attention), dict.fromkeys(args.modes), dict.fromkeys(args.seeds)):
+        run_dir = REPO / run.run_dir(mode, seed, attention)  # jobs run in REPO: a relative run.root is relative to it
+        values = dict(
+            job_name=f"{run.experiment}-{run.run_name(mode, seed, attention)}", nodes=args.nodes, devices=devices,
+            gpus_per_node=args.gpus_per_node or None, cpus_per_task=args.cpus_per_task, mem=args.mem,
+            time=args.time, partition=args.partition, account=args.account, run_dir=run_dir, repo=REPO,
+            config=shlex.quote(str(args.config.resolve())), attention=attention, mode=mode, seed=seed, overrides=shlex.join(overrides),
+        )
+        try:
+            script = render(template.read_text(), values)
+        except (KeyError, ValueError) as e:
+            p.error(f"--template {template}: a placeholder the launcher does not fill, or a stray $: {e!r}")
+        for option, flag, want in (("nodes", "--nodes", args.nodes), ("ntasks-per-node", "--gpus-per-node", devices)):
+            if sbatch_option(script, option) != str(want):
+                p.error(f"--template {template}: #SBATCH --{option}={sbatch_option(script, option)} but {flag} "
+                        f"gives the trainer {want}; pick a template that matches, or change {flag}")
+        jobs.append((run_dir, script))
     if not (args.dry_run or args.local) and shutil.which("sbatch") is None:
         p.error("sbatch is not on PATH: run on a Slurm login node, or add --dry-run to print the scripts")
     prepared = data.get("prepared")

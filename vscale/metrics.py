@@ -7,6 +7,8 @@ ratios and medians over layers come last, here. Tensors carry the layers as lead
 call covers every layer.
 """
 
+import math
+
 import torch
 
 from vscale.lse import causal_lse
@@ -23,13 +25,25 @@ BRANCHES = ("attn", "mlp")
 
 
 @torch.no_grad()
-def attention_to_token0(q: torch.Tensor, k: torch.Tensor, scaling: float, fused: bool = True) -> torch.Tensor:
+def token0_weights(q: torch.Tensor, k: torch.Tensor, scaling: float, slot: torch.Tensor | None = None,
+                   fused: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """a_t0 = exp(<q_t,k_0> * scaling - LSE_t), (batch, heads, tokens), in float32; keys may have
-    fewer (GQA) heads than queries."""
+    fewer (GQA) heads than queries. With `slot`, the logits (broadcastable to (batch, heads,
+    tokens)) of a key that is not a token but joins every normaliser (a sink logit, a bias key),
+    LSE_t includes it and the slot's own weight exp(slot_t - LSE_t) is returned too."""
     B, H, T, d = q.shape
     k0 = k[:, :, :1].float().repeat_interleave(H // k.shape[1], dim=1)
     s0 = (q.float() @ k0.transpose(-1, -2)).squeeze(-1) * scaling
-    return (s0 - causal_lse(q, k, scaling, fused)).exp()
+    lse = causal_lse(q, k, scaling, fused)
+    if slot is None:
+        return (s0 - lse).exp(), None
+    lse = torch.logaddexp(lse, slot.float())
+    return (s0 - lse).exp(), (slot.float() - lse).exp()
+
+
+def attention_to_token0(q: torch.Tensor, k: torch.Tensor, scaling: float, fused: bool = True) -> torch.Tensor:
+    """a_t0 of plain softmax attention (no slot)."""
+    return token0_weights(q, k, scaling, fused=fused)[0]
 
 
 def t0_and_early(mean: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,6 +122,11 @@ def per_layer(means: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def summarise(per_layer: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Across-layer mean, median, max and IQR of a (quantities, layers) tensor, each (quantities,)."""
-    q25, median, q75 = torch.quantile(per_layer.float(), torch.tensor([0.25, 0.5, 0.75], device=per_layer.device), dim=1)
-    return {"mean": per_layer.mean(1), "median": median, "max": per_layer.max(1).values, "iqr": q75 - q25}
+    """Across-layer mean, median, max and IQR of a (quantities, layers) tensor, each (quantities,),
+    over the layers where the quantity is defined: a layer whose attention gives no token any
+    weight (softpick can) has no gradient at tokens 0..T_e and R_GS = 0/0 there. NaN where no layer has it."""
+    x = per_layer.float()
+    q25, median, q75 = torch.nanquantile(x, torch.tensor([0.25, 0.5, 0.75], device=x.device), dim=1)
+    undefined = x.isnan()
+    top = x.masked_fill(undefined, -math.inf).max(1).values.masked_fill(undefined.all(1), math.nan)
+    return {"mean": x.nanmean(1), "median": median, "max": top, "iqr": q75 - q25}

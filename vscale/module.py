@@ -9,8 +9,9 @@ from torchmetrics.aggregation import MeanMetric
 
 from vscale.checkpoint import rng_state, set_rng_state
 from vscale.data import split_batch
-from vscale.hf import apply_interventions, build_model
-from vscale.interventions import check_attention
+from vscale.data.synthetic import TASK_LOSSES
+from vscale.hf import apply_interventions, build_config, build_model
+from vscale.interventions import ARMS, check_attention
 from vscale.optim import build_optimizer
 from vscale.interventions.value_scale import Mode, check_mode
 
@@ -24,6 +25,14 @@ def freeze_except(model: torch.nn.Module, patterns: list[str]) -> None:
             f"model.trainable={patterns} matches no parameter; names look like {names[:2]} ... {names[-1:]}, "
             "e.g. use ['*.self_attn.*'] or ['*.vscale.theta']."
         )
+
+
+def check_arm_trainable(model: torch.nn.Module, attention: str, patterns: list[str]) -> None:
+    """A retrofitted arm starts from its paper's initialisation: frozen there, it is not the arm."""
+    arm = [p for name, p in model.named_parameters() if ".arm." in name]
+    if arm and not any(p.requires_grad for p in arm):
+        raise ValueError(f"model.trainable={patterns} leaves model.attention={attention!r} frozen at its initialisation: add "
+                         f"'*.arm.*' to model.trainable, or use model.attention=softmax.")
 
 
 class VScaleLM(L.LightningModule):
@@ -77,15 +86,20 @@ class VScaleLM(L.LightningModule):
         check_attention(attention)
         if not 0 <= min_lr <= lr:
             raise ValueError(f"model.min_lr={min_lr} must lie in [0, model.lr={lr}].")
+        config = build_config(model_config, pretrained)
+        ARMS[attention].check(config, attn_implementation)
         self.save_hyperparameters()
-        self.model = apply_interventions(build_model(model_config, pretrained, attn_implementation), vscale, attention, vscale_lambda)
+        self.model = apply_interventions(build_model(config, pretrained, attn_implementation), vscale, attention, vscale_lambda)
         if trainable is not None:
             freeze_except(self.model, trainable)
+            check_arm_trainable(self.model, attention, trainable)
         if activation_checkpointing:
             self.model.activation_checkpointing_enable({"use_reentrant": False})
         if compile:
             self.model.compile(backend=compile_backend)
         self.val_loss = MeanMetric()
+        self.val_task_losses = torch.nn.ModuleDict({name: MeanMetric() for name in TASK_LOSSES})
+        self.task = None
         self._resumed_rng: dict | None = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -93,8 +107,16 @@ class VScaleLM(L.LightningModule):
 
     def loss(self, batch) -> torch.Tensor:
         """Next-token cross-entropy over the labelled positions: all of a text row, the replies of a chat row."""
+        return self.output(batch).loss
+
+    def output(self, batch):
+        """The model's output on a batch: `.loss` as in `loss`, and the logits a task's loss breakdown reads."""
         input_ids, labels = split_batch(batch)
-        return self.model(input_ids=input_ids, labels=labels, use_cache=False).loss  # no KV cache: nothing decodes
+        return self.model(input_ids=input_ids, labels=labels, use_cache=False)  # no KV cache: nothing decodes
+
+    def setup(self, stage: str) -> None:
+        """The synthetic task the data module generates (`data.synthetic`), whose loss breakdown is logged; None for text."""
+        self.task = getattr(self.trainer.datamodule, "task", None)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_state"] = rng_state()
@@ -110,17 +132,28 @@ class VScaleLM(L.LightningModule):
             self._resumed_rng = None
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        return loss
+        out = self.output(batch)
+        self.log("train/loss", out.loss, prog_bar=True, sync_dist=True)
+        if self.task is not None:  # means over this micro-batch's targets of each kind (nan where it has none)
+            losses = self.task.token_losses(split_batch(batch)[0], out.logits.detach())
+            self.log_dict({f"train/{name}": values.mean() for name, values in losses.items()}, sync_dist=True)
+        return out.loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        self.val_loss.update(self.loss(batch), weight=split_batch(batch)[0].shape[0])
+        out = self.output(batch)
+        self.val_loss.update(out.loss, weight=split_batch(batch)[0].shape[0])
+        if self.task is not None:  # every target of the validation rows weighs the same
+            for name, values in self.task.token_losses(split_batch(batch)[0], out.logits).items():
+                self.val_task_losses[name].update(values)
 
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()
         self.val_loss.reset()
         self.log_dict({"val/loss": loss, "val/ppl": loss.exp()}, prog_bar=True)
+        if self.task is not None:
+            self.log_dict({f"val/{name}": metric.compute() for name, metric in self.val_task_losses.items()})
+            for metric in self.val_task_losses.values():
+                metric.reset()
 
     def configure_optimizers(self):
         hp, total = self.hparams, self.trainer.max_steps

@@ -1,8 +1,10 @@
 """Needle-in-a-haystack retrieval (docs/method.md §5): prompts built from eval text with a fixed seed,
 answered by greedy decoding, scored by exact match of the needle value.
 
-`single` hides one needle; `multi` hides several key-value needles and asks for one key, so a
-model must retrieve the right number rather than the only number in the context.
+`single` hides one needle whose value is a number, `single_uuid` one whose value is a UUID (36
+characters, many tokens to copy: the paper's second single-needle variant); `multi` hides several
+key-value needles with number values and asks for one key, so a model must retrieve the right
+number rather than the only number in the context.
 
 Case i of a seed depends only on (seed, i), so raising `n` adds cases without changing the
 others. Its key(s) and value(s) do not depend on `context_len` either: a length sweep asks for
@@ -12,17 +14,21 @@ the same needles in longer haystacks.
 import random
 import re
 import statistics
+import uuid
 from dataclasses import dataclass
 
 import torch
 
-KINDS = ("single", "multi")
+KINDS = ("single", "single_uuid", "multi")
 KEYS = ("apple", "river", "copper", "violet", "falcon", "marble", "cedar", "harbor",
         "lantern", "meadow", "quartz", "saffron", "tundra", "willow", "ember", "glacier")
-NEEDLE = " The special magic number for {key} is {value}."
-QUESTION = " What is the special magic number for {key}? The special magic number for {key} is"
+NEEDLE = " The special magic {noun} for {key} is {value}."
+QUESTION = " What is the special magic {noun} for {key}? The special magic {noun} for {key} is"
 SENTENCE_ENDS = (".", "!", "?", "\n\n")  # a single newline often wraps a sentence
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")  # "48213.5" and "48,213" are one number, neither equal to "48213"
+UUID = re.compile(r"(?<![0-9a-fA-F-])[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(?![0-9a-fA-F-])")  # whole, not part of a longer one
+NOUN = {"single": "number", "single_uuid": "uuid", "multi": "number"}
+VALUE = {"single": NUMBER, "single_uuid": UUID, "multi": NUMBER}
 
 
 @dataclass
@@ -39,7 +45,7 @@ def _needles(rng: random.Random, kind: str, n_keys: int, corpus: str) -> tuple[l
     keys = rng.sample(KEYS, n_keys if kind == "multi" else 1)
     values: list[str] = []
     while len(values) < len(keys):
-        value = str(rng.randint(10_000, 99_999))
+        value = str(uuid.UUID(int=rng.getrandbits(128), version=4)) if kind == "single_uuid" else str(rng.randint(10_000, 99_999))
         if value not in values and value not in corpus:
             values.append(value)
     return keys, values, rng.randrange(len(keys))
@@ -66,8 +72,8 @@ def make_cases(texts: list[str], tokenizer, context_len: int, n: int, seed: int,
     for i in range(n):
         rng = random.Random(f"{seed}:{i}")
         keys, values, asked = _needles(rng, kind, n_keys, corpus)
-        needles = [encode(NEEDLE.format(key=k, value=v)) for k, v in zip(keys, values)]
-        drawn.append((rng, needles, encode(QUESTION.format(key=keys[asked])), values[asked]))
+        needles = [encode(NEEDLE.format(noun=NOUN[kind], key=k, value=v)) for k, v in zip(keys, values)]
+        drawn.append((rng, needles, encode(QUESTION.format(noun=NOUN[kind], key=keys[asked])), values[asked]))
     # one filler token per needle at least, so that every needle gets its own depth
     minimum = max(len(question) + sum(len(x) + 1 for x in needles) for _, needles, question, _ in drawn)
     if context_len < minimum:
@@ -91,33 +97,54 @@ def make_cases(texts: list[str], tokenizer, context_len: int, n: int, seed: int,
     return cases
 
 
-def score(answer: str, generated: str) -> bool:
-    """Exact match: the first number in the continuation is the needle value, whole."""
-    found = NUMBER.search(generated)
+def score(answer: str, generated: str, kind: str = "single") -> bool:
+    """Exact match: the first value of the kind's shape in the continuation (a number, or a UUID)
+    is the needle value, whole."""
+    found = VALUE[kind].search(generated)
     return found is not None and found.group() == answer
 
 
+GENERATION_BATCH = 16
+"""Cases decoded together in one batch."""
+
+
 @torch.no_grad()
-def generate_answer(model, prompt_ids: list[int], max_new_tokens: int, eos_id: int | None) -> list[int]:
-    """Greedy continuation: the new tokens, up to and including eos. A plain argmax loop rather
-    than `generate`, which would merge in a checkpoint's generation_config (repetition penalty, ...)."""
+def generate_answers(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int | None) -> list[list[int]]:
+    """Greedy continuations of prompts of one length, decoded together as one batch (no padding, so
+    each row computes what it would alone): each row's new tokens, up to and including eos. A plain
+    argmax loop rather than `generate`, which would merge in a checkpoint's generation_config
+    (repetition penalty, ...)."""
+    if len({len(p) for p in prompts}) != 1:
+        raise ValueError(f"needle prompts decoded together must have one length; got {sorted({len(p) for p in prompts})}.")
     # logits of the last position only: the full (context x vocab) matrix is large at long context
-    out = model(input_ids=torch.tensor([prompt_ids], device=model.device), use_cache=True, logits_to_keep=1)
-    new: list[int] = []
-    while len(new) < max_new_tokens:
-        new.append(int(out.logits[0, -1].argmax()))
-        if new[-1] == eos_id:
+    out = model(input_ids=torch.tensor(prompts, device=model.device), use_cache=True, logits_to_keep=1)
+    new: list[list[int]] = [[] for _ in prompts]
+    done = [False] * len(prompts)
+    for step in range(max_new_tokens):
+        tokens = out.logits[:, -1].argmax(-1)
+        for row, token in enumerate(tokens.tolist()):
+            if not done[row]:
+                new[row].append(token)
+                done[row] = token == eos_id
+        if all(done) or step == max_new_tokens - 1:
             break
-        out = model(input_ids=torch.tensor([new[-1:]], device=model.device), past_key_values=out.past_key_values, use_cache=True)
+        out = model(input_ids=tokens[:, None], past_key_values=out.past_key_values, use_cache=True)
     return new
 
 
 def accuracy(model, tokenizer, cases: list[NeedleCase], max_new_tokens: int = 8) -> float:
-    """Fraction of cases whose greedy answer matches the needle value exactly."""
+    """Fraction of cases whose greedy answer matches the needle value exactly. Each case may
+    generate `max_new_tokens`, or its answer's own tokens and 4 more where that is longer (a UUID
+    takes tens of tokens). Cases of one length are decoded `GENERATION_BATCH` at a time."""
     if not cases:
         raise ValueError("needle accuracy needs at least one case.")
     eos = tokenizer.eos_token_id
-    hits = [score(c.answer, tokenizer.decode(generate_answer(model, c.prompt_ids, max_new_tokens, eos), skip_special_tokens=True)) for c in cases]
+    budgets = [max(max_new_tokens, len(tokenizer.encode(f" {c.answer}.", add_special_tokens=False)) + 4) for c in cases]
+    hits = []
+    for start in range(0, len(cases), GENERATION_BATCH):
+        chunk, limits = cases[start : start + GENERATION_BATCH], budgets[start : start + GENERATION_BATCH]
+        answers = generate_answers(model, [c.prompt_ids for c in chunk], max(limits), eos)
+        hits += [score(c.answer, tokenizer.decode(new[:limit], skip_special_tokens=True), c.kind) for c, new, limit in zip(chunk, answers, limits)]
     return sum(hits) / len(hits)
 
 

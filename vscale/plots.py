@@ -22,6 +22,8 @@ LOG_SPAN = 30.0
 # aggregate over layers (".../median") in training curves.
 Y_LABELS = {
     "sink/rate": "fraction of heads with a sink",
+    "sink/alpha": "mean attention to token 0",
+    "act/v_ratio": "||v|| token 0 / tokens 1-15",
     "gsink/ratio": "R_GS: ||G|| token 0 / tokens 1-31",
     "act/h_out_ratio": "||h_out|| token 0 / tokens 1-15",
     "act/r_mlp_ratio": "||r_mlp|| token 0 / tokens 1-15",
@@ -153,9 +155,11 @@ def per_layer(values: dict[str, float], name: str) -> list[float]:
     return [values[f"{name}/layer_{l}"] for l in layers]
 
 
-def layer_profile_figure(runs: dict[str, dict[str, float]], panels=TRAINING_PROFILE, title: str = ""):
+def layer_profile_figure(runs: dict[str, dict[str, float]], panels=TRAINING_PROFILE, title: str = "",
+                         errors: dict[str, dict[str, float]] | None = None):
     """One panel per (metric name, title), the metric by layer, one line per run (dodged
-    sideways so equal lines stay visible), one legend naming every run."""
+    sideways so equal lines stay visible), one legend naming every run. `errors` (same keys as
+    `runs`) adds error bars, e.g. the std over seeds when a line is their mean."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
@@ -166,8 +170,11 @@ def layer_profile_figure(runs: dict[str, dict[str, float]], panels=TRAINING_PROF
         drawn = []
         for i, (run, values) in enumerate(runs.items()):
             ys = per_layer(values, name)
-            handles[run] = ax.plot([l + dodge(i, len(runs)) for l in range(len(ys))], ys, label=run, **style(i))[0]
+            xs = [l + dodge(i, len(runs)) for l in range(len(ys))]
+            handles[run] = ax.plot(xs, ys, label=run, **style(i))[0]
             drawn += ys
+            if errors and errors.get(run):
+                ax.errorbar(xs, ys, yerr=per_layer(errors[run], name), fmt="none", ecolor=style(i)["color"], capsize=3, linewidth=1)
         reference |= finish_panel(ax, name, drawn, label, "layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     labels = list(handles)
@@ -180,9 +187,10 @@ def layer_profile_figure(runs: dict[str, dict[str, float]], panels=TRAINING_PROF
     return fig
 
 
-def layer_profile(runs: dict[str, dict[str, float]], path: Path, panels=TRAINING_PROFILE, title: str = "") -> Path:
+def layer_profile(runs: dict[str, dict[str, float]], path: Path, panels=TRAINING_PROFILE, title: str = "",
+                  errors: dict[str, dict[str, float]] | None = None) -> Path:
     """`layer_profile_figure` saved as a PNG at `path`."""
-    return save(layer_profile_figure(runs, panels, title), path)
+    return save(layer_profile_figure(runs, panels, title, errors), path)
 
 
 def token0_over_median(norms) -> list[float]:
@@ -270,23 +278,37 @@ def eval_figures(profiles: dict[str, dict[str, float]], norms: dict, out_dir: Pa
     ]
 
 
-def training_curves_figure(runs: dict[str, dict[str, list[tuple[int, float]]]], names: list[str], title: str = ""):
+def training_curves_figure(runs: dict[str, dict[str, list[tuple]]], names: list[str], title: str = ""):
     """One panel per metric name (three to a row), its value against the step, one line per
-    run with a marker at every logged point (at most about 25 per line)."""
+    run with a marker at every logged point (at most about 25 per line). A point is (step,
+    value), or (step, mean, std) for a line that is the mean over seeds: then a band of ±std
+    (where std is not None) is shaded around it."""
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     fig, axes = _figure(len(names), 4.4, 3.4, ncols=min(3, len(names)))
-    reference = False
+    reference = banded = False
     for ax, name in zip(axes, names):
-        drawn = []
+        lines = []
         for i, (run, series) in enumerate(runs.items()):
             if series.get(name):
-                steps, values = zip(*series[name])
+                steps, values, *spread = zip(*series[name])
                 ax.plot(steps, values, label=run, markevery=max(1, len(steps) // 25), **style(i))
-                drawn += values
-        reference |= finish_panel(ax, name, drawn, name, "step")
+                lines += values
+                band = [(t, v - s, v + s) for t, v, s in zip(steps, values, spread[0] if spread else []) if s is not None]
+                if band:
+                    t, lo, hi = zip(*band)
+                    ax.fill_between(t, lo, hi, color=style(i)["color"], alpha=0.2, linewidth=0)
+                    lines += hi  # a band reaching below 0 does not force a linear axis
+                    banded = True
+        reference |= finish_panel(ax, name, lines, name, "step")
+        if banded and ax.get_yscale() == "log" and _finite(lines):  # a band below the lines' range runs off the panel
+            ax.set_ylim(bottom=min(v for v in _finite(lines) if v > 0) / 3)
     handles = [Line2D([], [], **style(i)) for i in range(len(runs))]
     labels = list(runs)
+    if banded:
+        handles.append(Patch(color="0.5", alpha=0.3, linewidth=0))
+        labels.append("± std over seeds")
     if reference:
         handles.append(Line2D([], [], color="0.5", linestyle=":", linewidth=1))
         labels.append("ratio 1: token 0 like the others")

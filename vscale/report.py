@@ -3,10 +3,17 @@ saying which direction is better, the best value in bold (none on a tie)."""
 
 import math
 
+from vscale.needle import KINDS
+
+FULL = "full"  # vscale.evaluate.FULL, not imported: the report needs no model code
+
 PROFILE_COLUMNS = (
     ("sink/rate/mean", "sink rate (mean)", None),
     ("sink/rate/max", "sink rate (max)", None),
+    ("sink/m0/mean", "M_0 (mean)", None),
+    ("sink/s0/mean", "S_0 (mean)", None),
     ("gsink/ratio/median", "R_GS (median)", "min"),
+    ("gsink/ratio_summed/median", "R_GS batch-summed (median)", "min"),
     ("act/h_out_ratio/mean", "h_out t0/early (mean)", "min"),
     ("act/h_out_ratio/max", "h_out t0/early (max)", "min"),
     ("act/h_out_t0/mean", "h_out t0 (mean)", "min"),
@@ -15,6 +22,9 @@ PROFILE_COLUMNS = (
 
 
 DIRECTION_WORDS = {"min": "lower is better", "max": "higher is better"}
+LM_EVAL_BETTER = {"acc": "max", "acc_norm": "max", "exact_match": "max", "f1": "max", "perplexity": "min",
+                  "word_perplexity": "min", "byte_perplexity": "min", "bits_per_byte": "min"}
+"""Better direction of lm-eval metrics; a metric named by a length (RULER's score at that length) is higher-better."""
 
 
 def _number(value) -> bool:
@@ -116,25 +126,26 @@ def render(results: dict) -> str:
         out += ["## W8A8 activation-range sensitivity (perplexity, method §5)", ""]
         rows = {k: [get(c, "results", "perplexity", "ppl"), *(get(c, "results", "w8a8", f"w8a8_{m}", "ppl") for m in modes)] for k, c in ckpts.items()}
         out += [table(["fp32", *modes], rows, ["min"] * (len(modes) + 1)), ""]
-    lens = results["eval"]["needle_context_lens"]
-    for kind in ("single", "multi") if lens else ():
-        out += [f"## Needle retrieval, {kind} (accuracy mean ± std over seeds)", ""]
-        rows = {}
-        for k, c in ckpts.items():
-            acc = get(c, "results", f"needle_{kind}", default={})
-            rows[k] = [get(acc, n, "mean") for n in lens]
-        header = [f"{n}{' (beyond trained)' if any(get(c, 'results', f'needle_{kind}', n, 'beyond_trained_length', default=False) for c in ckpts.values()) else ''}" for n in lens]
-        out += [table(header, rows, ["max"] * len(lens)), ""]
-        out += ["std: " + "; ".join(f"{k}: " + ", ".join(f"{get(c, 'results', f'needle_{kind}', n, 'std', default=float('nan')):.3g}" for n in lens) for k, c in ckpts.items()), ""]
-    tasks = results["eval"].get("lm_eval_tasks") or []
-    if tasks:
-        columns = sorted({(t, m) for c in ckpts.values() for t, scores in get(c, "results", "lm_eval", default={}).items()
-                          for m in scores if "," in m and "stderr" not in m})
-        out += ["## lm-evaluation-harness", ""]
-        rows = {k: [get(c, "results", "lm_eval", t, m) for t, m in columns] for k, c in ckpts.items()}
-        higher = {"acc": "max", "acc_norm": "max", "exact_match": "max", "f1": "max", "perplexity": "min",
-                  "word_perplexity": "min", "byte_perplexity": "min", "bits_per_byte": "min"}
-        out += [table([f"{t} {m.split(',')[0]}" for t, m in columns], rows, [higher.get(m.split(",")[0]) for _, m in columns]), ""]
+    lens, precisions = results["eval"]["needle_context_lens"], [FULL, *modes]
+    seeds = len(results["eval"].get("needle_seeds") or [])
+    for kind in KINDS if lens else ():
+        out += [f"## Needle retrieval, {kind} (accuracy, mean over {seeds} seeds; full precision and under W8A8, method §5)", ""]
+        cells = [(p, n) for p in precisions for n in lens]
+        beyond = {n for n in lens if any(get(c, "results", "needle", p, kind, n, "beyond_trained_length", default=False) for c in ckpts.values() for p in precisions)}
+        header = [f"{p} @{n}{' (beyond trained)' if n in beyond else ''}" for p, n in cells]
+        rows = {k: [get(c, "results", "needle", p, kind, n, "mean") for p, n in cells] for k, c in ckpts.items()}
+        out += [table(header, rows, ["max"] * len(cells)), ""]
+        out += ["std over seeds, same columns: " + "; ".join(f"{k}: " + ", ".join(f"{get(c, 'results', 'needle', p, kind, n, 'std', default=float('nan')):.3g}" for p, n in cells)
+                                                           for k, c in ckpts.items()), ""]
+    for precision in precisions if results["eval"].get("lm_eval_tasks") else ():
+        scores = {k: get(c, "results", "lm_eval", precision, default={}) for k, c in ckpts.items()}
+        columns = sorted({(t, m) for by_task in scores.values() for t, metrics in by_task.items() for m in metrics if "," in m and "stderr" not in m})
+        out += [f"## lm-evaluation-harness, {'full precision' if precision == FULL else f'W8A8 {precision}'}", ""]
+        if not columns:
+            out += ["No scores: see Failed measurements.", ""]
+            continue
+        rows = {k: [get(by_task, t, m) for t, m in columns] for k, by_task in scores.items()}
+        out += [table([f"{t} {m.split(',')[0]}" for t, m in columns], rows, [LM_EVAL_BETTER.get(m.split(",")[0], "max" if m.split(",")[0].isdigit() else None) for _, m in columns]), ""]
     failures = {k: {m: e for m, e in c["errors"].items() if not m.endswith("_traceback")} for k, c in ckpts.items() if c["errors"]}
     if failures:
         out += ["## Failed measurements", ""] + [f"- {k} / {m}: {e}" for k, errs in failures.items() for m, e in errs.items()] + [""]

@@ -61,7 +61,7 @@ up() {
   fi
   running slurmctld || SLURM_CONF=$CONF /usr/sbin/slurmctld -f "$CONF" -i
   running slurmd || SLURM_CONF=$CONF /usr/sbin/slurmd -f "$CONF" -N localhost
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do  # up to a minute: slurmd registers late on a loaded machine
     [[ $(SLURM_CONF=$CONF sinfo -h -o %t 2>/dev/null) == idle ]] && { echo "SLURM_CONF=$CONF"; return; }
     sleep 0.2
   done

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 
 from vscale.diagnostics import Pooled, Probe, check_seq_len, flatten
 
@@ -18,7 +19,8 @@ class Diagnostics(L.Callback):
     value is the global batch's, not a mean of per-rank ratios. Gradients refer to each
     micro-batch's mean loss (accumulation scaling undone). The host syncs once per diagnostic
     step. After each validation a per-layer profile PNG is written to `<run dir>/diagnostics/`
-    and logged to wandb when it is enabled.
+    and logged to wandb when it is enabled. At the end of fit the console shows the layer with the
+    strongest sink at the last diagnostic step, so a run's outcome is readable without a plot.
 
     Args:
         every_n_steps: Interval in optimizer steps, a multiple of trainer.log_every_n_steps; 0 turns diagnostics off.
@@ -81,3 +83,18 @@ class Diagnostics(L.Callback):
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key="diagnostics/profile", images=[str(path)], step=trainer.global_step)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.last:
+            rank_zero_info(summary(self.last, self.last_step))
+
+
+def summary(metrics: dict[str, float], step: int) -> str:
+    """One line: the layer with the largest token-0 attention alpha, with its sink rate, R_GS and
+    token-0 value ratio (the three faces of the sink, method §3)."""
+    layers = sorted(int(k.rsplit("_", 1)[1]) for k in metrics if k.startswith("sink/alpha/layer_"))
+    l = max(layers, key=lambda i: metrics[f"sink/alpha/layer_{i}"])
+    at = {name: metrics[f"{name}/layer_{l}"] for name in ("sink/alpha", "sink/rate", "gsink/ratio", "act/v_ratio")}
+    return (f"diagnostics at step {step}, layer {l} (largest alpha): attention to token 0 alpha {at['sink/alpha']:.3g}, "
+            f"sink rate {at['sink/rate']:.3g}, gradient sink R_GS {at['gsink/ratio']:.3g}, token-0 value ratio {at['act/v_ratio']:.3g} "
+            "(every layer: metrics.csv)")

@@ -6,6 +6,7 @@ One module per idea:
   - `sampler`: `ResumableSampler`, the resumable order of map-style rows;
   - `streaming`: `StreamingRows`, rows packed on the fly from a streamed hub split;
   - `prepared`: the on-disk token format of `python -m vscale.prepare`, its writer and memmap reader;
+  - `synthetic`: the Bigram-Backcopy task, rows generated from (seed, position);
   - `module`: `PackedTextData`, the LightningDataModule, which picks the source of the rows.
 """
 
@@ -14,9 +15,10 @@ from vscale.data.packing import LOCAL_FORMATS, load_documents, load_tokenizer, l
 from vscale.data.prepared import PreparedDataMissing, PreparedRows, TokenFileWriter, read_meta, token_dtype, write_prepared, write_splits
 from vscale.data.sampler import ResumableSampler
 from vscale.data.streaming import StreamingRows
+from vscale.data.synthetic import BigramBackcopy, StreamPositions, SyntheticRows
 
 __all__ = [
-    "LOCAL_FORMATS", "SOURCES", "PackedTextData", "PreparedDataMissing", "PreparedRows", "ResumableSampler", "StreamingRows", "TokenFileWriter",
+    "LOCAL_FORMATS", "SOURCES", "BigramBackcopy", "PackedTextData", "PreparedDataMissing", "PreparedRows", "ResumableSampler", "StreamPositions", "StreamingRows", "SyntheticRows", "TokenFileWriter",
     "load_documents", "load_tokenizer", "local_format", "pack", "read_meta", "split_batch", "token_dtype",
     "tokenize_documents", "tokenize_stream", "write_prepared", "write_splits",
 ]

@@ -4,16 +4,19 @@ sources, chosen in one place (`PackedTextData.source`):
 - `prepared`: token files written once by `python -m vscale.prepare`, memory-mapped (prepared.py);
 - `files`: local .txt/.jsonl/.json/.parquet files, tokenized and packed in memory at setup;
 - `hub`: a hub dataset downloaded whole (`streaming: false`, chat data), packed in memory;
-- `streaming`: a hub dataset streamed and packed on the fly (streaming.py).
+- `streaming`: a hub dataset streamed and packed on the fly (streaming.py);
+- `synthetic`: rows of a synthetic task (Bigram-Backcopy) generated on demand, no tokenizer or file (synthetic.py).
 
-Map-style rows (all but streaming) are read in the order of `ResumableSampler`, a function of
-(seed, sample position) that starts at the position implied by the trainer's global step: a
-resumed run sees exactly the batches an uninterrupted run would have seen, without reading the
-rows before it. Chat data (`messages_field`) is rendered with the chat template and packed like
+Map-style rows (all but streaming and synthetic) are read in the order of `ResumableSampler`, a
+function of (seed, sample position) that starts at the position implied by the trainer's global
+step: a resumed run sees exactly the batches an uninterrupted run would have seen, without reading
+the rows before it. Synthetic rows are themselves a function of (seed, sample position), read in
+position order from the same start. Chat data (`messages_field`) is rendered with the chat template and packed like
 text, with labels that keep the loss on the assistant's replies (and the `<eos>` after each
 conversation) only; its batches are `[input_ids, labels]`.
 """
 
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 
@@ -25,10 +28,11 @@ from vscale.chat import set_chat_template
 from vscale.data.packing import load_documents, load_tokenizer, local_format, pack, tokenize_documents
 from vscale.data.prepared import SPLITS, PreparedDataMissing, PreparedRows, read_documents, read_meta, split_file, split_tokens
 from vscale.data.sampler import ResumableSampler
+from vscale.data.synthetic import TRAIN_STREAM, VAL_STREAM, BigramBackcopy, StreamPositions, SyntheticRows
 from vscale.data.streaming import StreamingRows, Take, streaming_split
 from vscale.hub import from_hub
 
-SOURCES = ("prepared", "files", "hub", "streaming")
+SOURCES = ("prepared", "files", "hub", "streaming", "synthetic")
 
 
 def _same_tokenizer_name(recorded: str, given: str) -> bool:
@@ -40,10 +44,11 @@ def _same_tokenizer_name(recorded: str, given: str) -> bool:
 
 
 class PackedTextData(L.LightningDataModule):
-    """Packed-row language-modeling data from prepared token files, local files or a hub dataset.
+    """Packed-row language-modeling data from prepared token files, local files or a hub dataset, or the
+    rows of a synthetic task.
 
     Args:
-        tokenizer: Hugging Face tokenizer name or local directory.
+        tokenizer: Hugging Face tokenizer name or local directory (every source but `synthetic`, which has none).
         seq_len: Tokens per row (the context length).
         batch_size: Rows per micro-batch on each device.
         global_batch: Rows per optimizer step over all devices and nodes (the paper's 512). trainer.accumulate_grad_batches
@@ -70,12 +75,16 @@ class PackedTextData(L.LightningDataModule):
         shuffle_buffer: Shuffle buffer (documents) for streaming data.
         num_workers: DataLoader workers (map-style data only: prepared, files, non-streamed hub data; streaming uses the
             main process).
-        seed: Seed of the data order; linked to `seed_everything` by the CLI.
+        seed: Seed of the data order (and of the synthetic training rows); linked to `seed_everything` by the CLI.
+        synthetic: Generate the rows of the Bigram-Backcopy task instead of reading text (`vscale.data.synthetic`; its
+            fields, or a dict of them as saved in a checkpoint): training row p is a function of (seed, p), validation
+            rows (`val_rows` of them) come from a separate stream that depends on the task only. Give no other source
+            and no tokenizer with it. Every run logs the task's loss breakdown (train/loss_copy, ...).
     """
 
     def __init__(
         self,
-        tokenizer: str,
+        tokenizer: str | None = None,
         seq_len: int = 1024,
         batch_size: int = 8,
         global_batch: int | None = None,
@@ -95,6 +104,7 @@ class PackedTextData(L.LightningDataModule):
         shuffle_buffer: int = 10_000,
         num_workers: int = 0,
         seed: int = 0,
+        synthetic: BigramBackcopy | None = None,
     ):
         super().__init__()
         if seq_len < 2:
@@ -103,7 +113,19 @@ class PackedTextData(L.LightningDataModule):
             raise ValueError(f"data.batch_size={batch_size} must be at least 1.")
         if global_batch is not None and (global_batch < 1 or global_batch % batch_size):
             raise ValueError(f"data.global_batch={global_batch} must be a positive multiple of data.batch_size={batch_size}.")
+        self.task = BigramBackcopy(**synthetic) if isinstance(synthetic, dict) else synthetic
         self.save_hyperparameters()
+        self.hparams.synthetic = asdict(self.task) if self.task else None  # plain values: checkpoints load with weights_only
+        self.tokenizer = None
+        self.train_data: torch.Tensor | PreparedRows | SyntheticRows | None = None
+        self.val_data: torch.Tensor | PreparedRows | SyntheticRows | None = None
+        self.train_labels: torch.Tensor | None = None
+        self.val_labels: torch.Tensor | None = None
+        if self.task:
+            self._check_synthetic()
+            return
+        if not tokenizer:
+            raise ValueError("data.tokenizer: give a tokenizer (a hub name or local directory), or data.synthetic for the synthetic task.")
         if prepared:
             self._check_prepared_exists()
         else:
@@ -120,20 +142,28 @@ class PackedTextData(L.LightningDataModule):
             self._check_prepared_fits()
         if messages_field:
             set_chat_template(self.tokenizer, chat_template)
-        self.train_data: torch.Tensor | PreparedRows | None = None
-        self.val_data: torch.Tensor | PreparedRows | None = None
-        self.train_labels: torch.Tensor | None = None
-        self.val_labels: torch.Tensor | None = None
 
     @property
     def source(self) -> str:
         """Where the rows come from, one of SOURCES: the one place that picks it."""
         hp = self.hparams
+        if hp.synthetic:
+            return "synthetic"
         if hp.prepared:
             return "prepared"
         if hp.train_files:
             return "files"
         return "streaming" if hp.streaming else "hub"
+
+    def _check_synthetic(self) -> None:
+        """A synthetic task is the only source, with a finite validation set."""
+        hp = self.hparams
+        self.task.check()
+        given = [f"data.{f}" for f in ("tokenizer", "prepared", "train_files", "val_files", "dataset", "messages_field") if hp[f]]
+        if given:
+            raise ValueError(f"data.synthetic generates its rows: remove {', '.join(given)} (or remove data.synthetic to read text).")
+        if hp.val_rows is None or hp.val_rows < 1:
+            raise ValueError(f"data.val_rows={hp.val_rows}: synthetic validation rows are generated, so give how many (e.g. 256).")
 
     # prepared data: checks before any compute
 
@@ -204,6 +234,10 @@ class PackedTextData(L.LightningDataModule):
         hp, source = self.hparams, self.source
         if self.train_data is not None or source == "streaming":  # streamed rows are packed on the fly by the loaders
             return
+        if source == "synthetic":  # validation rows depend on the task only: every run of a study is validated alike
+            self.train_data = SyntheticRows(self.task, hp.seq_len, hp.seed, TRAIN_STREAM)
+            self.val_data = SyntheticRows(self.task, hp.seq_len, self.task.task_seed, VAL_STREAM, hp.val_rows)
+            return
         if source == "prepared":
             dtype = self.prepared_meta["dtype"]
             self.train_data = PreparedRows(split_file(hp.prepared, "train"), dtype, hp.seq_len)
@@ -218,6 +252,8 @@ class PackedTextData(L.LightningDataModule):
         import datasets
 
         hp = self.hparams
+        if self.source == "synthetic":
+            raise ValueError('data.synthetic: a synthetic task has no text for needle retrieval; skip it (eval.py run --needle_context_lens "[]").')
         if self.source == "prepared":
             meta = self.prepared_meta
             docs = read_documents(hp.prepared, "val", meta["dtype"], meta["eos_id"], n)
@@ -251,7 +287,10 @@ class PackedTextData(L.LightningDataModule):
             ds = streaming_split(hp.dataset, hp.dataset_config, hp.train_split, rank, world, hp.seed, hp.shuffle_buffer)
             rows = StreamingRows(ds, self.tokenizer, hp.seq_len, hp.text_field, start=start // world)
             return DataLoader(rows, batch_size=hp.batch_size, generator=self._generator())
-        sampler = ResumableSampler(len(self.train_data), hp.seed, start, rank, world)
+        if self.source == "synthetic":
+            sampler = StreamPositions(start, rank, world)
+        else:
+            sampler = ResumableSampler(len(self.train_data), hp.seed, start, rank, world)
         return DataLoader(self._dataset(self.train_data, self.train_labels), batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, generator=self._generator())
 

@@ -14,18 +14,21 @@ it puts on no token (`token0`), so the sink metrics describe the attention that 
 import torch
 from torch import nn
 
-from vscale.metrics import attention_to_token0
+from vscale.metrics import token0_weights
 
 
 class Softmax(nn.Module):
     """softmax(q k^T * scaling + mask) v through the model's own kernel; no parameters."""
 
     name = "softmax"
-    fused = True  # keeps the model's fused kernel
+    kernels: tuple[str, ...] | None = None  # the model kernels it runs on; None: any
 
     @classmethod
     def check(cls, config, kernel: str) -> None:
         """Refuse, before any compute, a model this arm cannot run on, naming the fields."""
+        if cls.kernels is not None and kernel not in cls.kernels:
+            raise ValueError(f"model.attention={cls.name!r} runs on model.attn_implementation {' or '.join(cls.kernels)}, not {kernel!r}: "
+                             "it hands the kernel a mask or computes the weights itself.")
 
     @classmethod
     def build(cls, config, layer_index: int) -> "Softmax | None":
@@ -44,4 +47,4 @@ class Softmax(nn.Module):
     @torch.no_grad()
     def token0(self, query: torch.Tensor, key: torch.Tensor, scaling: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """a_t0 (batch, heads, tokens), and the weight each query puts on no token (None: all on tokens)."""
-        return attention_to_token0(query, key, scaling), None
+        return token0_weights(query, key, scaling)

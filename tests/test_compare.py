@@ -1,0 +1,99 @@
+"""eval.py compare: runs grouped into arms by their directory names (or labels), every metric as
+mean ± std over an arm's runs, computed here by hand from the metrics.csv files written for the test."""
+
+import csv
+import statistics
+
+import pytest
+
+from vscale import compare as C
+from vscale import eval_cli
+
+STEPS = [9, 19, 29]
+
+
+def write_run(root, name: str, values: dict[str, list[float]], steps=STEPS):
+    """A run directory holding a metrics.csv in train.py's layout: a step column, one column per metric."""
+    run = root / name
+    run.mkdir(parents=True)
+    with open(run / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "step", *values])
+        writer.writeheader()
+        for i, step in enumerate(steps):
+            writer.writerow({"epoch": 0, "step": step, **{k: v[i] for k, v in values.items()}})
+    return run
+
+
+def layered(base: float, step_scale: float) -> dict[str, list[float]]:
+    """A run's metrics: a summary and two layers of each profile quantity, changing with the step."""
+    out = {"train/loss": [base + 3 - s / 10 for s in range(3)], "gsink/ratio/median": [base * (s + 1) for s in range(3)]}
+    for q, _ in C.PROFILE:
+        for l in range(2):
+            out[f"{q}/layer_{l}"] = [base + l + step_scale * s for s in range(3)]
+    return out
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    root = tmp_path / "runs" / "bb"
+    for seed, base in enumerate([1.0, 2.0, 4.0]):
+        write_run(root, f"off-seed{seed}", layered(base, 0.5))
+    for seed, base in enumerate([10.0, 14.0]):
+        write_run(root, f"learned-seed{seed}", layered(base, 1.0))
+    write_run(root, "gated-off-seed0", {**layered(7.0, 0.0), "sink/extra_mass/layer_0": [0.1, 0.2, 0.3]})
+    return root
+
+
+def test_runs_group_by_directory_name_minus_the_seed_suffix(experiment):
+    groups = C.group(C.expand([str(experiment)]))
+    assert {arm: [r.name for r in runs] for arm, runs in groups.items()} == {
+        "gated-off": ["gated-off-seed0"], "learned": ["learned-seed0", "learned-seed1"], "off": ["off-seed0", "off-seed1", "off-seed2"]}
+
+
+def test_one_experiment_directory_is_taken_bare_on_the_command_line(experiment, tmp_path):
+    eval_cli.main(["compare", "--run", str(experiment), "--out", str(tmp_path / "out"), "--metrics", "[train/loss]"])
+    assert "6 runs in 3 arms" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_the_table_gives_each_arms_final_mean_and_sample_std_and_a_single_run_alone(experiment, tmp_path):
+    eval_cli.compare([str(experiment)], out=str(tmp_path / "out"), metrics=["train/loss", "gsink/ratio/median", "sink/extra_mass/layer_0"])
+    rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ") for line in (tmp_path / "out" / "summary.md").read_text().splitlines()
+            if line.startswith("| ") and "---" not in line}
+    loss, ratio = [base + 2.8 for base in (1.0, 2.0, 4.0)], [base * 3 for base in (1.0, 2.0, 4.0)]
+    assert rows["off"][1:5] == ["3", "29", f"{statistics.mean(loss):.4g} ± {statistics.stdev(loss):.2g}",
+                                f"{statistics.mean(ratio):.4g} ± {statistics.stdev(ratio):.2g}"]
+    assert rows["gated-off"][1:5] == ["1", "29", "9.8", "21"], "one run: its value, no ±"
+    assert rows["gated-off"][5].strip() == "0.3" and rows["off"][5].strip() == "-", "a metric only some arms log"
+    for name in ("curves.png", "profile.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 10_000
+
+
+def test_curves_by_step_and_the_final_profile_are_means_and_stds_over_the_arms_runs(experiment):
+    runs = [C.read_metrics(experiment / f"learned-seed{s}") for s in (0, 1)]
+    assert C.by_step(runs, "train/loss") == [(step, pytest.approx(15 - i / 10), pytest.approx(statistics.stdev([10, 14])))
+                                              for i, step in enumerate(STEPS)]
+    means, stds = C.final_profile(runs, ["sink/alpha"])
+    assert means == {"sink/alpha/layer_0": pytest.approx(14.0), "sink/alpha/layer_1": pytest.approx(15.0)}
+    assert stds["sink/alpha/layer_1"] == pytest.approx(statistics.stdev([12.0, 16.0]))
+
+
+def test_explicit_labels_rename_arms_or_pool_runs_and_yaml_boolean_words_stay_strings(experiment, tmp_path):
+    eval_cli.main(["compare", "--run", f"[{experiment}/off-seed0, {experiment}/learned-seed0]", "--label", "[off, on]",
+                   "--metrics", "[train/loss]", "--out", str(tmp_path / "two")])
+    assert "| off | 1 |" in (tmp_path / "two" / "summary.md").read_text() and "| on | 1 |" in (tmp_path / "two" / "summary.md").read_text()
+    runs = C.expand([str(experiment)])
+    renamed = C.group(runs, ["gated", "v-scale", "baseline"])
+    assert [len(r) for r in renamed.values()] == [1, 2, 3] and list(renamed) == ["gated", "v-scale", "baseline"]
+    pooled = C.group(runs, ["x", "y", "y", "x", "x", "x"])
+    assert [r.name for r in pooled["y"]] == ["learned-seed0", "learned-seed1"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(label=["a", "b"]), r"--label: give one label per run \(6\) or per arm \(3: gated-off, learned, off\); got 2"),
+    (dict(metrics=["gsink/ratio/meadian"]), r"--metrics \['gsink/ratio/meadian'\]: no run logged them; metrics.csv has e.g. gsink/ratio/median"),
+    (dict(run=[]), r"--run: give run directories"),
+], ids=["labels", "metric", "no-run"])
+def test_bad_compare_input_is_refused_before_drawing(experiment, tmp_path, args, message):
+    with pytest.raises(ValueError, match=message):
+        eval_cli.compare(**{"run": [str(experiment)], "out": str(tmp_path / "out"), "metrics": ["train/loss"], **args})
+    assert not (tmp_path / "out").exists()

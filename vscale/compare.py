@@ -1,0 +1,141 @@
+"""`eval.py compare`: training runs grouped into arms (the seeds of one configuration), every
+metric as mean ± std over an arm's seeds, by step and at the end of training, from each run's
+metrics.csv. An arm is a run directory's name minus its `-seed<N>` suffix (`off`, `learned`,
+`gated-off`, ...; see `RunConfig.run_name`), or an explicit label."""
+
+import csv
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+Series = dict[str, list[tuple[int, float]]]
+"""One run's metrics.csv: {name: [(step, value), ...]}."""
+
+SEED_SUFFIX = re.compile(r"-seed\d+$")
+PROFILE = (("sink/alpha", "attention to token 0 (alpha)"), ("gsink/ratio", "gradient-sink ratio R_GS"),
+           ("act/v_ratio", "value norm, token 0 / early"), ("act/h_out_ratio", "h_out, token 0 / early"))
+"""Panels of the per-layer profile at the end of training: (metric, title)."""
+
+
+def read_metrics(run_dir: Path) -> Series:
+    """A run's metrics.csv as {name: [(step, value), ...]}."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"--run {run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>).")
+    series: Series = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            for name, value in row.items():
+                if value and name not in ("step", "epoch"):
+                    series.setdefault(name, []).append((int(row["step"]), float(value)))
+    return series
+
+
+def arm_of(run_dir: Path) -> str:
+    """The run directory's name minus its `-seed<N>` suffix."""
+    return SEED_SUFFIX.sub("", Path(run_dir).name)
+
+
+def expand(runs: list[str]) -> list[Path]:
+    """The run directories named; an experiment directory (no metrics.csv of its own, run directories
+    inside) stands for every run in it, in name order."""
+    out = []
+    for run in map(Path, runs):
+        inside = sorted(p.parent for p in run.glob("*/metrics.csv"))
+        out += inside if inside and not (run / "metrics.csv").is_file() else [run]
+    return out
+
+
+def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[Path]]:
+    """{arm: its runs}, arms in order of first appearance. `labels` names the arm of each run (runs sharing a
+    label are pooled), or renames the default arms (run name minus `-seed<N>`) in their order."""
+    arms = [arm_of(r) for r in runs]
+    default = list(dict.fromkeys(arms))
+    if labels is not None:
+        if len(labels) == len(runs):
+            arms = list(labels)
+        elif len(labels) == len(default):
+            arms = [labels[default.index(a)] for a in arms]
+        else:
+            raise ValueError(f"--label: give one label per run ({len(runs)}) or per arm ({len(default)}: {', '.join(default)}); got {len(labels)}.")
+    groups: dict[str, list[Path]] = {}
+    for arm, run in zip(arms, runs):
+        groups.setdefault(arm, []).append(run)
+    return groups
+
+
+@dataclass
+class Stat:
+    """A metric over an arm's runs: the mean, the sample standard deviation (None for one run) and the run count."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4g}" if self.std is None else f"{self.mean:.4g} ± {self.std:.2g}"
+
+
+def stat(values: list[float]) -> Stat:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return Stat(mean, std, n)
+
+
+def by_step(runs: list[Series], name: str) -> list[tuple[int, float, float | None]]:
+    """(step, mean, std) of metric `name` at every step any run logged it, over the runs that did."""
+    at: dict[int, list[float]] = {}
+    for series in runs:
+        for step, value in series.get(name, []):
+            at.setdefault(step, []).append(value)
+    return [(step, (s := stat(values)).mean, s.std) for step, values in sorted(at.items())]
+
+
+def final(runs: list[Series], name: str) -> tuple[Stat, list[int]] | None:
+    """The metric's last logged value in each run that has it, over those runs, and their steps; None if none has it."""
+    last = [series[name][-1] for series in runs if series.get(name)]
+    if not last:
+        return None
+    return stat([value for _, value in last]), [step for step, _ in last]
+
+
+def final_profile(runs: list[Series], quantities) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and std over runs of each `<quantity>/layer_<l>` at each run's last logged step: the per-layer
+    profile at the end of training (std 0 for a single run)."""
+    means, stds = {}, {}
+    names = {n for series in runs for n in series if n.startswith(tuple(f"{q}/layer_" for q in quantities))}
+    for name in names:
+        s, _ = final(runs, name)
+        means[name], stds[name] = s.mean, s.std or 0.0
+    return means, stds
+
+
+def check_metrics(arms: dict[str, list[Series]], metrics: list[str] | None, default: list[str]) -> list[str]:
+    """The metrics to show: every one asked for, refused unless some run logged it (arms need not all have it: an
+    intervention's own metrics), or, when none is asked for, those of `default` some run logged."""
+    logged = {name for runs in arms.values() for series in runs for name in series}
+    if metrics is None:
+        if not (found := [m for m in default if m in logged]):
+            raise ValueError(f"--run: the runs logged none of {', '.join(default)}; name the metrics to show with --metrics.")
+        return found
+    if missing := [m for m in metrics if m not in logged]:
+        summaries = sorted(n for n in logged if not re.search(r"/layer_\d+$", n))
+        raise ValueError(f"--metrics {missing}: no run logged them; metrics.csv has e.g. {', '.join(summaries[:12])}, and "
+                         "per-layer <name>/layer_<l> (the README's metric table lists them all).")
+    return metrics
+
+
+def table(arms: dict[str, list[Series]], metrics: list[str]) -> list[str]:
+    """Markdown: one row per arm, each metric's final value as mean ± std over the arm's runs."""
+    lines = ["| arm | runs | step | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 3)]
+    for arm, runs in arms.items():
+        cells, steps = [], set()
+        for m in metrics:
+            found = final(runs, m)
+            cells.append("-" if found is None else str(found[0]) + ("" if found[0].n == len(runs) else f" ({found[0].n} runs)"))
+            steps |= set(found[1]) if found else set()
+        step = "-" if not steps else str(min(steps)) if len(steps) == 1 else f"{min(steps)}-{max(steps)}"
+        lines.append(f"| {arm} | {len(runs)} | {step} | " + " | ".join(cells) + " |")
+    return lines
