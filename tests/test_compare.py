@@ -97,3 +97,21 @@ def test_bad_compare_input_is_refused_before_drawing(experiment, tmp_path, args,
     with pytest.raises(ValueError, match=message):
         eval_cli.compare(**{"run": [str(experiment)], "out": str(tmp_path / "out"), "metrics": ["train/loss"], **args})
     assert not (tmp_path / "out").exists()
+
+
+def test_checkpoints_of_one_arm_are_found_by_run_directory_or_label():
+    ckpts = ["runs/bb/off-seed0/checkpoints/last.ckpt", "runs/bb/off-seed1/checkpoints/last.ckpt", "export/gated-off-seed0"]
+    assert C.checkpoint_arms(ckpts, ckpts, labelled=False) == {"off": ckpts[:2], "gated-off": ckpts[2:]}
+    assert C.checkpoint_arms(ckpts, ["a-seed3", "b", "a-seed4"], labelled=True) == {"a": ["a-seed3", "a-seed4"], "b": ["b"]}
+
+
+def test_an_arms_measurements_are_pooled_as_mean_and_sample_std_of_what_every_member_measured():
+    results = {"s0": {"perplexity": {"ppl": 10.0}, "needle": {"full": {"single": {"128": {"mean": 0.2, "per_seed": [0.1, 0.3]}}}}, "only": 1.0},
+               "s1": {"perplexity": {"ppl": 14.0}, "needle": {"full": {"single": {"128": {"mean": 0.6, "per_seed": [0.5, 0.7]}}}}},
+               "x": {"perplexity": {"ppl": 3.0, "tokens": 100}}}
+    pooled = C.pool(results, {"a": ["s0", "s1"], "b": ["x"]})
+    assert pooled["a"]["checkpoints"] == ["s0", "s1"]
+    assert pooled["a"]["results"]["perplexity.ppl"] == {"mean": 12.0, "std": pytest.approx(statistics.stdev([10.0, 14.0])), "n": 2}
+    assert pooled["a"]["results"]["needle.full.single.128.mean"]["mean"] == pytest.approx(0.4)
+    assert set(pooled["a"]["results"]) == {"perplexity.ppl", "needle.full.single.128.mean"}, "lists and what one member lacks are left out"
+    assert pooled["b"]["results"] == {"perplexity.ppl": {"mean": 3.0, "std": None, "n": 1}, "perplexity.tokens": {"mean": 100.0, "std": None, "n": 1}}

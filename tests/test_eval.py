@@ -50,6 +50,21 @@ def test_eval_writes_results_report_and_figures_for_two_checkpoints(runs, tmp_pa
         assert (tmp_path / figure).stat().st_size > 10_000 and f"![{figure}]" in report
 
 
+def test_eval_pools_the_checkpoints_of_one_arm_into_mean_and_std(runs, tmp_path):
+    """Labels equal but for -seed<N> form an arm: here the same checkpoint twice, so the mean is its value and the
+    std 0, beside an arm of one checkpoint (no std)."""
+    off, learned = (str(runs[m] / "checkpoints" / "last.ckpt") for m in ("off", "learned"))
+    eval_cli.run([off, off, learned], label=["off-seed0", "off-seed1", "learned-seed0"], out=str(tmp_path), batches=1, calib_batches=1,
+                 quant=["per_tensor"], needle_context_lens=[])
+    results = json.loads((tmp_path / "results.json").read_text())
+    ppl = results["checkpoints"]["off-seed0"]["results"]["perplexity"]["ppl"]
+    assert results["arms"]["off"]["checkpoints"] == ["off-seed0", "off-seed1"]
+    assert results["arms"]["off"]["results"]["perplexity.ppl"] == {"mean": pytest.approx(ppl), "std": 0.0, "n": 2}
+    assert results["arms"]["learned"]["results"]["profile.gsink/ratio/median"]["std"] is None
+    report = (tmp_path / "report.md").read_text()
+    assert "## Arms: mean ± std" in report and f"| off | 2 | {ppl:.4g} ± 0 |" in report
+
+
 def test_eval_reports_context_beyond_the_trained_length_and_logs_to_wandb(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     results = eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], out=str(tmp_path), quant=[], batches=1,

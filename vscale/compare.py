@@ -1,7 +1,8 @@
 """`eval.py compare`: training runs grouped into arms (the seeds of one configuration), every
 metric as mean ± std over an arm's seeds, by step and at the end of training, from each run's
 metrics.csv. An arm is a run directory's name minus its `-seed<N>` suffix (`off`, `learned`,
-`gated-off`, ...; see `RunConfig.run_name`), or an explicit label."""
+`gated-off`, ...; see `RunConfig.run_name`), or an explicit label. `eval.py run` pools the
+measurements of an arm's checkpoints the same way (`checkpoint_arms`, `pool`)."""
 
 import csv
 import math
@@ -45,6 +46,37 @@ def expand(runs: list[str]) -> list[Path]:
         inside = sorted(p.parent for p in run.glob("*/metrics.csv"))
         out += inside if inside and not (run / "metrics.csv").is_file() else [run]
     return out
+
+
+def checkpoint_arms(ckpts: list[str], labels: list[str], labelled: bool) -> dict[str, list[str]]:
+    """{arm: labels of its checkpoints}: the arm of a train.py checkpoint is its run directory's
+    (runs/<experiment>/<name>/checkpoints/x.ckpt), of a model directory its name, of an explicit
+    label the label, each minus `-seed<N>`."""
+    arms: dict[str, list[str]] = {}
+    for ckpt, label in zip(ckpts, labels):
+        path = Path(ckpt)
+        name = label if labelled else path.parent.parent.name if path.parent.name == "checkpoints" else path.name
+        arms.setdefault(SEED_SUFFIX.sub("", name), []).append(label)
+    return arms
+
+
+def leaves(tree, prefix: str = "") -> dict[str, float]:
+    """The finite numbers of a nested dict, by dotted key (lists and text left out)."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in leaves(sub, f"{prefix}{key}.").items()}
+    number = isinstance(tree, (int, float)) and not isinstance(tree, bool) and math.isfinite(tree)
+    return {prefix[:-1]: float(tree)} if number else {}
+
+
+def pool(results: dict[str, dict], arms: dict[str, list[str]]) -> dict[str, dict]:
+    """{arm: {"checkpoints": labels, "results": {dotted key: {"mean", "std", "n"}}}}: every number
+    that each of the arm's checkpoints measured, as mean and sample std (None for one checkpoint)."""
+    pooled = {}
+    for arm, labels in arms.items():
+        flat = [leaves(results[label]) for label in labels]
+        common = [k for k in flat[0] if all(k in f for f in flat[1:])]
+        pooled[arm] = {"checkpoints": labels, "results": {k: vars(stat([f[k] for f in flat])) for k in common}}
+    return pooled
 
 
 def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[Path]]:

@@ -62,7 +62,9 @@ def run(
 
     Args:
         ckpt: Checkpoints: a train.py .ckpt, or a Hugging Face model directory or hub name.
-        label: One label per checkpoint (default: the checkpoint paths).
+        label: One label per checkpoint (default: the checkpoint paths). Checkpoints of one arm (labels, or run
+            directory names, equal but for a -seed<N> suffix) are also pooled: each measurement as mean ± std over them
+            (results.json `arms`, the report's Arms table).
         out: Output directory.
         tokenizer: Eval tokenizer (default: the first .ckpt's training data config, as are the data fields below).
         val_files: Local eval text files.
@@ -120,6 +122,10 @@ def run(
             norms[name] = measured["gradient_norms"]
         results["checkpoints"][name] = {"path": x.path, "vscale": x.vscale, "config": x.hparams, "data": x.data, "seed": x.seed,
                                         "results": measured["results"], "errors": measured["errors"]}
+
+    arms = C.checkpoint_arms(ckpt, labels, label is not None)
+    if any(len(members) > 1 for members in arms.values()):
+        results["arms"] = C.pool({k: c["results"] for k, c in results["checkpoints"].items()}, arms)
 
     out_dir = Path(out)
     profiles = {k: c["results"]["profile"] for k, c in results["checkpoints"].items() if "profile" in c["results"]}

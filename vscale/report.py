@@ -113,6 +113,24 @@ def eval_data_lines(results: dict) -> list[str]:
     return [f"- {name}: {value}" for name, value in fields.items() if value is not None]
 
 
+def arms_section(arms: dict, modes: list[str]) -> list[str]:
+    """Perplexity (full and under each W8A8 mode) and the sink and activation columns per arm, mean ± sample std over
+    its checkpoints (`vscale.compare.pool`); every other measurement is pooled in results.json."""
+    keys = [("perplexity.ppl", "ppl"), *((f"w8a8.w8a8_{m}.ppl", f"ppl {m}") for m in modes),
+            *((f"profile.{name}", title) for name, title, _ in PROFILE_COLUMNS)]
+
+    def cell(arm: dict, key: str) -> str:
+        s = arm["results"].get(key)
+        return "-" if s is None else f"{s['mean']:.4g}" if s["std"] is None else f"{s['mean']:.4g} ± {s['std']:.2g}"
+
+    header = ["arm", "checkpoints", *(title for _, title in keys)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += [f"| {name} | {len(arm['checkpoints'])} | " + " | ".join(cell(arm, k) for k, _ in keys) + " |" for name, arm in arms.items()]
+    return ["## Arms: mean ± std over each arm's checkpoints (seeds)", "",
+            "Checkpoints whose labels or run directories differ only in -seed<N> form an arm; sample std (n - 1). Every "
+            "measurement is pooled in results.json (`arms.<arm>.results`).", "", *lines, ""]
+
+
 def render(results: dict) -> str:
     ckpts = results["checkpoints"]
     out = ["# Evaluation report", "", "## Eval data", "", *eval_data_lines(results), ""]
@@ -122,6 +140,8 @@ def render(results: dict) -> str:
             "of heads with an attention sink on token 0, has no better direction: V-scale aims to keep sinks.", ""]
     out += [table([c[1] for c in PROFILE_COLUMNS], {k: [get(c, "results", "profile", name) for name, _, _ in PROFILE_COLUMNS] for k, c in ckpts.items()}, [c[2] for c in PROFILE_COLUMNS]), ""]
     modes = results["eval"]["quant"]
+    if results.get("arms"):
+        out += arms_section(results["arms"], modes)
     if modes:
         out += ["## W8A8 activation-range sensitivity (perplexity, method §5)", ""]
         rows = {k: [get(c, "results", "perplexity", "ppl"), *(get(c, "results", "w8a8", f"w8a8_{m}", "ppl") for m in modes)] for k, c in ckpts.items()}
