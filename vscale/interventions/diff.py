@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from vscale.interventions.softmax import Softmax
+from vscale.interventions.softmax import Softmax, head_dim
 from vscale.metrics import token0_weights
 
 LAMBDA_STD = 0.1
@@ -48,20 +48,16 @@ class Diff(Softmax):
         self.norm_weight = nn.Parameter(torch.ones(head_dim))
         self.lambda_init = lambda_init(layer_index)
 
-    @staticmethod
-    def _head_dim(config) -> int:
-        return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-
     @classmethod
     def check(cls, config, kernel: str) -> None:
         super().check(config, kernel)
-        if cls._head_dim(config) % 4:
+        if head_dim(config) % 4:
             raise ValueError(f"model.attention='diff' splits each head into two sub-heads of whole RoPE pairs: the model's head_dim "
-                             f"({cls._head_dim(config)}) must be divisible by 4.")
+                             f"({head_dim(config)}) must be divisible by 4.")
 
     @classmethod
     def build(cls, config, layer_index: int) -> "Diff":
-        return cls(cls._head_dim(config), layer_index)
+        return cls(head_dim(config), layer_index)
 
     def lam(self) -> torch.Tensor:
         return (self.lambda_q1 * self.lambda_k1).sum().exp() - (self.lambda_q2 * self.lambda_k2).sum().exp() + self.lambda_init

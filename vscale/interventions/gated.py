@@ -13,7 +13,7 @@ A model retrofitted with it starts with its attention outputs halved (sigmoid(0)
 import torch
 from torch import nn
 
-from vscale.interventions.softmax import Softmax
+from vscale.interventions.softmax import Softmax, head_dim
 
 
 class Gated(Softmax):
@@ -28,8 +28,7 @@ class Gated(Softmax):
 
     @classmethod
     def build(cls, config, layer_index: int) -> "Gated":
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        return cls(config.hidden_size, config.num_attention_heads, head_dim, config.initializer_range)
+        return cls(config.hidden_size, config.num_attention_heads, head_dim(config), config.initializer_range)
 
     def install(self, attn: nn.Module) -> None:
         """The gate reads the attention module's input h~, which the attention function is not given."""

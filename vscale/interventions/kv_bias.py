@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from vscale.interventions.masking import slot_attention
-from vscale.interventions.softmax import Softmax
+from vscale.interventions.softmax import Softmax, head_dim
 from vscale.metrics import token0_weights
 
 INIT_STD = 0.02
@@ -32,8 +32,7 @@ class KVBias(Softmax):
 
     @classmethod
     def build(cls, config, layer_index: int) -> "KVBias":
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        return cls(config.num_key_value_heads, head_dim)
+        return cls(config.num_key_value_heads, head_dim(config))
 
     def _slot(self, key: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
         return param.to(key.dtype).view(1, *param.shape[:1], 1, -1).expand(key.shape[0], -1, 1, -1)

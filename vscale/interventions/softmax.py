@@ -17,6 +17,11 @@ from torch import nn
 from vscale.metrics import token0_weights
 
 
+def head_dim(config) -> int:
+    """The model's per-head width: its `head_dim` where the config sets one (Qwen3), else d_model / heads."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 class Softmax(nn.Module):
     """softmax(q k^T * scaling + mask) v through the model's own kernel; no parameters."""
 
