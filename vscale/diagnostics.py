@@ -256,4 +256,4 @@ def diagnose_batches(model: nn.Module, batches) -> tuple[dict[str, float], torch
         norms.append(torch.stack([rec["g_norms"] for rec in probe.records]).cpu())
     means = pooled.means()
     heads = {name: means[name].tolist() for name in HEAD_METRICS}
-    return flatten(pooled.compute()), torch.cat(norms, dim=1), heads
+    return flatten(M.per_layer(means)), torch.cat(norms, dim=1), heads
