@@ -94,10 +94,9 @@ def run(
         E.lm_eval_manager(lm_eval_tasks, lm_eval_include_path)  # unknown names fail before loading; the tasks load later, with their metadata
     torch.manual_seed(seed)
     random.seed(seed)
-    loaded = {l: E.load_checkpoint(c) for l, c in tqdm(list(zip(labels, ckpt)), desc="loading")}
-    first = next((x.data for x in loaded.values() if x.data), None)
-    data = E.eval_data({"tokenizer": tokenizer, "val_files": val_files, "dataset": dataset, "dataset_config": dataset_config,
-                        "seq_len": seq_len, "batch_size": batch_size}, first)
+    loaded = _load(ckpt, labels)
+    data = _eval_data(loaded, tokenizer=tokenizer, val_files=val_files, dataset=dataset, dataset_config=dataset_config,
+                      seq_len=seq_len, batch_size=batch_size)
     seq = data.hparams.seq_len
     max_pos = min(x.model.config.max_position_embeddings for x in loaded.values())
     lens = E.needle_lengths(seq, max_pos) if needle_context_lens is None else needle_context_lens
@@ -285,6 +284,16 @@ def profile(
     return result
 
 
+def _load(ckpt: list[str], labels: list[str]) -> dict[str, E.Loaded]:
+    """Each checkpoint, by its label."""
+    return {l: E.load_checkpoint(c) for l, c in tqdm(list(zip(labels, ckpt)), desc="loading")}
+
+
+def _eval_data(loaded: dict[str, E.Loaded], **fields):
+    """The eval data: the fields given, the others from the first train.py checkpoint's training data config."""
+    return E.eval_data(fields, next((x.data for x in loaded.values() if x.data), None))
+
+
 def _labels(ckpt: list[str] | None, label: list[str] | None) -> list[str]:
     """One distinct label per checkpoint (default: the paths), checked before anything loads."""
     if not ckpt:
@@ -337,10 +346,9 @@ def truncate(
         raise ValueError(f"--batches {batches}: give at least 1.")
     torch.manual_seed(seed)
     random.seed(seed)
-    loaded = {l: E.load_checkpoint(c) for l, c in tqdm(list(zip(labels, ckpt)), desc="loading")}
-    first = next((x.data for x in loaded.values() if x.data), None)
-    data = E.eval_data({"tokenizer": tokenizer, "val_files": val_files, "dataset": dataset, "dataset_config": dataset_config,
-                        "seq_len": seq_len, "batch_size": batch_size}, first)
+    loaded = _load(ckpt, labels)
+    data = _eval_data(loaded, tokenizer=tokenizer, val_files=val_files, dataset=dataset, dataset_config=dataset_config,
+                      seq_len=seq_len, batch_size=batch_size)
     seq = data.hparams.seq_len
     check_windows(windows, seq)
     for x in loaded.values():
@@ -404,7 +412,7 @@ def interpolate(
         raise ValueError(f'--tokens {tokens} / --prompts {prompts}: with --tokens give exactly two tokens and one prompt, e.g. --prompts "[The cat sat]" --tokens \'[" cat", " dog"]\' --position 1.')
     if tokens is None and (not prompts or len(prompts) != 2):
         raise ValueError(f'--prompts {prompts}: give two prompts, e.g. --prompts "[The cat sat on the, The dog sat on the]" (or one prompt and two --tokens).')
-    loaded = {l: E.load_checkpoint(c) for l, c in tqdm(list(zip(labels, ckpt)), desc="loading")}
+    loaded = _load(ckpt, labels)
     first = next(iter(loaded.values()))
     source = tokenizer or (first.data or {}).get("tokenizer") or first.path
     tok = load_tokenizer(source, "--tokenizer")
