@@ -1,6 +1,6 @@
-"""Evaluate and compare checkpoints: `python eval.py {run,compare,export,profile} --help`."""
+"""Evaluate and compare checkpoints: `python eval.py {run,compare,export,profile,truncate,interpolate} --help`."""
 
-from vscale.eval_cli import main
+from vscale.eval.cli import main
 
 if __name__ == "__main__":
     main()

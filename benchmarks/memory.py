@@ -37,7 +37,7 @@ class RSSSampler(L.Callback):
 
 def child(steps: int, every: int, sample: int, root: str) -> None:
     sys.path.insert(0, str(REPO))
-    from vscale.cli import VScaleCLI
+    from vscale.train.cli import VScaleCLI
 
     config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
     config["trainer"]["callbacks"][0]["init_args"]["every_n_steps"] = every

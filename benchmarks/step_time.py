@@ -18,12 +18,10 @@ import time
 import torch
 import yaml
 
-from vscale.callbacks import gradients_finite
 from vscale.diagnostics import Pooled, Probe, flatten
-from vscale.hf import apply_interventions, build_config, build_model
-from vscale.interventions import ARMS
-from vscale.interventions.value_scale import MODES
-from vscale.optim import build_optimizer
+from vscale.model import ARMS, MODES, apply_interventions, build_config, build_model
+from vscale.train.callbacks import gradients_finite
+from vscale.train.optim import build_optimizer
 
 
 def variants(compare: str, mode: str) -> dict[str, tuple[str, str, int, bool]]:
@@ -37,6 +35,41 @@ def variants(compare: str, mode: str) -> dict[str, tuple[str, str, int, bool]]:
         return {"no guard": (mode, "softmax", 0, False), "A/A control": (mode, "softmax", 0, False), "guard": (mode, "softmax", 0, True)}
     return {"no diagnostics": (mode, "softmax", 0, False), "A/A control": (mode, "softmax", 0, False),
             "every step": (mode, "softmax", 1, False), "every 10 steps": (mode, "softmax", 10, False)}
+
+
+def step(model, opt, batch: torch.Tensor, measure: bool, guard: bool, bf16: bool) -> None:
+    """One optimizer step; a measured one does what the Diagnostics callback does, minus the log."""
+    probe = Probe(model).__enter__() if measure else None
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    if probe is not None:
+        probe.__exit__(None, None, None)
+        pooled = Pooled(sync=False)
+        pooled.update(probe.sums())
+        flatten(pooled.compute())
+    if guard:
+        gradients_finite(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def time_round_robin(runs: dict, batch: torch.Tensor, warmup: int, steps: int, bf16: bool) -> None:
+    """Each variant in turn, the order rotated every step; step times appended to each run's lists."""
+    sync = torch.cuda.synchronize if batch.device.type == "cuda" else (lambda: None)
+    order = list(runs.values())
+    for i in range(warmup + steps):
+        for model, opt, every, guard, all_steps, plain_steps in order[i % len(order):] + order[: i % len(order)]:
+            measure = every > 0 and i % every == 0
+            sync()
+            t0 = time.perf_counter()
+            step(model, opt, batch, measure, guard, bf16)
+            sync()
+            if i >= warmup:
+                all_steps.append(time.perf_counter() - t0)
+                if not measure:
+                    plain_steps.append(all_steps[-1])
 
 
 def main():
@@ -60,36 +93,7 @@ def main():
         model = apply_interventions(build_model(build_config(m["model_config"], None), None), mode, arm).to(args.device)
         opt, _ = build_optimizer(model, 1e-4, 1e-5, 10, 1000, 0.1, (0.9, 0.95), 1e-8)
         runs[name] = (model, opt, every, guard, [], [])
-
-    def step(model, opt, measure: bool, guard: bool):
-        probe = Probe(model).__enter__() if measure else None
-        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16):
-            loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        if probe is not None:
-            probe.__exit__(None, None, None)
-            pooled = Pooled(sync=False)
-            pooled.update(probe.sums())
-            flatten(pooled.compute())
-        if guard:
-            gradients_finite(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    order = list(runs.values())
-    for i in range(args.warmup + args.steps):
-        for model, opt, every, guard, all_steps, plain_steps in order[i % len(order):] + order[: i % len(order)]:
-            measure = every > 0 and i % every == 0
-            sync()
-            t0 = time.perf_counter()
-            step(model, opt, measure, guard)
-            sync()
-            if i >= args.warmup:
-                all_steps.append(time.perf_counter() - t0)
-                if not measure:
-                    plain_steps.append(all_steps[-1])
+    time_round_robin(runs, batch, args.warmup, args.steps, args.bf16)
 
     base_name = next(iter(runs))
     base_mean = statistics.mean(runs[base_name][4])

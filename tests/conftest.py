@@ -37,7 +37,7 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 
 def train(tmp_path, *overrides: str, config: str = "configs/tiny.yaml"):
     """Run `train.py fit` in-process on the real CLI and Trainer; returns the CLI."""
-    from vscale.cli import main
+    from vscale.train.cli import main
 
     return main(["fit", "--config", config, f"--run.root={tmp_path}", *QUIET, *overrides])
 

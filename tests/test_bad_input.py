@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import QUIET, tiny_config, write_config
-from vscale.cli import main
+from vscale.train.cli import main
 
 
 def fit(tmp_path, *overrides, config: dict | None = None):

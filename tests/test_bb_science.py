@@ -11,9 +11,9 @@ from transformers import AutoModelForCausalLM
 from conftest import metrics, train
 from vscale.data.synthetic import VAL_STREAM, BigramBackcopy
 from vscale.diagnostics import diagnose
-from vscale.hf import build_config
-from vscale.module import VScaleLM
-from vscale.optim import build_optimizer
+from vscale.model import build_config
+from vscale.train.module import VScaleLM
+from vscale.train.optim import build_optimizer
 
 STEPS = 100
 """The baseline is measured at step STEPS - 1 (the last diagnostic step)."""

@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 
-from vscale import compare as C
-from vscale import eval_cli
+from vscale.eval import runs
+from vscale.eval import cli as eval_cli
 
 STEPS = [9, 19, 29]
 
@@ -27,7 +27,7 @@ def write_run(root, name: str, values: dict[str, list[float]], steps=STEPS):
 def layered(base: float, step_scale: float) -> dict[str, list[float]]:
     """A run's metrics: a summary and two layers of each profile quantity, changing with the step."""
     out = {"train/loss": [base + 3 - s / 10 for s in range(3)], "gsink/ratio/median": [base * (s + 1) for s in range(3)]}
-    for q, _ in C.PROFILE:
+    for q, _ in runs.PROFILE:
         for l in range(2):
             out[f"{q}/layer_{l}"] = [base + l + step_scale * s for s in range(3)]
     return out
@@ -45,7 +45,7 @@ def experiment(tmp_path):
 
 
 def test_runs_group_by_directory_name_minus_the_seed_suffix(experiment):
-    groups = C.group(C.expand([str(experiment)]))
+    groups = runs.group(runs.expand([str(experiment)]))
     assert {arm: [r.name for r in runs] for arm, runs in groups.items()} == {
         "gated-off": ["gated-off-seed0"], "learned": ["learned-seed0", "learned-seed1"], "off": ["off-seed0", "off-seed1", "off-seed2"]}
 
@@ -69,10 +69,10 @@ def test_the_table_gives_each_arms_final_mean_and_sample_std_and_a_single_run_al
 
 
 def test_curves_by_step_and_the_final_profile_are_means_and_stds_over_the_arms_runs(experiment):
-    runs = [C.read_metrics(experiment / f"learned-seed{s}") for s in (0, 1)]
-    assert C.by_step(runs, "train/loss") == [(step, pytest.approx(15 - i / 10), pytest.approx(statistics.stdev([10, 14])))
+    series = [runs.read_metrics(experiment / f"learned-seed{s}") for s in (0, 1)]
+    assert runs.by_step(series, "train/loss") == [(step, pytest.approx(15 - i / 10), pytest.approx(statistics.stdev([10, 14])))
                                               for i, step in enumerate(STEPS)]
-    means, stds = C.final_profile(runs, ["sink/alpha"])
+    means, stds = runs.final_profile(series, ["sink/alpha"])
     assert means == {"sink/alpha/layer_0": pytest.approx(14.0), "sink/alpha/layer_1": pytest.approx(15.0)}
     assert stds["sink/alpha/layer_1"] == pytest.approx(statistics.stdev([12.0, 16.0]))
 
@@ -81,10 +81,10 @@ def test_explicit_labels_rename_arms_or_pool_runs_and_yaml_boolean_words_stay_st
     eval_cli.main(["compare", "--run", f"[{experiment}/off-seed0, {experiment}/learned-seed0]", "--label", "[off, on]",
                    "--metrics", "[train/loss]", "--out", str(tmp_path / "two")])
     assert "| off | 1 |" in (tmp_path / "two" / "summary.md").read_text() and "| on | 1 |" in (tmp_path / "two" / "summary.md").read_text()
-    runs = C.expand([str(experiment)])
-    renamed = C.group(runs, ["gated", "v-scale", "baseline"])
+    dirs = runs.expand([str(experiment)])
+    renamed = runs.group(dirs, ["gated", "v-scale", "baseline"])
     assert [len(r) for r in renamed.values()] == [1, 2, 3] and list(renamed) == ["gated", "v-scale", "baseline"]
-    pooled = C.group(runs, ["x", "y", "y", "x", "x", "x"])
+    pooled = runs.group(dirs, ["x", "y", "y", "x", "x", "x"])
     assert [r.name for r in pooled["y"]] == ["learned-seed0", "learned-seed1"]
 
 
@@ -101,15 +101,15 @@ def test_bad_compare_input_is_refused_before_drawing(experiment, tmp_path, args,
 
 def test_checkpoints_of_one_arm_are_found_by_run_directory_or_label():
     ckpts = ["runs/bb/off-seed0/checkpoints/last.ckpt", "runs/bb/off-seed1/checkpoints/last.ckpt", "export/gated-off-seed0"]
-    assert C.checkpoint_arms(ckpts, ckpts, labelled=False) == {"off": ckpts[:2], "gated-off": ckpts[2:]}
-    assert C.checkpoint_arms(ckpts, ["a-seed3", "b", "a-seed4"], labelled=True) == {"a": ["a-seed3", "a-seed4"], "b": ["b"]}
+    assert runs.checkpoint_arms(ckpts, ckpts, labelled=False) == {"off": ckpts[:2], "gated-off": ckpts[2:]}
+    assert runs.checkpoint_arms(ckpts, ["a-seed3", "b", "a-seed4"], labelled=True) == {"a": ["a-seed3", "a-seed4"], "b": ["b"]}
 
 
 def test_an_arms_measurements_are_pooled_as_mean_and_sample_std_of_what_every_member_measured():
     results = {"s0": {"perplexity": {"ppl": 10.0}, "needle": {"full": {"single": {"128": {"mean": 0.2, "per_seed": [0.1, 0.3]}}}}, "only": 1.0},
                "s1": {"perplexity": {"ppl": 14.0}, "needle": {"full": {"single": {"128": {"mean": 0.6, "per_seed": [0.5, 0.7]}}}}},
                "x": {"perplexity": {"ppl": 3.0, "tokens": 100}}}
-    pooled = C.pool(results, {"a": ["s0", "s1"], "b": ["x"]})
+    pooled = runs.pool(results, {"a": ["s0", "s1"], "b": ["x"]})
     assert pooled["a"]["checkpoints"] == ["s0", "s1"]
     assert pooled["a"]["results"]["perplexity.ppl"] == {"mean": 12.0, "std": pytest.approx(statistics.stdev([10.0, 14.0])), "n": 2}
     assert pooled["a"]["results"]["needle.full.single.128.mean"]["mean"] == pytest.approx(0.4)

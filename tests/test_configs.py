@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from conftest import save_tiny_pretrained
-from vscale.cli import VScaleCLI, main
+from vscale.train.cli import VScaleCLI, main
 
 CONFIGS = sorted(Path("configs").glob("*.yaml"))
 PAPER_PARAMS = {"paper-0.1b": 101e6, "paper-0.3b": 291e6, "paper-1b": 1.04e9}
@@ -16,7 +16,7 @@ PAPER_PARAMS = {"paper-0.1b": 101e6, "paper-0.3b": 291e6, "paper-1b": 1.04e9}
 @pytest.fixture(scope="module")
 def tiny_prepared(tmp_path_factory) -> str:
     """The shipped corpus prepared with the shipped tokenizer: stands in offline for a config's data.prepared (C4)."""
-    from vscale.prepare import main as prepare
+    from vscale.data.prepare import main as prepare
 
     out = str(tmp_path_factory.mktemp("prepared") / "tiny")
     prepare(["--config", "configs/tiny.yaml", "--out", out])

@@ -6,7 +6,7 @@ from itertools import islice
 import datasets
 import pytest
 
-from vscale.data import PackedTextData, ResumableSampler, StreamingRows, load_tokenizer
+from vscale.data import DataSource, PackedTextData, ResumableSampler, StreamingRows, load_tokenizer
 
 DOCS = ["The first document is short.", "A second one, a little longer than the first.", "Third.", "And a fourth to close."]
 
@@ -91,3 +91,17 @@ def test_tokenizer_without_eos_is_rejected(tmp_path):
 ], ids=["files", "files-over-dataset", "streamed-hub", "whole-hub"])
 def test_one_source_is_picked_from_the_fields(fields, source):
     assert PackedTextData("assets/tokenizer-tiny", **fields).source == source
+
+
+def test_a_new_source_location_replaces_the_old_one_whole_but_keeps_the_text_column():
+    recorded = DataSource(dataset="allenai/c4", dataset_config="en", train_split="tr", val_fraction=0.5, text_field="body")
+    assert recorded.replaced({"train_files": ["a.jsonl"], "val_files": None}) == DataSource(train_files=["a.jsonl"], text_field="body")
+    assert recorded.replaced({"val_split": "test"}) == DataSource(dataset="allenai/c4", dataset_config="en", train_split="tr",
+                                                                  val_split="test", val_fraction=0.5, text_field="body")
+
+
+def test_the_prepare_command_names_only_what_differs_from_the_defaults():
+    assert DataSource(dataset="allenai/c4", dataset_config="en").prepare_command("data/c4", "gpt2") == (
+        "python -m vscale.prepare --tokenizer gpt2 --dataset allenai/c4 --dataset_config en --out data/c4")
+    files = DataSource(train_files=["a b.txt"], val_fraction=0.1, text_field="body")
+    assert files.prepare_command("out", "tok") == "python -m vscale.prepare --tokenizer tok --files 'a b.txt' --val_fraction 0.1 --text_field body --out out"

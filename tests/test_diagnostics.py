@@ -7,9 +7,8 @@ import torch
 from conftest import tiny_model
 from vscale import apply_vscale
 from vscale.diagnostics import diagnose
-from vscale import metrics as M
-from vscale.lse import fused_lse, recomputed_lse
-from vscale.metrics import sink_row_sums
+from vscale.diagnostics.metrics import sink, sink_row_sums, summarise
+from vscale.model.lse import attention_to_token0, fused_lse, recomputed_lse
 
 T = 40
 TOKENS = torch.randint(0, 97, (3, T), generator=torch.Generator().manual_seed(1))
@@ -37,7 +36,7 @@ def test_attention_to_token0_matches_the_materialised_matrix(arch_heads, fused):
     model = sharpened(arch, kv)
     captured = []
     for layer in model.model.layers:
-        layer.self_attn.diagnostics_tap = lambda arm, q, k, v, s: captured.append(M.attention_to_token0(q, k, s, fused=fused))
+        layer.self_attn.diagnostics_tap = lambda arm, q, k, v, s: captured.append(attention_to_token0(q, k, s, fused=fused))
     with torch.no_grad():
         model(TOKENS)
     for a0, attn in zip(captured, eager_attentions(arch, kv)):
@@ -92,7 +91,7 @@ def test_sink_rate_counts_heads_whose_alpha_exceeds_eps():
     a0[:, 2, :64] = 0.29
     a0[:, 3, 64:] = 1.0  # beyond T_eps: not part of alpha
     sums = sink_row_sums(a0)
-    stats = M.sink(*(sums[k] / 2 for k in ("alpha", "mass", "m2", "m0", "s0")))
+    stats = sink(*(sums[k] / 2 for k in ("alpha", "mass", "m2", "m0", "s0")))
     assert stats["rate"].item() == pytest.approx(0.5)
     assert stats["alpha"].item() == pytest.approx((0.9 + 0.31 + 0.29 + 0.0) / 4)
     assert stats["m0"].item() == pytest.approx((0.9 * 80 + 0.31 * 64 + 0.29 * 64 + 16) / 4)
@@ -285,7 +284,7 @@ def test_statistics_over_batches_pool_rows_before_taking_ratios():
 
 
 def test_the_fit_end_summary_names_the_layer_with_the_largest_alpha_and_its_sink_measures():
-    from vscale.callbacks.diagnostics import summary
+    from vscale.train.callbacks.diagnostics import summary
 
     metrics = {f"{name}/layer_{l}": value for name, values in {"sink/alpha": (0.1, 0.7, 0.2), "sink/rate": (0.0, 1.0, 0.0),
                "gsink/ratio": (3.0, 115.0, 2.0), "act/v_ratio": (0.9, 0.15, 0.8)}.items() for l, value in enumerate(values)}
@@ -298,7 +297,7 @@ def test_layer_summaries_skip_layers_where_a_quantity_is_undefined():
     """R_GS is 0/0 in a layer whose attention gives no token weight; mean, median, max and IQR are
     taken over the other layers, and are NaN only where no layer has a value."""
     table = torch.tensor([[float("nan"), 468.0, 538.0, 2.0], [float("nan")] * 4])
-    s = M.summarise(table)
+    s = summarise(table)
     defined = torch.tensor([468.0, 538.0, 2.0])
     assert s["mean"][0] == pytest.approx(defined.mean().item())
     assert s["median"][0] == 468.0 and s["max"][0] == 538.0

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import tiny_config, train, write_config
-from vscale.callbacks import Diagnostics
+from vscale.train.callbacks import Diagnostics
 from vscale.data import PackedTextData
 from vscale.diagnostics import diagnose, diagnose_batches
-from vscale.module import VScaleLM
+from vscale.train.module import VScaleLM
 
 REQUIRED = [
     "sink/rate", "sink/mass", "sink/alpha", "gsink/ratio", "gsink/q_t0", "gsink/k_t0", "gsink/v_t0",

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from conftest import train
-from vscale import eval_cli
-from vscale.evaluate import load_checkpoint, measure
+from vscale.eval import cli as eval_cli
+from vscale.eval.checkpoints import load_checkpoint
+from vscale.eval.measure import measure
 
 SMALL = dict(batches=2, calib_batches=1, needle_context_lens=[128], needle_seeds=[0, 1], needle_n=2)
 PRECISIONS = ["full", "per_token", "per_tensor", "per_tensor_down_proj"]
@@ -143,7 +144,7 @@ def test_exported_weights_load_in_plain_transformers_without_vscale(runs, tmp_pa
 
 
 def test_an_explicit_eval_source_replaces_the_checkpoint_data_source():
-    from vscale.evaluate import eval_data
+    from vscale.eval.checkpoints import eval_data
 
     recorded = {"tokenizer": "assets/tokenizer-tiny", "train_files": ["data/tiny/train.jsonl"], "val_files": ["data/tiny/val.jsonl"], "seq_len": 64}
     data = eval_data({"dataset": "allenai/c4", "dataset_config": "en", "seq_len": None}, recorded)
@@ -194,7 +195,7 @@ def test_unknown_lm_eval_task_is_rejected_before_loading(tmp_path):
 
 def report_of(ppl: dict[str, float], sink_rate: dict[str, float] | None = None) -> str:
     """report.md of checkpoints with the given perplexities (and sink rates), nothing else measured."""
-    from vscale.report import render
+    from vscale.eval.report import render
 
     data = {"tokenizer": "assets/tokenizer-tiny", "seq_len": 128, "batch_size": 16, "train_files": ["data/tiny/train.jsonl"],
             "val_files": ["data/tiny/val.jsonl"], "dataset": None, "dataset_config": None, "chat_template": None, "val_fraction": 0.02}

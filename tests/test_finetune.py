@@ -6,8 +6,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import metrics, save_tiny_pretrained, train
-from vscale.chat import IGNORE, chat_tokens, set_chat_template
-from vscale.module import VScaleLM
+from vscale.data.chat import IGNORE, chat_tokens, set_chat_template
+from vscale.train.module import VScaleLM
 
 CONFIG = "configs/finetune-tiny.yaml"
 FAST = ["--trainer.log_every_n_steps=1", "--run.val_every_n_steps=1000", "--trainer.num_sanity_val_steps=0",
@@ -113,7 +113,7 @@ def test_chat_data_needs_a_chat_template(pretrained):
 
 
 def test_a_chat_finetune_checkpoint_evaluates_on_its_own_chat_data(tmp_path, pretrained):
-    from vscale import eval_cli
+    from vscale.eval import cli as eval_cli
 
     finetune(tmp_path, pretrained, "--model.vscale=learned", "--trainer.max_steps=2")
     ckpt = tmp_path / "finetune-tiny" / "learned-seed0" / "checkpoints" / "last.ckpt"
@@ -123,7 +123,7 @@ def test_a_chat_finetune_checkpoint_evaluates_on_its_own_chat_data(tmp_path, pre
 
 def test_a_local_pair_trains_both_modes_on_the_same_batches(tmp_path):
     """`backward` has the forward of `off`, so with the same data order their first losses agree exactly."""
-    from vscale.launch import main
+    from vscale.launch.sweep import main
 
     pretrained = save_tiny_pretrained(tmp_path / "pretrained")
     main(["--config", CONFIG, "--gpus-per-node", "0", "--modes", "off", "backward", "--seeds", "0", "--local", "--",

@@ -55,8 +55,8 @@ def worker(rank: int, port: int, out: str, task: str) -> None:
         else:
             from torch.distributed.fsdp import MixedPrecision
 
-            from vscale.fsdp import keep_vscale_float32
-            from vscale.hf import vscale_modules
+            from vscale.model.fsdp import keep_vscale_float32
+            from vscale.model import vscale_modules
 
             sharded = wrap(m, keep_vscale_float32(MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.bfloat16)))
             seen = {}
@@ -102,8 +102,8 @@ def test_theta_stays_float32_when_fsdp_computes_in_bf16(tmp_path):
 def test_only_low_precision_fsdp_configs_set_v_scale_apart():
     from torch.distributed.fsdp import MixedPrecision
 
-    from vscale.fsdp import keep_vscale_float32
-    from vscale.interventions.value_scale import VScale
+    from vscale.model.fsdp import keep_vscale_float32
+    from vscale.model.interventions.value_scale import VScale
 
     bf16 = keep_vscale_float32(MixedPrecision(param_dtype=torch.bfloat16))
     assert VScale in bf16._module_classes_to_ignore and bf16.param_dtype == torch.bfloat16

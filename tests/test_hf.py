@@ -8,7 +8,7 @@ from torch import nn
 
 from conftest import tiny_model
 from vscale import apply_vscale
-from vscale.interventions.value_scale import vscale_constant
+from vscale.model.interventions.value_scale import vscale_constant
 
 TOKENS = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(0))
 
@@ -193,7 +193,7 @@ def test_non_positive_lambda_is_refused(lam):
 
 
 def test_removing_the_interventions_restores_the_unpatched_model():
-    from vscale.hf import remove_interventions
+    from vscale.model import remove_interventions
 
     model = remove_interventions(apply_vscale(tiny_model(), "learned"))
     assert model.config._attn_implementation == "sdpa"

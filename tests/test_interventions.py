@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from conftest import metrics, save_tiny_pretrained, tiny_model, train
 from vscale import diagnose
-from vscale.hf import apply_interventions, attention_arm, decoder_layers, from_pretrained, save_pretrained
-from vscale.interventions import ARMS
+from vscale.model import apply_interventions, attention_arm, decoder_layers, from_pretrained, save_pretrained
+from vscale.model.interventions import ARMS
 
 ARCHS = [("llama", 4), ("llama", 2), ("qwen3", 4), ("qwen3", 2), ("mistral", 2), ("qwen2", 4)]
 T = 40  # at least the diagnostics' window (32 tokens)
@@ -194,7 +194,7 @@ def test_a_key_slot_keeps_the_fused_causal_path_and_equals_the_explicit_mask():
     front) gives what the same keys give under the explicit causal mask with the slot column."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from vscale.interventions.masking import additive, allowed_keys, slot_attention, with_slot
+    from vscale.model.interventions.masking import additive, allowed_keys, slot_attention, with_slot
 
     torch.manual_seed(0)
     q = torch.randn(2, 4, 8, 8, dtype=torch.float64)  # 8 queries; 9 keys and values, the slot first
@@ -222,7 +222,7 @@ def test_diff_sub_heads_keep_relative_positions():
     """Each sub-head takes whole RoPE rotation pairs, so its scores depend on q and k's distance only."""
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
-    from vscale.interventions.diff import sub_heads
+    from vscale.model.interventions.diff import sub_heads
 
     model = tiny_model()
     rope = LlamaRotaryEmbedding(model.config)
@@ -251,7 +251,7 @@ def test_arm_parameters_survive_save_and_from_pretrained(tmp_path, name):
 def test_arm_retrofits_a_pretrained_model_keeping_its_weights(tmp_path, name):
     from transformers import AutoModelForCausalLM
 
-    from vscale.module import VScaleLM
+    from vscale.train.module import VScaleLM
 
     path = save_tiny_pretrained(tmp_path / "pretrained")
     lm = VScaleLM(pretrained=str(path), attention=name, vscale="learned")
@@ -294,7 +294,7 @@ def test_arm_run_resumes_exactly(tmp_path, name):
 
 @pytest.mark.parametrize("name", [n for n in ARMS if ARMS[n].kernels])
 def test_arm_on_a_kernel_it_cannot_use_is_refused_naming_both_fields(name):
-    from vscale.module import VScaleLM
+    from vscale.train.module import VScaleLM
 
     with pytest.raises(ValueError, match=f"model.attention='{name}' runs on model.attn_implementation sdpa or eager, not 'flex_attention'"):
         VScaleLM(model_config={"model_type": "llama", "vocab_size": 97, "hidden_size": 64, "num_attention_heads": 4},
@@ -302,14 +302,14 @@ def test_arm_on_a_kernel_it_cannot_use_is_refused_naming_both_fields(name):
 
 
 def test_diff_on_a_head_dim_not_divisible_by_4_is_refused_before_the_model_is_built():
-    from vscale.module import VScaleLM
+    from vscale.train.module import VScaleLM
 
     with pytest.raises(ValueError, match=r"model.attention='diff'.*head_dim \(6\) must be divisible by 4"):
         VScaleLM(model_config={"model_type": "llama", "vocab_size": 97, "hidden_size": 24, "num_attention_heads": 4}, attention="diff")
 
 
 def test_frozen_arm_parameters_in_a_fine_tune_are_refused(tmp_path):
-    from vscale.module import VScaleLM
+    from vscale.train.module import VScaleLM
 
     path = save_tiny_pretrained(tmp_path / "pretrained")
     with pytest.raises(ValueError, match=r"model.trainable=\['\*.vscale.theta'\] leaves model.attention='gated'.*'\*.arm.\*'"):
@@ -318,7 +318,7 @@ def test_frozen_arm_parameters_in_a_fine_tune_are_refused(tmp_path):
 
 @pytest.mark.parametrize("value", ["Gated", "softmax+1", ""])
 def test_unknown_arm_is_refused(value):
-    from vscale.module import VScaleLM
+    from vscale.train.module import VScaleLM
 
     with pytest.raises(ValueError, match="unknown attention arm.*choose one of softmax, gated, sink_logit, softpick, kv_bias, diff"):
         VScaleLM(model_config={"model_type": "llama", "vocab_size": 97}, attention=value)

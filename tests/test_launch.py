@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vscale.launch import REPO, main, train_command
+from vscale.launch.sweep import REPO, main, train_command
 
 
 def dry_run(capsys, *args: str) -> dict[Path, str]:
@@ -71,7 +71,7 @@ def test_cpu_job_requests_no_gpu_and_trains_on_cpu(capsys):
 
 
 def test_rendered_srun_line_instantiates_through_the_real_cli(capsys, tmp_path):
-    from vscale.cli import VScaleCLI
+    from vscale.train.cli import VScaleCLI
 
     scripts = dry_run(capsys, "--config", "configs/tiny.yaml", "--gpus-per-node", "0", "--modes", "learned",
                       "--seeds", "1", "--", f"--run.root={tmp_path}", "--trainer.max_steps=7")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vscale.data import load_tokenizer
-from vscale.needle import KINDS, NOUN, SENTENCE_ENDS, accuracy, evaluate, generate_answers, make_cases, score
+from vscale.eval.needle import KINDS, NOUN, SENTENCE_ENDS, accuracy, evaluate, generate_answers, make_cases, score
 
 TOKENIZER = load_tokenizer("assets/tokenizer-tiny")
 TEXTS = [json.loads(line)["text"] for line in open("data/tiny/val.jsonl")]
@@ -193,8 +193,9 @@ def test_needle_accuracy_is_measured_in_full_precision_and_under_each_w8a8_mode(
     """evaluate_checkpoint's needle numbers against needle.evaluate run by hand inside each W8A8 block."""
     import contextlib
 
-    from vscale.evaluate import Loaded, evaluate_checkpoint
-    from vscale.quant import QUANT_MODES, w8a8
+    from vscale.eval.checkpoints import Loaded
+    from vscale.eval.measure import evaluate_checkpoint
+    from vscale.eval.quant import QUANT_MODES, w8a8
 
     model, case = learned
     calibration = [torch.tensor([case.prompt_ids])]

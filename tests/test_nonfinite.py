@@ -6,9 +6,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import tiny_config
-from vscale.callbacks import NonFiniteGuard
+from vscale.train.callbacks import NonFiniteGuard
 from vscale.data import PackedTextData
-from vscale.module import VScaleLM
+from vscale.train.module import VScaleLM
 
 
 class PoisonedLM(VScaleLM):

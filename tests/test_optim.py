@@ -6,7 +6,7 @@ import pytest
 
 from conftest import tiny_model
 from vscale import apply_vscale
-from vscale.optim import build_optimizer
+from vscale.train.optim import build_optimizer
 
 
 def test_weight_decay_skips_norms_biases_and_theta():

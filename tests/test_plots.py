@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from vscale import plots
+from vscale.diagnostics import figures as plots
+from vscale.eval import violin
+from vscale.eval.curves import training_curves, training_curves_figure
 
 PROFILE_PANELS = [("sink/rate", "sink rate"), ("gsink/ratio", "R_GS"), ("act/h_out_ratio", "h_out token 0 / early")]
 CURVES = ["train/loss", "gsink/ratio/median", "sink/rate/mean"]
@@ -37,8 +39,8 @@ def curves():
 
 def figures():
     return {"layer_profile": plots.layer_profile_figure(two_profiles(), PROFILE_PANELS),
-            "gradient_violin": plots.gradient_violin_figure({"baseline": norms(0), "vscale": norms(1, sink=3.0)}),
-            "training_curves": plots.training_curves_figure(curves(), CURVES)}
+            "gradient_violin": violin.gradient_violin_figure({"baseline": norms(0), "vscale": norms(1, sink=3.0)}),
+            "training_curves": training_curves_figure(curves(), CURVES)}
 
 
 def tick_labels(fig, ax):
@@ -108,7 +110,7 @@ def test_the_violin_names_each_run_and_explains_the_marker_and_the_violins():
 
 def test_the_violin_marks_token_zero_at_the_log_of_its_mean_over_rows():
     g = norms(0, sink=10.0)
-    fig = plots.gradient_violin_figure({"baseline": g})
+    fig = violin.gradient_violin_figure({"baseline": g})
     marker = fig.axes[0].collections[-1]
     np.testing.assert_allclose(marker.get_offsets()[:, 1], np.log10(g[:, :, 0].mean(1)))
 
@@ -116,7 +118,7 @@ def test_the_violin_marks_token_zero_at_the_log_of_its_mean_over_rows():
 def test_token0_over_median_divides_token_zero_by_the_median_of_the_other_nonzero_tokens():
     g = norms(0, sink=10.0)
     expected = [g[l, :, 0].mean() / np.median(g[l, :, 1:-1]) for l in range(3)]
-    np.testing.assert_allclose(plots.token0_over_median(g), expected)
+    np.testing.assert_allclose(violin.token0_over_median(g), expected)
     assert all(5 < f < 20 for f in expected)
 
 
@@ -138,8 +140,8 @@ def test_training_curves_mark_their_points_and_differ_by_run():
 
 
 def test_eval_figures_and_training_curves_write_pngs(tmp_path):
-    paths = plots.eval_figures(two_profiles(), {"baseline": norms(0), "vscale": norms(1)}, tmp_path)
-    paths.append(plots.training_curves(curves(), CURVES, tmp_path / "curves.png"))
+    paths = violin.eval_figures(two_profiles(), {"baseline": norms(0), "vscale": norms(1)}, tmp_path)
+    paths.append(training_curves(curves(), CURVES, tmp_path / "curves.png"))
     paths.append(plots.layer_profile({"run": two_profiles()["baseline"]}, tmp_path / "diagnostics" / "profile.png", title="step 10"))
     assert [p.name for p in paths] == ["sink_rate.png", "token0_ratio.png", "gsink_ratio.png", "grad_norm_violin.png", "curves.png", "profile.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths)

@@ -17,7 +17,7 @@ import torch
 from conftest import metrics, train
 from vscale.data import PackedTextData, TokenFileWriter, load_tokenizer, token_dtype
 from vscale.data.prepared import PreparedRows
-from vscale.prepare import main, parser
+from vscale.data.prepare import main, parser
 
 TINY = ["--config", "configs/tiny.yaml"]
 TRAIN_FILE, VAL_FILE = "data/tiny/train.jsonl", "data/tiny/val.jsonl"

@@ -10,10 +10,10 @@ import torch
 
 import vscale
 from conftest import save_tiny_pretrained
-from vscale import eval_cli
-from vscale.hf import vscale_modules
-from vscale.probes.interpolate import interpolate, progress, steepest
-from vscale.probes.truncate import attended_distance, truncation
+from vscale.eval import cli as eval_cli
+from vscale.model import vscale_modules
+from vscale.eval.probes.interpolate import interpolate, progress, steepest
+from vscale.eval.probes.truncate import attended_distance, truncation
 
 SIGMA = 0.02  # method §2
 
@@ -111,8 +111,8 @@ def test_truncation_is_one_minus_cosine_against_a_hand_forward_with_a_sliding_wi
 
 def test_the_window_keeps_token_0_only_for_queries_within_k():
     """Queries t < k still see token 0 and their whole context: the window changes nothing there."""
-    from vscale.probes.attention import layer_outputs
-    from vscale.probes.truncate import banded_causal_mask
+    from vscale.eval.probes.attention import layer_outputs
+    from vscale.eval.probes.truncate import banded_causal_mask
 
     model = small_llama(1)
     full, cut = layer_outputs(model, IDS), layer_outputs(model, IDS, banded_causal_mask(24, 5, torch.float32))
@@ -238,7 +238,7 @@ def test_command_line_lists_keep_off_on_yes_no_as_strings(pair, tmp_path):
 
 def test_truncation_refuses_a_kernel_that_takes_no_attention_mask():
     from conftest import tiny_model
-    from vscale.probes.truncate import check_kernel
+    from vscale.eval.probes.truncate import check_kernel
 
     with pytest.raises(ValueError, match=r"checkpoint 'x' attends with the 'flex_attention' kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'"):
         check_kernel(tiny_model(attn="flex_attention"), "checkpoint 'x'")

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from vscale import eval_cli
+from vscale.eval import cli as eval_cli
 from conftest import save_tiny_pretrained
 import vscale
-from vscale.hf import vscale_modules
+from vscale.model import vscale_modules
 
 VAL = "data/tiny/val.jsonl"
 SMALL = dict(files=[VAL], seq_len=64, batch_size=2, batches=2)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from conftest import ARCHS, tiny_model
 
-from vscale.quant import QUANT_MODES, calibrate, quantize_per_tensor, quantize_per_token, quantized_linears, w8a8, weight_per_channel
+from vscale.eval.quant import QUANT_MODES, calibrate, quantize_per_tensor, quantize_per_token, quantized_linears, w8a8, weight_per_channel
 
 STATIC = [m for m in QUANT_MODES if m != "per_token"]
 

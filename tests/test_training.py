@@ -44,7 +44,7 @@ def test_learned_theta_is_trained_and_checkpointed(tmp_path):
 
 
 def test_rerunning_a_run_that_holds_checkpoints_is_refused_and_leaves_it_intact(tmp_path):
-    from vscale.config import RunDirInUse
+    from vscale.errors import RunDirInUse
 
     train(tmp_path, "--trainer.max_steps=3", "--run.val_every_n_steps=1000")
     run = tmp_path / "tiny" / "off-seed0"

@@ -4,7 +4,7 @@ import pytest
 import wandb
 
 from conftest import train
-from vscale.config import wandb_offline
+from vscale.train.config import wandb_offline
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ reach (compute nodes often have no network) instead of a retry log and a long tr
 
 from pathlib import Path
 
+from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
-class HubUnreachable(OSError):
-    """A hub name was given, the hub could not be reached, and nothing is cached for it."""
+from vscale.errors import HubUnreachable
 
 
 def _offline(error: BaseException) -> bool:
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
     while error is not None:
         if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError)):
             return True

@@ -20,16 +20,19 @@ from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 
+import datasets
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from vscale.chat import set_chat_template
-from vscale.data.packing import load_documents, load_tokenizer, local_format, pack, tokenize_documents
-from vscale.data.prepared import SPLITS, PreparedDataMissing, PreparedRows, read_documents, read_meta, split_file, split_tokens
+from vscale.data.chat import set_chat_template
+from vscale.data.packing import load_tokenizer, local_format, pack, tokenize_documents
+from vscale.data.prepared import SPLITS, PreparedRows, read_documents, read_meta, split_file, split_tokens
+from vscale.data.source import DataSource
 from vscale.data.sampler import ResumableSampler
 from vscale.data.synthetic import TRAIN_STREAM, VAL_STREAM, BigramBackcopy, StreamPositions, SyntheticRows
 from vscale.data.streaming import StreamingRows, Take, streaming_split
+from vscale.errors import PreparedDataMissing
 from vscale.hub import from_hub
 
 SOURCES = ("prepared", "files", "hub", "streaming", "synthetic")
@@ -116,6 +119,7 @@ class PackedTextData(L.LightningDataModule):
         self.task = BigramBackcopy(**synthetic) if isinstance(synthetic, dict) else synthetic
         self.save_hyperparameters()
         self.hparams.synthetic = asdict(self.task) if self.task else None  # plain values: checkpoints load with weights_only
+        self.data_source = DataSource.of(self.hparams)
         self.tokenizer = None
         self.train_data: torch.Tensor | PreparedRows | SyntheticRows | None = None
         self.val_data: torch.Tensor | PreparedRows | SyntheticRows | None = None
@@ -129,12 +133,9 @@ class PackedTextData(L.LightningDataModule):
         if prepared:
             self._check_prepared_exists()
         else:
-            if not train_files and not dataset:
+            if not self.data_source.given:
                 raise ValueError("data: give data.prepared (a directory from python -m vscale.prepare), data.train_files (local files) or data.dataset (a hub dataset name).")
-            if train_files:
-                local_format(train_files, "data.train_files")
-            if val_files:
-                local_format(val_files, "data.val_files")
+            self.data_source.check_files()
             if messages_field and dataset and not train_files and streaming:
                 raise ValueError("data.messages_field: chat data is read whole; set data.streaming=false.")
         self.tokenizer = load_tokenizer(tokenizer)
@@ -168,12 +169,7 @@ class PackedTextData(L.LightningDataModule):
     # prepared data: checks before any compute
 
     def _prepare_command(self, out: str | None = None) -> str:
-        from vscale.prepare import command
-
-        hp = self.hparams
-        return command(out or hp.prepared, hp.tokenizer, train_files=hp.train_files, val_files=hp.val_files, val_fraction=hp.val_fraction,
-                       dataset=hp.dataset, dataset_config=hp.dataset_config, train_split=hp.train_split,
-                       val_split=hp.val_split, text_field=hp.text_field)
+        return self.data_source.prepare_command(out or self.hparams.prepared, self.hparams.tokenizer)
 
     def _check_prepared_exists(self) -> None:
         hp = self.hparams
@@ -243,14 +239,12 @@ class PackedTextData(L.LightningDataModule):
             self.train_data = PreparedRows(split_file(hp.prepared, "train"), dtype, hp.seq_len)
             self.val_data = PreparedRows(split_file(hp.prepared, "val"), dtype, hp.seq_len, limit=hp.val_rows)
             return
-        train, val = load_documents(hp.train_files, hp.val_files, hp.val_fraction, hp.dataset, hp.dataset_config, hp.train_split, hp.val_split)
+        train, val = self.data_source.documents()
         self.train_data, self.train_labels = self._rows(train)
         self.val_data, self.val_labels = self._rows(val, hp.val_rows)
 
     def validation_texts(self, n: int = 500) -> list[str]:
         """Up to n raw documents of the validation source (filler for needle retrieval)."""
-        import datasets
-
         hp = self.hparams
         if self.source == "synthetic":
             raise ValueError('data.synthetic: a synthetic task has no text for needle retrieval; skip it (eval.py run --needle_context_lens "[]").')

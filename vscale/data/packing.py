@@ -1,6 +1,6 @@
 """The row every source shares (docs/method.md §1): documents tokenized without special tokens,
 each followed by `<eos>`, concatenated and cut into rows of `seq_len` tokens (remainder dropped,
-no `<bos>`), plus the loading of the documents themselves (local files or a hub split).
+no `<bos>`), and the tokenizer that makes them.
 
 The in-memory path, the streamed path and `python -m vscale.prepare` all go through these
 functions, so their rows agree token for token.
@@ -11,17 +11,15 @@ from itertools import islice
 from pathlib import Path
 
 import torch
+from transformers import AutoTokenizer
 
-from vscale.chat import chat_tokens
+from vscale.data.chat import chat_tokens
 from vscale.hub import from_hub
 
 LOCAL_FORMATS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-FIELDS = {"train_files": "data.train_files", "val_files": "data.val_files", "dataset": "data.dataset"}
 
 
 def load_tokenizer(name_or_path: str, field: str = "data.tokenizer"):
-    from transformers import AutoTokenizer
-
     tokenizer = from_hub(AutoTokenizer.from_pretrained, name_or_path, field)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{field}={name_or_path!r} has no eos token; packing needs one to separate documents. Set tokenizer.eos_token.")
@@ -37,52 +35,6 @@ def local_format(files: list[str], field: str) -> str:
     if None in formats or len(formats) != 1:
         raise ValueError(f"{field}={files}: files must share one format among {sorted(LOCAL_FORMATS)}.")
     return formats.pop()
-
-
-def load_documents(
-    train_files: list[str] | None = None,
-    val_files: list[str] | None = None,
-    val_fraction: float = 0.02,
-    dataset: str | None = None,
-    dataset_config: str | None = None,
-    train_split: str = "train",
-    val_split: str = "validation",
-    max_documents: int | None = None,
-    val_documents: int | None = None,
-    fields: dict[str, str] = FIELDS,
-):
-    """(train, validation) `datasets.Dataset`s of whole documents. Local files take precedence
-    over a hub dataset; without val_files, the held-out documents are a seeded fraction
-    (`train_test_split(seed=0)`), the same on every call. `max_documents` / `val_documents` take
-    the first documents of each split (before the hold-out, for local files); from a hub split
-    only those are streamed, not the whole split downloaded (C4 en is ~305 GB)."""
-    import datasets
-
-    if train_files:
-        train = datasets.load_dataset(local_format(train_files, fields["train_files"]), data_files=train_files, split="train")
-        if max_documents is not None:
-            train = train.select(range(min(max_documents, len(train))))
-        if val_files:
-            val = datasets.load_dataset(local_format(val_files, fields["val_files"]), data_files=val_files, split="train")
-        else:
-            split = train.train_test_split(test_size=val_fraction, seed=0, shuffle=True)
-            train, val = split["train"], split["test"]
-        if val_documents is not None:
-            val = val.select(range(min(val_documents, len(val))))
-        return train, val
-
-    def hub_split(split: str, n: int | None):
-        if n is None:
-            return from_hub(datasets.load_dataset, dataset, fields["dataset"], dataset_config, split=split)
-        stream = from_hub(datasets.load_dataset, dataset, fields["dataset"], dataset_config, split=split, streaming=True)
-        return datasets.Dataset.from_generator(_documents, gen_kwargs={"stream": stream.take(n)})
-
-    return hub_split(train_split, max_documents), hub_split(val_split, val_documents)
-
-
-def _documents(stream):
-    """`Dataset.from_generator` source: the documents of a streamed split, in order."""
-    yield from stream
 
 
 def pack(token_lists: Iterator[list[int]], eos_id: int, seq_len: int) -> Iterator[list[int]]:

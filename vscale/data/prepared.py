@@ -25,16 +25,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
 
 FORMAT = "vscale-prepared-tokens/1"
 SPLITS = ("train", "val")
 META = "meta.json"
-
-
-class PreparedDataMissing(FileNotFoundError):
-    """`data.prepared` names no finished preparation; the message gives the command that makes it."""
 
 
 def token_dtype(vocab_size: int) -> str:
@@ -62,8 +61,6 @@ def read_meta(directory: str | Path) -> dict:
 def _flatten_with_eos(ids, eos_id: int, dtype: np.dtype) -> np.ndarray:
     """Documents (an arrow list array, chunked or not, or a list of token lists) as one array,
     each document followed by `eos_id`."""
-    import pyarrow as pa
-
     if isinstance(ids, list):
         ids = pa.array(ids, type=pa.list_(pa.int64()))
     if isinstance(ids, pa.ChunkedArray):
@@ -152,8 +149,6 @@ def write_splits(directory: str | Path, splits: dict[str, Iterable], *, tokenize
     each split in SPLITS, its batches of documents (arrow list arrays or lists of token lists)
     into `<split>.bin`, then meta.json, each synced. `totals` (documents per split) sizes the
     progress bars over documents. Returns the meta."""
-    from tqdm.auto import tqdm
-
     directory, dtype = Path(directory), token_dtype(vocab_size)
     meta = {"format": FORMAT, "tokenizer": tokenizer, "vocab_size": vocab_size, "eos_id": eos_id, "dtype": dtype,
             "byteorder": "little", "splits": {}, "source": source}

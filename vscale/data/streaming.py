@@ -8,7 +8,9 @@ avoid that cost.
 from collections.abc import Iterator
 from itertools import islice
 
+import datasets
 import torch
+from datasets.distributed import split_dataset_by_node
 from torch.utils.data import IterableDataset
 
 from vscale.data.packing import pack, tokenize_stream
@@ -45,9 +47,6 @@ class Take(IterableDataset):
 def streaming_split(dataset: str, dataset_config: str | None, split: str, rank: int, world: int,
                     shuffle_seed: int | None = None, shuffle_buffer: int = 10_000):
     """This rank's shard of a streamed hub split, shuffled through a buffer when a seed is given."""
-    import datasets
-    from datasets.distributed import split_dataset_by_node
-
     ds = from_hub(datasets.load_dataset, dataset, "data.dataset", dataset_config, split=split, streaming=True)
     if shuffle_seed is not None:
         ds = ds.shuffle(seed=shuffle_seed, buffer_size=shuffle_buffer)

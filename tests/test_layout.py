@@ -1,0 +1,80 @@
+"""The package's layout as a specification (issue 19): one subpackage per stage, each importing only
+the stages below it, no import cycles, imports at the top of modules (optional extras aside),
+modules of at most 300 lines and functions of at most 60."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vscale"
+STAGES = {"errors": 0, "hub": 1, "console": 1, "model": 2, "data": 2, "diagnostics": 3, "train": 4, "eval": 5, "launch": 5, "prepare": 6}
+"""Each top-level module or subpackage of vscale, by layer: a module may import its own stage and lower layers only."""
+OPTIONAL = ("lm_eval",)
+"""Optional extras, imported inside the functions that use them."""
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        out[name] = path
+    return out
+
+
+def imports(path: Path) -> list[ast.stmt]:
+    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def vscale_targets(node: ast.stmt, known: dict) -> set[str]:
+    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return {n for n in names if n in known}
+
+
+def stage(module: str) -> str:
+    return module.split(".")[1] if "." in module else "vscale"
+
+
+def test_every_stage_is_known():
+    assert {stage(m) for m in modules()} - {"vscale"} == set(STAGES)
+
+
+def test_no_module_imports_a_higher_or_sideways_stage():
+    known = modules()
+    wrong = [(m, t) for m, path in known.items() if m != "vscale" for node in imports(path) for t in vscale_targets(node, known)
+             if stage(t) != stage(m) and (stage(t) == "vscale" or STAGES[stage(t)] >= STAGES[stage(m)])]
+    assert wrong == []
+
+
+def test_the_import_graph_has_no_cycle():
+    known = modules()
+    edges = {m: {t for node in imports(p) for t in vscale_targets(node, known) if not m.startswith(t + ".")} for m, p in known.items()}
+    state, cycles = {}, []
+
+    def visit(m, path):
+        state[m] = "open"
+        for t in edges[m]:
+            if state.get(t) == "open":
+                cycles.append(path[path.index(t):] + [t])
+            elif t not in state:
+                visit(t, path + [t])
+        state[m] = "done"
+
+    for m in edges:
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
+def test_imports_are_at_the_top_of_modules_except_optional_extras():
+    inner = [f"{path.relative_to(PACKAGE.parent)}:{n.lineno}" for path in modules().values() for n in imports(path)
+             if n.col_offset > 0 and not (isinstance(n, ast.ImportFrom) and n.module.split(".")[0] in OPTIONAL)]
+    assert inner == []
+
+
+@pytest.mark.parametrize("path", sorted(modules().values()), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_and_functions_stay_short(path):
+    assert path.read_text().count("\n") <= 300
+    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
+    assert long == []

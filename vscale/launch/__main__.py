@@ -1,0 +1,3 @@
+from vscale.launch.sweep import main
+
+main()

@@ -1,0 +1,33 @@
+"""Building the causal LM a run trains: its config first (so every check runs before any
+weights exist), then fresh or pretrained weights in float32."""
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+from vscale.hub import from_hub
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+"""Pre-norm RMSNorm decoders (method §1) whose attention goes through transformers' function registry."""
+
+
+def build_config(model_config: dict | None, pretrained: str | None):
+    """The model's config, from a dict (`model_type` plus its fields) or a pretrained model's
+    config.json: read before any weights, so every check runs first."""
+    if (model_config is None) == (pretrained is None):
+        raise ValueError("model: give exactly one of model.model_config (a dict with model_type, e.g. llama) or model.pretrained (a local directory or hub name).")
+    if pretrained is not None:
+        return from_hub(AutoConfig.from_pretrained, pretrained, "model.pretrained")
+    fields = dict(model_config)
+    model_type = fields.pop("model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"model.model_config.model_type={model_type!r}: choose one of {', '.join(SUPPORTED_MODEL_TYPES)} (pre-norm RMSNorm decoders).")
+    return AutoConfig.for_model(model_type, **fields)
+
+
+def build_model(config, pretrained: str | None, attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """A causal LM in float32 from `build_config`'s config: fresh weights, or `pretrained`'s."""
+    if pretrained is not None:
+        model = from_hub(AutoModelForCausalLM.from_pretrained, pretrained, "model.pretrained", config=config,
+                         attn_implementation=attn_implementation, dtype=torch.float32)
+        return model.train()  # from_pretrained returns it in eval mode: dropout would silently stay off
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation, dtype=torch.float32)

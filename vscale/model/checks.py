@@ -1,0 +1,46 @@
+"""What a model and its interventions must be, checked once, where they enter (the training
+module's constructor, or a public `apply_*` call), before any compute; the code below trusts them."""
+
+from vscale.model.build import SUPPORTED_MODEL_TYPES
+from vscale.model.interventions import ARMS, check_attention
+from vscale.model.interventions.value_scale import check_mode
+from vscale.model.pipeline import PREFIX
+
+
+def check_model(config, who: str = "the model", tokenizer=None, tokenizer_field: str = "data.tokenizer",
+                lengths: dict[str, int] | None = None) -> None:
+    """Everything a model must be here: a pre-norm RMSNorm decoder (method §1), a vocabulary holding
+    every id of the tokenizer used with it, and positions for every length asked (`lengths`:
+    field -> tokens). `who` names the model in the messages."""
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"{who} must be a pre-norm RMSNorm decoder ({', '.join(SUPPORTED_MODEL_TYPES)}); got model_type={model_type!r}. "
+            f"Build it from a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig, or load such a checkpoint."
+        )
+    if tokenizer is not None and len(tokenizer) > config.vocab_size:
+        raise ValueError(
+            f"{tokenizer_field} has {len(tokenizer)} tokens but {who}'s vocab_size is {config.vocab_size}: use the tokenizer "
+            f"{who} was trained with, or, for a new model, set model.model_config.vocab_size >= {len(tokenizer)}."
+        )
+    max_pos = getattr(config, "max_position_embeddings", None)
+    for field, length in (lengths or {}).items():
+        if max_pos is not None and length > max_pos:
+            raise ValueError(
+                f"{field}={length} exceeds {who}'s max_position_embeddings={max_pos}: lower {field}, or, for a new model, "
+                f"raise model.model_config.max_position_embeddings."
+            )
+
+
+def check_interventions(config, vscale: str | None = None, lam: float = 1.0, attention: str | None = None,
+                        kernel: str | None = None, who: str = "the model") -> None:
+    """The model of `config` can take the interventions asked: V-scale `vscale` with lambda `lam`
+    and the attention arm `attention` (None: not asked) on the attention kernel `kernel` (default:
+    the config's own)."""
+    if vscale is not None:
+        check_mode(vscale, lam)
+    if attention is not None:
+        check_attention(attention)
+    check_model(config, who)
+    if attention is not None:
+        ARMS[attention].check(config, kernel or config._attn_implementation.removeprefix(PREFIX))

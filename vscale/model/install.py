@@ -1,0 +1,99 @@
+"""Installing the interventions in a Hugging Face causal LM, in place: V-scale on the value path and an
+attention arm, both reached through the attention pipeline (`vscale.model.pipeline`).
+
+The public `apply_*` functions are entry points: they check their arguments (`checks`) and
+install. The training module checks once in its constructor and calls `install` directly."""
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from vscale.model.checks import check_interventions
+from vscale.model.interventions import ARMS
+from vscale.model.interventions.value_scale import SIGMA, VScale
+from vscale.model.pipeline import decoder_layers, route_through_pipeline, unroute
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def install_vscale(model: PreTrainedModel, mode: str, lam: float = 1.0, sigma: float = SIGMA) -> None:
+    """V-scale in every layer (replacing any), trusting `mode` and `lam` to be checked."""
+    config, device = model.config, _device(model)
+    for layer in decoder_layers(model):
+        attn = layer.self_attn
+        attn.vscale = VScale(mode, config.num_key_value_heads, config.hidden_size, attn.head_dim, lam, sigma).to(device)
+    route_through_pipeline(model)
+
+
+def _remove_arm(attn: nn.Module) -> None:
+    if hasattr(attn, "arm"):
+        attn.arm.uninstall(attn)
+        del attn.arm
+
+
+def install_attention(model: PreTrainedModel, attention: str) -> None:
+    """The arm `attention` in every layer (replacing any), initialised as its paper does; trusting it to be checked."""
+    parameter = next(model.parameters())
+    for index, layer in enumerate(decoder_layers(model)):
+        attn = layer.self_attn
+        _remove_arm(attn)
+        arm = ARMS[attention].build(model.config, index)
+        if arm is not None:
+            attn.arm = arm.to(device=parameter.device, dtype=parameter.dtype)
+            arm.install(attn)
+    route_through_pipeline(model)
+
+
+def install(model: PreTrainedModel, vscale: str, attention: str, lam: float = 1.0, sigma: float = SIGMA) -> PreTrainedModel:
+    """The arm, then V-scale: the two compose on every arm."""
+    install_attention(model, attention)
+    install_vscale(model, vscale, lam, sigma)
+    return model
+
+
+def apply_vscale(model: PreTrainedModel, mode: str = "learned", lam: float = 1.0, sigma: float = SIGMA) -> PreTrainedModel:
+    """Install V-scale in place on a Llama/Mistral/Qwen2/Qwen3 causal LM and return it.
+
+    `mode` is one of off|fixed|learned|backward (docs/method.md §2); `lam` is lambda for `fixed` and
+    `backward` and the initial lambda (theta = log lam) for `learned`. Calling it again
+    replaces the previous mode; the attention arm and the kernel (sdpa, eager, ...) are kept.
+    """
+    check_interventions(getattr(model, "config", None), vscale=mode, lam=lam, who=type(model).__name__)
+    install_vscale(model, mode, lam, sigma)
+    return model
+
+
+def apply_attention(model: PreTrainedModel, attention: str = "softmax") -> PreTrainedModel:
+    """Install an attention arm (`vscale.ARMS`) in every layer, initialised as its paper does;
+    `softmax` removes any. V-scale, if installed, is kept."""
+    check_interventions(getattr(model, "config", None), attention=attention, who=type(model).__name__)
+    install_attention(model, attention)
+    return model
+
+
+def apply_interventions(model: PreTrainedModel, vscale: str = "off", attention: str = "softmax", lam: float = 1.0, sigma: float = SIGMA) -> PreTrainedModel:
+    """`apply_attention` then `apply_vscale`, checked together first."""
+    check_interventions(getattr(model, "config", None), vscale, lam, attention, who=type(model).__name__)
+    return install(model, vscale, attention, lam, sigma)
+
+
+def remove_interventions(model: PreTrainedModel) -> PreTrainedModel:
+    """Undo `apply_interventions`: drop V-scale and the arm, and return to the plain kernel."""
+    for layer in decoder_layers(model):
+        attn = layer.self_attn
+        _remove_arm(attn)
+        if hasattr(attn, "vscale"):
+            del attn.vscale
+    unroute(model)
+    return model
+
+
+def vscale_modules(model: nn.Module) -> list[VScale]:
+    return [m for m in model.modules() if isinstance(m, VScale)]
+
+
+def attention_arm(model: nn.Module) -> str:
+    """The name of the attention arm installed in `model` (`softmax` when none is)."""
+    return next((m.name for m in model.modules() if isinstance(m, tuple(ARMS.values()))), "softmax")

@@ -1,0 +1,71 @@
+"""Tokens per second, FLOP/s and MFU of training, and peak accelerator memory.
+
+Lightning's ThroughputMonitor does the measuring (a sliding window of steps, rates per device
+and over all devices, MFU where the device's peak FLOP/s is known: NVIDIA GPUs, not CPUs), fed
+with the FLOPs of one micro-batch's forward and backward counted by Lightning's `measure_flops`
+on a meta-device copy of the model (nothing is allocated or run). Here it is logged on the
+optimizer step it measured, the row `train/loss` is logged on, rather than on a micro-batch
+count.
+"""
+
+import torch
+from lightning.fabric.utilities.throughput import measure_flops
+from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.utilities import rank_zero_only
+from transformers import AutoModelForCausalLM
+
+from vscale.data import split_batch
+from vscale.model import apply_vscale, kernel_name, vscale_modules
+
+
+def _rows(batch) -> int:
+    return split_batch(batch)[0].shape[0]
+
+
+def _tokens(batch) -> int:
+    return split_batch(batch)[0].numel()
+
+
+def flops_per_micro_batch(model, batch_size: int, seq_len: int) -> int:
+    """FLOPs of the LM loss's forward and backward on one (batch_size, seq_len) micro-batch of
+    `model`'s architecture and V-scale mode, counted on the meta device."""
+    scalers = vscale_modules(model)
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(model.config, attn_implementation=kernel_name(model))
+        if scalers:
+            apply_vscale(meta, scalers[0].mode)
+        ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
+    return measure_flops(meta, lambda: meta(input_ids=ids, labels=ids).loss, loss_fn=lambda loss: loss)
+
+
+class Throughput(ThroughputMonitor):
+    """`train/device/items_per_sec` (tokens/s per device), `train/items_per_sec` (over all
+    devices, with several), `train/device/samples_per_sec`, `train/device/flops_per_sec`,
+    `train/device/mfu` (where the peak is known), `train/lengths` (tokens seen on this device) and
+    `train/peak_memory_gib` (CUDA), every `log_every_n_steps`, as rates over the steps since the
+    previous log."""
+
+    def __init__(self):
+        super().__init__(batch_size_fn=_rows, length_fn=_tokens)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.kwargs["window_size"] = max(2, trainer.log_every_n_steps * trainer.accumulate_grad_batches)
+        super().setup(trainer, pl_module, stage)
+        data = trainer.datamodule.hparams if trainer.datamodule is not None else None
+        if stage == "fit" and data is not None:
+            pl_module.flops_per_batch = flops_per_micro_batch(pl_module.model, data.batch_size, data.seq_len)
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        """After the step's last micro-batch, on the steps Lightning logs: the window's rates, given
+        to the loggers directly (not saved yet), so they join the step's row of train/loss."""
+        self._update(trainer, pl_module, batch, trainer.fit_loop.total_batch_idx + 1)
+        if (batch_idx + 1) % trainer.accumulate_grad_batches or not trainer._logger_connector.should_update_logs:
+            return
+        stage = trainer.state.stage
+        throughput = self._throughputs[stage]
+        metrics = {f"{stage.value}{throughput.separator}{k}": v for k, v in throughput.compute().items()}
+        if trainer.strategy.root_device.type == "cuda":
+            metrics["train/peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step - 1)  # the optimizer step just taken

@@ -1,0 +1,73 @@
+"""A CSV logger whose metrics.csv survives restarts of the same run, one row per step.
+
+Lightning's CSVLogger deletes an existing metrics.csv. Here the rows of earlier segments are
+kept, and the rows of steps that a resumed run does again (those after its checkpoint) are
+replaced, so the file has each step once. Metrics logged separately for one step (the learning
+rate, the diagnostics, the loss) share that step's row.
+"""
+
+import csv
+import sys
+
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class _ContinuingWriter(ExperimentWriter):
+    def log_metrics(self, metrics_dict: dict, step: int | None = None) -> None:
+        pending = self.metrics[-1] if self.metrics else None
+        super().log_metrics(metrics_dict, step)
+        if pending is not None and pending["step"] == self.metrics[-1]["step"] and not (pending.keys() & metrics_dict.keys()):
+            pending.update(self.metrics.pop())
+
+    def _check_log_dir_exists(self) -> None:
+        self._resume_from: int | None = None
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = sorted(csv.DictReader(f).fieldnames or [])
+            self._resume_from = 0
+
+    def save(self) -> None:
+        if self._resume_from is not None and self.metrics:
+            self._truncate(min(m["step"] for m in self.metrics))
+            self._resume_from = None
+        super().save()
+
+    def _truncate(self, first_new_step: int) -> None:
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) < first_new_step]
+        with self._fs.open(self.metrics_file_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Rows are written whenever the trainer saves its loggers (after each of its logging steps,
+    at a checkpoint, at the end), not on a count of its own, so a step's metrics reach the file
+    in one row."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.experiment.log_metrics(metrics, step)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def close(loggers) -> None:
+    """Write what the loggers hold and finish the wandb run, before the process exits: Lightning
+    leaves wandb's run to interpreter exit, where it closes asynchronously, and a run restarted at
+    once (a requeue, `--ckpt_path last`) would find its id still in use."""
+    for logger in loggers:
+        logger.save()
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
