@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one torch thread per test worker (pytest -n auto), subprocesses included
+# The CPU kernels of run.cpu_capability: avx2 (vscale.train.cpu.environment), set before torch initialises, so that
+# tests compute the same numbers on every x86 machine and in-process runs of the CPU configs need no restart.
+PINNED_CPU = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+os.environ.update(PINNED_CPU)
 
 import pytest
 import torch

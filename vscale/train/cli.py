@@ -20,6 +20,7 @@ from vscale.console import quiet
 from vscale.data import PackedTextData
 from vscale.model import check_model
 from vscale.model.fsdp import keep_vscale_float32
+from vscale.train import cpu
 from vscale.train.callbacks import Preemption, RunCheckpoint, StepProgressBar, Throughput
 from vscale.train.checkpoint import AtomicCheckpointIO
 from vscale.train.config import RunConfig, accumulation, check_run_dir, val_check_interval, wandb_offline, wandb_run_id
@@ -30,6 +31,7 @@ from vscale.train.module import VScaleLM
 class VScaleCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True):
         quiet()
+        self._command_line = args is None  # a command-line run may restart itself to pin its CPU kernels
         super().__init__(
             VScaleLM,
             PackedTextData,
@@ -52,6 +54,11 @@ class VScaleCLI(LightningCLI):
                 "trainer.log_every_n_steps": 10,
             }
         )
+
+    def before_instantiate_classes(self) -> None:
+        """Before anything computes: the CPU kernels of `run.cpu_capability` (`vscale.train.cpu`)."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        cpu.pin(cfg["run"]["cpu_capability"], may_restart=self._command_line)
 
     def _config(self):
         """The instantiated config of this command (`fit`), or the whole one without a subcommand (run=False)."""
@@ -122,7 +129,8 @@ class VScaleCLI(LightningCLI):
             f" x accumulate_grad_batches {trainer.accumulate_grad_batches} x {trainer.world_size} device(s)"
         )
         for logger in trainer.loggers:
-            logger.log_hyperparams({"effective_global_batch": rows, "effective_accumulate_grad_batches": trainer.accumulate_grad_batches, "world_size": trainer.world_size})
+            logger.log_hyperparams({"effective_global_batch": rows, "effective_accumulate_grad_batches": trainer.accumulate_grad_batches,
+                                    "world_size": trainer.world_size, **cpu.description()})
 
 
     def after_fit(self) -> None:
