@@ -1,7 +1,9 @@
-"""eval.py compare: runs grouped into arms by their directory names (or labels), every metric as
-mean ± std over an arm's runs, computed here by hand from the metrics.csv files written for the test."""
+"""eval.py compare: runs grouped into arms by their directory names (or labels), each run summarised by its late
+window, arms compared with the baseline paired by seed; computed here by hand from the metrics.csv files written for the test."""
 
 import csv
+import json
+import math
 import statistics
 
 import pytest
@@ -46,8 +48,9 @@ def experiment(tmp_path):
 
 def test_runs_group_by_directory_name_minus_the_seed_suffix(experiment):
     groups = runs.group(runs.expand([str(experiment)]))
-    assert {arm: [r.name for r in runs] for arm, runs in groups.items()} == {
-        "gated-off": ["gated-off-seed0"], "learned": ["learned-seed0", "learned-seed1"], "off": ["off-seed0", "off-seed1", "off-seed2"]}
+    assert {arm: [r.name for r in members] for arm, members in groups.items()} == {
+        "off": ["off-seed0", "off-seed1", "off-seed2"], "gated-off": ["gated-off-seed0"], "learned": ["learned-seed0", "learned-seed1"]}
+    assert list(groups)[0] == "off", "the baseline arm first"
 
 
 def test_one_experiment_directory_is_taken_bare_on_the_command_line(experiment, tmp_path):
@@ -55,17 +58,42 @@ def test_one_experiment_directory_is_taken_bare_on_the_command_line(experiment, 
     assert "6 runs in 3 arms" in (tmp_path / "out" / "summary.md").read_text()
 
 
-def test_the_table_gives_each_arms_final_mean_and_sample_std_and_a_single_run_alone(experiment, tmp_path):
-    eval_cli.compare([str(experiment)], out=str(tmp_path / "out"), metrics=["train/loss", "gsink/ratio/median", "sink/extra_mass/layer_0"])
-    rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ") for line in (tmp_path / "out" / "summary.md").read_text().splitlines()
+def table_rows(path) -> dict[str, list[str]]:
+    return {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ") for line in path.read_text().splitlines()
             if line.startswith("| ") and "---" not in line}
-    loss, ratio = [base + 2.8 for base in (1.0, 2.0, 4.0)], [base * 3 for base in (1.0, 2.0, 4.0)]
-    assert rows["off"][1:5] == ["3", "29", f"{statistics.mean(loss):.4g} ± {statistics.stdev(loss):.2g}",
-                                f"{statistics.mean(ratio):.4g} ± {statistics.stdev(ratio):.2g}"]
-    assert rows["gated-off"][1:5] == ["1", "29", "9.8", "21"], "one run: its value, no ±"
-    assert rows["gated-off"][5].strip() == "0.3" and rows["off"][5].strip() == "-", "a metric only some arms log"
-    for name in ("curves.png", "profile.png"):
+
+
+def test_the_table_gives_each_arms_late_window_median_and_range_baseline_first(experiment, tmp_path):
+    eval_cli.compare([str(experiment)], out=str(tmp_path / "out"), metrics=["train/loss", "gsink/ratio/median", "sink/extra_mass/layer_0"],
+                     window=0.5)
+    summary = tmp_path / "out" / "summary.md"
+    rows = table_rows(summary)
+    assert list(rows)[:2] == ["arm", "off"], "the baseline arm comes first"
+    # window 0.5 of 3 logged steps: the last 2; a run's late value is their median, a cell the median over runs (range)
+    late = lambda values: statistics.median(values[1:])
+    loss = sorted(late([base + 3 - s / 10 for s in range(3)]) for base in (1.0, 2.0, 4.0))
+    # a per-layer quantity's /median: each layer's late median first, then the median over the layers (not the column's own)
+    ratio = sorted(statistics.median(late([base + l + 0.5 * s for s in range(3)]) for l in range(2)) for base in (1.0, 2.0, 4.0))
+    assert rows["off"][1:4] == ["3", f"{loss[1]:.3g} ({loss[0]:.3g}-{loss[2]:.3g})", f"{ratio[1]:.3g} ({ratio[0]:.3g}-{ratio[2]:.3g})"]
+    assert rows["gated-off"][1:4] == ["1", f"{late([10.0, 9.9, 9.8]):.3g}", "7.5"], "one run: its value alone"
+    assert rows["gated-off"][4].strip() == "0.25" and rows["off"][4].strip() == "-", "a metric only some arms log"
+    for name in ("curves.png", "effects.png", "profile.png"):
         assert (tmp_path / "out" / name).stat().st_size > 10_000
+
+
+def test_each_arm_is_compared_with_the_baseline_paired_by_seed(experiment, tmp_path):
+    eval_cli.compare([str(experiment)], out=str(tmp_path / "out"), metrics=["train/loss", "gsink/ratio/median"])
+    record = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert record["baseline"] == "off" and set(record["effects"]) == {"learned"}, "gated-off has no seed the baseline shares but 0: one pair"
+    ratio = record["effects"]["learned"]["gsink/ratio/median"]
+    off, learned = record["arms"]["off"]["late"]["gsink/ratio/median"], record["arms"]["learned"]["late"]["gsink/ratio/median"]
+    assert ratio["n"] == 2 and ratio["scale"] == "ratio"
+    assert ratio["estimate"] == pytest.approx(math.sqrt((learned["0"] / off["0"]) * (learned["1"] / off["1"])))
+    loss = record["effects"]["learned"]["train/loss"]
+    assert loss["scale"] == "difference"
+    assert loss["estimate"] == pytest.approx(statistics.mean(record["arms"]["learned"]["late"]["train/loss"][s] - record["arms"]["off"]["late"]["train/loss"][s] for s in "01"))
+    lines = (tmp_path / "out" / "summary.md").read_text()
+    assert "## Against off, paired by seed" in lines and "- gsink/ratio/median: learned / off = " in lines
 
 
 def test_curves_by_step_and_the_final_profile_are_means_and_stds_over_the_arms_runs(experiment):
@@ -92,7 +120,9 @@ def test_explicit_labels_rename_arms_or_pool_runs_and_yaml_boolean_words_stay_st
     (dict(label=["a", "b"]), r"--label: give one label per run \(6\) or per arm \(3: gated-off, learned, off\); got 2"),
     (dict(metrics=["gsink/ratio/meadian"]), r"--metrics \['gsink/ratio/meadian'\]: no run logged them; metrics.csv has e.g. gsink/ratio/median"),
     (dict(run=[]), r"--run: give run directories"),
-], ids=["labels", "metric", "no-run"])
+    (dict(baseline="of"), r"--baseline of: no such arm; the arms are off, gated-off, learned"),
+    (dict(window=0.0), r"--window 0.0: give the fraction of each run's logged steps to summarise, in \(0, 1\]"),
+], ids=["labels", "metric", "no-run", "baseline", "window"])
 def test_bad_compare_input_is_refused_before_drawing(experiment, tmp_path, args, message):
     with pytest.raises(ValueError, match=message):
         eval_cli.compare(**{"run": [str(experiment)], "out": str(tmp_path / "out"), "metrics": ["train/loss"], **args})

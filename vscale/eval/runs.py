@@ -13,7 +13,7 @@ from pathlib import Path
 Series = dict[str, list[tuple[int, float]]]
 """One run's metrics.csv: {name: [(step, value), ...]}."""
 
-SEED_SUFFIX = re.compile(r"-seed\d+$")
+SEED_SUFFIX = re.compile(r"-seed(\d+)$")
 PROFILE = (("sink/alpha", "attention to token 0 (alpha)"), ("gsink/ratio", "gradient-sink ratio R_GS"),
            ("act/v_ratio", "value norm, token 0 / early"), ("act/h_out_ratio", "h_out, token 0 / early"))
 """Panels of the per-layer profile at the end of training: (metric, title)."""
@@ -31,6 +31,12 @@ def read_metrics(run_dir: Path) -> Series:
                 if value and name not in ("step", "epoch"):
                     series.setdefault(name, []).append((int(row["step"]), float(value)))
     return series
+
+
+def seed_of(run_dir: Path) -> int | None:
+    """The seed in the run directory's `-seed<N>` suffix, which pairs runs of two arms; None without one."""
+    match = SEED_SUFFIX.search(Path(run_dir).name)
+    return int(match.group(1)) if match else None
 
 
 def arm_of(run_dir: Path) -> str:
@@ -79,8 +85,12 @@ def pool(results: dict[str, dict], arms: dict[str, list[str]]) -> dict[str, dict
     return pooled
 
 
+BASELINES = ("off", "softmax")
+"""Arms that are the reference when present: listed first in tables and legends."""
+
+
 def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[Path]]:
-    """{arm: its runs}, arms in order of first appearance. `labels` names the arm of each run (runs sharing a
+    """{arm: its runs}, a baseline arm (`BASELINES`) first, the others in order of first appearance. `labels` names the arm of each run (runs sharing a
     label are pooled), or renames the default arms (run name minus `-seed<N>`) in their order."""
     arms = [arm_of(r) for r in runs]
     default = list(dict.fromkeys(arms))
@@ -94,7 +104,8 @@ def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[P
     groups: dict[str, list[Path]] = {}
     for arm, run in zip(arms, runs):
         groups.setdefault(arm, []).append(run)
-    return groups
+    first = [a for a in BASELINES if a in groups][:1]
+    return {a: groups[a] for a in [*first, *(a for a in groups if a not in first)]}
 
 
 @dataclass
@@ -116,13 +127,18 @@ def stat(values: list[float]) -> Stat:
     return Stat(mean, std, n)
 
 
-def by_step(runs: list[Series], name: str) -> list[tuple[int, float, float | None]]:
-    """(step, mean, std) of metric `name` at every step any run logged it, over the runs that did."""
+def values_by_step(runs: list[Series], name: str) -> list[tuple[int, list[float]]]:
+    """(step, the values of the runs that logged metric `name` at it), for every step any run did."""
     at: dict[int, list[float]] = {}
     for series in runs:
         for step, value in series.get(name, []):
             at.setdefault(step, []).append(value)
-    return [(step, (s := stat(values)).mean, s.std) for step, values in sorted(at.items())]
+    return sorted(at.items())
+
+
+def by_step(runs: list[Series], name: str) -> list[tuple[int, float, float | None]]:
+    """(step, mean, std) of metric `name` at every step any run logged it, over the runs that did."""
+    return [(step, (s := stat(values)).mean, s.std) for step, values in values_by_step(runs, name)]
 
 
 def final(runs: list[Series], name: str) -> tuple[Stat, list[int]] | None:

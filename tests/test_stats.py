@@ -1,0 +1,89 @@
+"""The statistics of eval.py compare (vscale.eval.stats), each against a computation written here: late-window
+medians by hand, the geometric mean ratio from the per-seed ratios, and the Wilcoxon signed-rank p-value by
+enumerating every assignment of signs to the ranks (the exact null distribution)."""
+
+import itertools
+import math
+import statistics
+
+import numpy as np
+import pytest
+
+from vscale.eval import stats
+
+
+def exact_signed_rank_p(d: list[float]) -> float:
+    """Two-sided exact p of the signed-rank statistic (no ties, no zeros): the share of the 2^n sign
+    assignments whose positive-rank sum is at least as far from n(n+1)/4 as the observed one."""
+    ranks = {v: r for r, v in enumerate(sorted(abs(x) for x in d), start=1)}
+    observed = sum(ranks[abs(x)] for x in d if x > 0)
+    centre = len(d) * (len(d) + 1) / 4
+    sums = [sum(r for r, sign in zip(ranks.values(), signs) if sign) for signs in itertools.product([0, 1], repeat=len(d))]
+    return sum(abs(s - centre) >= abs(observed - centre) - 1e-9 for s in sums) / len(sums)
+
+
+def test_a_runs_late_median_reads_the_last_quarter_of_its_logged_steps():
+    points = [(s, float(v)) for s, v in zip(range(9, 200, 10), [5, 1, 7, 3, 9, 2, 8, 4, 6, 0, 11, 13, 12, 20, 15, 14, 30, 16, 18, 17])]
+    assert stats.late_median(points) == statistics.median([30, 16, 18, 17, 14])  # ceil(0.25 * 20) = 5 steps
+    assert stats.late_median(points, window=1.0) == statistics.median(v for _, v in points)
+    assert stats.late_median([(9, float("nan")), (19, 4.0)]) == 4.0 and stats.late_median([]) is None
+
+
+def test_an_aggregate_over_layers_takes_each_layers_late_median_first():
+    """The max over layers of late medians, not the late median of each step's max (a spike in one layer at one step
+    would decide the latter)."""
+    series = {"gsink/ratio/layer_0": [(0, 1.0), (1, 100.0), (2, 1.0), (3, 1.0)], "gsink/ratio/layer_1": [(0, 5.0), (1, 5.0), (2, 6.0), (3, 5.0)],
+              "gsink/ratio/max": [(0, 5.0), (1, 100.0), (2, 6.0), (3, 5.0)]}
+    assert stats.late_value(series, "gsink/ratio/max", window=0.75) == 5.0
+    assert stats.late_value(series, "gsink/ratio/median", window=0.75) == statistics.median([1.0, 5.0])
+    assert stats.late_value(series, "train/loss") is None
+
+
+def test_a_ratio_effect_is_the_geometric_mean_ratio_with_the_exact_signed_rank_p():
+    off = {s: v for s, v in enumerate([120.0, 300.0, 80.0, 1000.0, 45.0, 600.0])}
+    learned = {s: v for s, v in enumerate([10.0, 40.0, 30.0, 50.0, 50.0, 20.0])}
+    effect = stats.paired_effect("gsink/ratio/max", learned, off)
+    ratios = [learned[s] / off[s] for s in off]
+    assert effect.scale == "ratio" and effect.n == 6
+    assert effect.estimate == pytest.approx(math.prod(ratios) ** (1 / 6))
+    assert effect.per_seed == pytest.approx(dict(enumerate(ratios)))
+    assert effect.p == pytest.approx(exact_signed_rank_p([math.log(r) for r in ratios]))
+    assert effect.low < effect.estimate < effect.high
+
+
+def test_a_loss_effect_is_the_mean_difference():
+    off = {0: 2.50, 1: 2.48, 2: 2.52, 3: 2.49, 4: 2.51}
+    learned = {0: 2.47, 1: 2.495, 2: 2.50, 3: 2.445, 4: 2.522}  # differences of distinct sizes: no ties in the ranks
+    effect = stats.paired_effect("val/loss", learned, off)
+    assert effect.scale == "difference" and effect.estimate == pytest.approx(statistics.mean(learned[s] - off[s] for s in off))
+    assert effect.p == pytest.approx(exact_signed_rank_p([learned[s] - off[s] for s in off]))
+
+
+def test_a_direction_is_stated_only_when_the_interval_and_the_test_agree():
+    off = {s: 100.0 * (1 + 0.1 * s) for s in range(10)}
+    clear = stats.paired_effect("gsink/ratio/max", {s: v / 10 for s, v in off.items()}, off)
+    assert clear.established and clear.high < 1
+    assert clear.direction("learned", "off").endswith(": learned lower than off")
+    noisy = stats.paired_effect("gsink/ratio/max", {s: v * (2.0 if s % 2 else 0.5) for s, v in off.items()}, off)
+    assert not noisy.established and noisy.low < 1 < noisy.high
+    assert noisy.direction("learned", "off").endswith(": no difference established between learned and off")
+    few = stats.paired_effect("gsink/ratio/max", {0: 1.0, 1: 2.0, 2: 3.0}, {0: 10.0, 1: 20.0, 2: 30.0})
+    assert few.excludes_null and few.p == pytest.approx(0.25) and not few.established, "3 pairs cannot reach p < 0.05"
+
+
+def test_seeds_pair_by_number_and_one_pair_gives_no_effect():
+    assert stats.paired_effect("x", {0: 1.0, 5: 2.0}, {0: 2.0, 6: 3.0}) is None
+    effect = stats.paired_effect("x", {0: 1.0, 5: 2.0, 7: 9.0}, {0: 2.0, 5: 8.0, 6: 3.0})
+    assert effect.per_seed == pytest.approx({0: 0.5, 5: 0.25})
+
+
+def test_the_bootstrap_interval_is_the_same_on_every_call():
+    d = np.log([0.5, 0.3, 0.9, 0.2, 1.1, 0.4, 0.6])
+    assert stats.interval(d) == stats.interval(d)
+
+
+def test_bands_are_geometric_on_log_axes_and_arithmetic_on_linear_ones():
+    centre, low, high = stats.geometric_band([10.0, 1000.0])
+    assert centre == pytest.approx(100.0) and low * high == pytest.approx(centre**2) and high / centre == pytest.approx(math.exp(np.std(np.log([10, 1000]), ddof=1)))
+    assert stats.arithmetic_band([1.0, 3.0]) == pytest.approx((2.0, 2.0 - math.sqrt(2), 2.0 + math.sqrt(2)))
+    assert stats.geometric_band([4.0]) == (4.0, None, None)
