@@ -10,6 +10,7 @@ import pytest
 
 from vscale.eval import runs
 from vscale.eval import cli as eval_cli
+from vscale.eval.compare import headline
 
 STEPS = [9, 19, 29]
 
@@ -93,7 +94,7 @@ def test_each_arm_is_compared_with_the_baseline_paired_by_seed(experiment, tmp_p
     assert loss["scale"] == "difference"
     assert loss["estimate"] == pytest.approx(statistics.mean(record["arms"]["learned"]["late"]["train/loss"][s] - record["arms"]["off"]["late"]["train/loss"][s] for s in "01"))
     lines = (tmp_path / "out" / "summary.md").read_text()
-    assert "## Against off, paired by seed" in lines and "- gsink/ratio/median: learned / off = " in lines
+    assert "**Against off, paired by seed.**" in lines and "- gsink/ratio/median: learned / off = " in lines
 
 
 def test_curves_by_step_and_the_final_profile_are_means_and_stds_over_the_arms_runs(experiment):
@@ -145,3 +146,14 @@ def test_an_arms_measurements_are_pooled_as_mean_and_sample_std_of_what_every_me
     assert pooled["a"]["results"]["needle.full.single.128.mean"]["mean"] == pytest.approx(0.4)
     assert set(pooled["a"]["results"]) == {"perplexity.ppl", "needle.full.single.128.mean"}, "lists and what one member lacks are left out"
     assert pooled["b"]["results"] == {"perplexity.ppl": {"mean": 3.0, "std": None, "n": 1}, "perplexity.tokens": {"mean": 100.0, "std": None, "n": 1}}
+
+
+def test_the_headline_names_the_arms_on_each_side_and_those_without_a_difference(experiment, tmp_path):
+    effect = lambda estimate, low, high, p: {"metric": "gsink/ratio/max", "scale": "ratio", "n": 10, "estimate": estimate, "low": low,
+                                             "high": high, "p": p, "per_seed": {}}
+    record = {"baseline": "off", "effects": {"fixed": {"gsink/ratio/max": effect(0.2, 0.1, 0.4, 0.002)},
+                                             "learned": {"gsink/ratio/max": effect(0.5, 0.2, 1.3, 0.08)},
+                                             "backward": {"gsink/ratio/max": effect(3.0, 1.5, 6.0, 0.01)}}}
+    assert headline(record, "gsink/ratio/max", "the gradient sink") == (
+        "Against off, the gradient sink (`gsink/ratio/max`, late window, paired by seed) is lower with fixed; higher with backward; "
+        "no difference established with learned.")

@@ -8,7 +8,7 @@ from conftest import tiny_model
 from vscale import apply_vscale
 from vscale.diagnostics import diagnose
 from vscale.diagnostics.metrics import sink, sink_row_sums, summarise
-from vscale.model.lse import attention_to_token0, fused_lse, recomputed_lse
+from vscale.model.lse import attention_to_token0, fused_lse, recomputed_lse, unless_unavailable
 
 T = 40
 TOKENS = torch.randint(0, 97, (3, T), generator=torch.Generator().manual_seed(1))
@@ -47,6 +47,21 @@ def test_recomputed_lse_in_small_chunks_matches_the_fused_kernel():
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(2, 4, 50, 8, generator=g), torch.randn(2, 2, 50, 8, generator=g)
     assert torch.allclose(recomputed_lse(q, k, 0.35, max_elements=97), fused_lse(q, k, 0.35), atol=1e-5)
+
+
+def test_the_fused_lse_falls_back_only_where_no_kernel_applies():
+    """The CUDA path's guard: a kernel that refuses the inputs gives None (the chunked recomputation follows);
+    running out of memory is raised, since the fallback needs more memory."""
+    def refuses(*args):
+        raise RuntimeError("No available kernel. Aborting execution.")
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    assert unless_unavailable(refuses) is None
+    with pytest.raises(torch.OutOfMemoryError):
+        unless_unavailable(out_of_memory)
+    assert unless_unavailable(lambda x: x + 1, 1) == 2
 
 
 def test_sink_metrics_match_the_materialised_matrix(arch_heads):

@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,7 +159,7 @@ def test_killed_prepare_leaves_no_out(tmp_path):
     args = [sys.executable, "-m", "vscale.prepare", "--tokenizer", "assets/tokenizer-tiny", "--files", str(corpus), "--out", str(out)]
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    partial = tmp_path / f".killed.partial-{proc.pid}"
+    partial = tmp_path / f".killed.partial-{socket.gethostname()}-{proc.pid}"
     deadline = time.monotonic() + 120
     while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -168,6 +169,26 @@ def test_killed_prepare_leaves_no_out(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists() and partial.exists()
+
+
+def test_a_prepare_removes_what_a_killed_one_left_and_keeps_what_may_still_be_written(tmp_path, capsys):
+    """The partial directory of a process that no longer runs on this host goes (at C4 scale, tens of GB); one of a
+    running process, or of another host, stays with a note."""
+    gone, alive = subprocess.Popen(["true"]), subprocess.Popen(["sleep", "60"])
+    gone.wait()
+    abandoned = tmp_path / f".small.partial-{socket.gethostname()}-{gone.pid}"
+    running = tmp_path / f".small.partial-{socket.gethostname()}-{alive.pid}"
+    elsewhere = tmp_path / ".small.partial-other-host-12345"
+    for path in (abandoned, running, elsewhere):
+        (path / "train.bin").parent.mkdir()
+        (path / "train.bin").write_bytes(b"0" * 64)
+    main(["--tokenizer", "assets/tokenizer-tiny", "--files", "data/tiny/train.jsonl", "--val_files", "data/tiny/val.jsonl",
+          "--out", str(tmp_path / "small")])
+    alive.kill()
+    err = capsys.readouterr().err
+    assert not abandoned.exists() and f"removed {abandoned}, left by a prepare on this host that no longer runs." in err
+    assert running.exists() and elsewhere.exists() and f"note: {elsewhere} belongs to a prepare that is running" in err
+    assert (tmp_path / "small" / "meta.json").is_file()
 
 
 def test_chat_config_is_refused_by_prepare(tmp_path):

@@ -16,14 +16,16 @@ Local files without --val_files hold out the same documents as training does (va
 seed 0). Hub datasets are downloaded whole, or with --max_documents / --val_documents only their
 first documents are streamed.
 
-The output is written to a hidden `.<name>.partial-<pid>` directory beside --out and renamed to
---out when complete: a killed prepare never leaves a directory that looks finished. An --out that
+The output is written to a hidden `.<name>.partial-<host>-<pid>` directory beside --out and renamed
+to --out when complete: a killed prepare never leaves a directory that looks finished, and the next
+prepare of that --out removes what a killed one left on this host. An --out that
 already holds the same preparation is left as it is; one that holds anything else is refused.
 Then train with `--data.prepared=<out>` (the paper configs set it).
 """
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -32,7 +34,7 @@ import yaml
 
 from vscale.console import one_line_errors, quiet
 from vscale.data.packing import load_tokenizer, tokenize_documents
-from vscale.data.prepared import FORMAT, META, partial_dir, token_dtype, write_splits
+from vscale.data.prepared import FORMAT, META, abandoned_partials, partial_dir, token_dtype, write_splits
 from vscale.data.source import DataSource
 from vscale.errors import PrepareRefused
 
@@ -87,8 +89,12 @@ def _existing(out: str, tokenizer: str, vocab_size: int, eos_id: int, dtype: str
             return meta
         what = f"holds another preparation ({'; '.join(differ)})" if differ else "exists and is not a finished preparation (no meta.json)"
         raise PrepareRefused(f"--out {out} {what}; choose another --out directory, or remove {out} to prepare it again.")
-    for stale in sorted(out_path.parent.glob(f".{out_path.name}.partial-*")):
-        print(f"note: {stale} is left from a prepare that did not finish; remove it unless a prepare is running.", file=sys.stderr)
+    abandoned, others = abandoned_partials(out)
+    for stale in abandoned:
+        shutil.rmtree(stale, ignore_errors=True)
+        print(f"removed {stale}, left by a prepare on this host that no longer runs.", file=sys.stderr)
+    for stale in others:
+        print(f"note: {stale} belongs to a prepare that is running or ran on another host; remove it unless one is running.", file=sys.stderr)
     return None
 
 

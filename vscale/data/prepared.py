@@ -11,7 +11,7 @@ A prepared directory holds
   - `meta.json`: the format tag, the tokenizer (its name as given, vocabulary size and eos id),
     the dtype, each split's document and token counts, and the source it was read from.
 
-The directory is written beside its destination under a hidden `.<name>.partial-<pid>` name and
+The directory is written beside its destination under a hidden `.<name>.partial-<host>-<pid>` name and
 renamed into place only once every file is complete and synced: a directory with the final name
 is always whole.
 """
@@ -19,6 +19,7 @@ is always whole.
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -118,8 +119,31 @@ def _fsync_dir(path: Path) -> None:
 
 
 def partial_path(out: str | Path) -> Path:
+    """Where this process writes `out` before renaming it: named by host and pid, so that a later prepare can
+    tell a directory left by a killed one (its process gone) from one another prepare is still writing."""
     out = Path(out)
-    return out.parent / f".{out.name}.partial-{os.getpid()}"
+    return out.parent / f".{out.name}.partial-{socket.gethostname()}-{os.getpid()}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def abandoned_partials(out: str | Path) -> tuple[list[Path], list[Path]]:
+    """(partial directories of `out` left by prepares on this host that no longer run, the other partial
+    directories: prepares still running, or on other hosts, whose processes this host cannot see)."""
+    out, host = Path(out), socket.gethostname()
+    abandoned, others = [], []
+    for path in sorted(out.parent.glob(f".{out.name}.partial-*")):
+        owner, _, pid = path.name.removeprefix(f".{out.name}.partial-").rpartition("-")
+        (abandoned if owner == host and pid.isdigit() and not _running(int(pid)) else others).append(path)
+    return abandoned, others
 
 
 @contextmanager

@@ -30,11 +30,19 @@ def fused_lse(q: torch.Tensor, k: torch.Tensor, scaling: float) -> torch.Tensor 
         k = _expand_kv(k, q.shape[1])
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, k, 0.0, True, scale=scaling)[1]
     if q.device.type == "cuda" and q.dtype in (torch.float32, torch.bfloat16, torch.float16):
-        try:
-            return _cuda_lse(q.contiguous(), k.contiguous(), scaling)
-        except RuntimeError:  # no kernel for this head size, architecture or layout
-            return None
+        return unless_unavailable(_cuda_lse, q.contiguous(), k.contiguous(), scaling)
     return None
+
+
+def unless_unavailable(kernel, *args):
+    """`kernel(*args)`, or None where no kernel applies (head size, architecture, layout). Running out of
+    memory is raised, not taken for that: the recomputed fallback would need more memory still."""
+    try:
+        return kernel(*args)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError:
+        return None
 
 
 def recomputed_lse(q: torch.Tensor, k: torch.Tensor, scaling: float, max_elements: int = 2**25) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Tokens per second, FLOP/s and MFU of training, and peak accelerator memory.
 
 Lightning's ThroughputMonitor does the measuring (a sliding window of steps, rates per device
-and over all devices, MFU where the device's peak FLOP/s is known: NVIDIA GPUs, not CPUs), fed
+and over all devices, MFU where the device's peak FLOP/s is known: `vscale.train.peaks`, Lightning's table, or `peak_flops`), fed
 with the FLOPs of one micro-batch's forward and backward counted by Lightning's `measure_flops`
-on a meta-device copy of the model (nothing is allocated or run). Here it is logged on the
+on a meta-device copy of the model as trained (V-scale and attention arm installed) (nothing is allocated or run). Here it is logged on the
 optimizer step it measured, the row `train/loss` is logged on, rather than on a micro-batch
 count.
 """
@@ -11,11 +11,13 @@ count.
 import torch
 from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dtype  # Lightning's precision -> compute dtype
 from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForCausalLM
 
 from vscale.data import split_batch
-from vscale.model import apply_vscale, kernel_name, vscale_modules
+from vscale.model import attention_arm, install, kernel_name, vscale_modules
+from vscale.train.peaks import device_peak
 
 
 def _rows(batch) -> int:
@@ -27,13 +29,13 @@ def _tokens(batch) -> int:
 
 
 def flops_per_micro_batch(model, batch_size: int, seq_len: int) -> int:
-    """FLOPs of the LM loss's forward and backward on one (batch_size, seq_len) micro-batch of
-    `model`'s architecture and V-scale mode, counted on the meta device."""
+    """FLOPs of the LM loss's forward and backward on one (batch_size, seq_len) micro-batch of `model` as
+    trained (its architecture, V-scale mode and attention arm, whose own projections count), counted on
+    the meta device."""
     scalers = vscale_modules(model)
     with torch.device("meta"):
         meta = AutoModelForCausalLM.from_config(model.config, attn_implementation=kernel_name(model))
-        if scalers:
-            apply_vscale(meta, scalers[0].mode)
+        install(meta, scalers[0].mode if scalers else "off", attention_arm(model))
         ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
     return measure_flops(meta, lambda: meta(input_ids=ids, labels=ids).loss, loss_fn=lambda loss: loss)
 
@@ -43,14 +45,27 @@ class Throughput(ThroughputMonitor):
     devices, with several), `train/device/samples_per_sec`, `train/device/flops_per_sec`,
     `train/device/mfu` (where the peak is known), `train/lengths` (tokens seen on this device) and
     `train/peak_memory_gib` (CUDA), every `log_every_n_steps`, as rates over the steps since the
-    previous log."""
+    previous log.
 
-    def __init__(self):
+    Args:
+        peak_flops: Peak FLOP/s of one device for MFU, overriding the table of `vscale.train.peaks` (dense datasheet
+            peaks of A100, H100, H200, B200, GH200, MI300X) and Lightning's; None looks the device up there.
+    """
+
+    def __init__(self, peak_flops: float | None = None):
         super().__init__(batch_size_fn=_rows, length_fn=_tokens)
+        self.peak_flops = peak_flops
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.kwargs["window_size"] = max(2, trainer.log_every_n_steps * trainer.accumulate_grad_batches)
         super().setup(trainer, pl_module, stage)
+        device = trainer.strategy.root_device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+        peak = self.peak_flops or device_peak(name, _plugin_to_compute_dtype(trainer.precision_plugin))
+        if peak:
+            self.available_flops = peak
+            for throughput in self._throughputs.values():
+                throughput.available_flops = peak
         data = trainer.datamodule.hparams if trainer.datamodule is not None else None
         if stage == "fit" and data is not None:
             pl_module.flops_per_batch = flops_per_micro_batch(pl_module.model, data.batch_size, data.seq_len)

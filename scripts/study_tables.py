@@ -1,0 +1,78 @@
+"""The README's and docs/bb.md's study tables and claims, generated from the committed result files, so that no
+number in the prose can differ from the runs it reports (tests/test_study_tables.py fails when one does).
+
+    python scripts/study_tables.py           # rewrite every generated block
+    python scripts/study_tables.py --check   # exit 1 naming the blocks that differ from their files
+
+A block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`; NAME's result file is
+`docs/results/NAME.json` (an `eval.py compare` summary.json, or the sweep summary of scripts/bb_sweep.py).
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from vscale.eval.compare import headline, summary_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "docs/bb.md")
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.S)
+HEADLINES = (("gsink/ratio/max", "the gradient sink"), ("sink/alpha/max", "the attention sink"), ("act/v_ratio/min", "the value drain"),
+             ("val/loss", "the validation loss"))
+
+
+def study(record: dict) -> str:
+    """An `eval.py compare` summary: one sentence per face of the sink, then the table and the paired effects."""
+    sentences = [headline(record, metric, noun) for metric, noun in HEADLINES
+                 if any(metric in by_metric for by_metric in record["effects"].values())]
+    return "\n".join([*(f"**{s}**" for s in sentences), "", *summary_lines(record)])
+
+
+def sweep(record: dict) -> str:
+    """The sweep of scripts/bb_sweep.py: per variant, the seeds that grow a sink under each dispatch, and those that flip."""
+    dispatches = record["dispatches"]
+    lines = ["| variant | " + " | ".join(f"seeds with a sink ({d})" for d in dispatches) + " | outcome differs between dispatches |",
+             "|" + " --- |" * (len(dispatches) + 2)]
+    for name, v in record["variants"].items():
+        grows = [f"{len(v['grows_sink'][d])}/{len(v['late_alpha_max'][d])}" for d in dispatches]
+        flips = ", ".join(f"seed {s}" for s in v["flips"]) or "none"
+        lines.append(f"| {name} (`{' '.join(v['overrides'])}`) | " + " | ".join(grows) + f" | {flips} |")
+    return "\n".join([*lines, "", f"(A seed grows a sink when the late-window median of `sink/alpha/max` over the last {record['window']:.0%} "
+                      f"of its logged steps exceeds eps = {record['eps']}; unpinned runs, `--run.cpu_capability=null`.)", ""])
+
+
+RENDER = {"bb-sweep": sweep}
+
+
+def render(name: str) -> str:
+    record = json.loads((ROOT / "docs" / "results" / f"{name}.json").read_text())
+    return RENDER.get(name, study)(record)
+
+
+def regenerate(text: str) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group("name")) + "\n" + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs from its result file")
+    args = p.parse_args(argv)
+    stale = []
+    for doc in DOCS:
+        path = ROOT / doc
+        text = path.read_text()
+        new = regenerate(text)
+        if new != text:
+            stale.append(doc)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"generated blocks differ from docs/results in {', '.join(stale)}: run python scripts/study_tables.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
