@@ -94,6 +94,8 @@ class VScaleLM(L.LightningModule):
             self.model.activation_checkpointing_enable({"use_reentrant": False})
         if compile:
             self.model.compile(backend=compile_backend)
+        self.train_loss = MeanMetric()
+        self.train_task_losses = torch.nn.ModuleDict({name: MeanMetric() for name in TASK_LOSSES})
         self.val_loss = MeanMetric()
         self.val_task_losses = torch.nn.ModuleDict({name: MeanMetric() for name in TASK_LOSSES})
         self.task = None
@@ -130,11 +132,23 @@ class VScaleLM(L.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         out = self.output(batch)
-        self.log("train/loss", out.loss, prog_bar=True, sync_dist=True)
-        if self.task is not None:  # means over this micro-batch's targets of each kind (nan where it has none)
-            losses = self.task.token_losses(split_batch(batch)[0], out.logits.detach())
-            self.log_dict({f"train/{name}": values.mean() for name, values in losses.items()}, sync_dist=True)
+        self.train_loss.update(out.loss.detach())
+        if self.task is not None:  # every target of the step's micro-batches weighs the same
+            for name, values in self.task.token_losses(split_batch(batch)[0], out.logits.detach()).items():
+                self.train_task_losses[name].update(values)
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:
+            self._log_step_losses()
         return out.loss
+
+    def _log_step_losses(self) -> None:
+        """The optimizer step's losses: means over all its micro-batches and ranks (one all-reduce each), not the
+        last micro-batch's."""
+        self.log("train/loss", self.train_loss.compute(), prog_bar=True)
+        self.train_loss.reset()
+        if self.task is not None:  # nan for a kind the step has no target of
+            self.log_dict({f"train/{name}": metric.compute() for name, metric in self.train_task_losses.items()})
+            for metric in self.train_task_losses.values():
+                metric.reset()
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         out = self.output(batch)
