@@ -4,5 +4,5 @@ from vscale.console import one_line_errors
 from vscale.train.cli import main
 
 if __name__ == "__main__":
-    with one_line_errors():
+    with one_line_errors("python train.py fit --help"):
         main()

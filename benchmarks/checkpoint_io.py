@@ -17,8 +17,8 @@ import torch
 import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from vscale.train.checkpoint import AtomicCheckpointIO
 from vscale.model import build_config, build_model
+from vscale.train.checkpoint import AtomicCheckpointIO
 
 
 def main():

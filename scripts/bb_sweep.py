@@ -22,6 +22,7 @@ from pathlib import Path
 VARIANTS = {  # name -> train.py overrides (min_lr is lr / 10, as in configs/bb.yaml)
     "lr2e-2-w20-400": ["--model.lr=2e-2", "--model.min_lr=2e-3", "--model.warmup_steps=20", "--trainer.max_steps=400"],
     "lr1e-2-w20-400": ["--model.lr=1e-2", "--model.min_lr=1e-3", "--model.warmup_steps=20", "--trainer.max_steps=400"],
+    "lr1e-2-w20-800": ["--model.lr=1e-2", "--model.min_lr=1e-3", "--model.warmup_steps=20", "--trainer.max_steps=800"],
     "lr5e-3-w50-800": ["--model.lr=5e-3", "--model.min_lr=5e-4", "--model.warmup_steps=50", "--trainer.max_steps=800"],  # seed 0 only: no sink in either dispatch
 }
 SEEDS = range(10)

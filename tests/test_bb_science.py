@@ -6,9 +6,9 @@ and differs from it only through value-path gradients."""
 import pytest
 import torch
 import yaml
+from conftest import metrics, train
 from transformers import AutoModelForCausalLM
 
-from conftest import metrics, train
 from vscale.data.synthetic import VAL_STREAM, BigramBackcopy
 from vscale.diagnostics import diagnose
 from vscale.model import build_config

@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
-from vscale.eval import runs
 from vscale.eval import cli as eval_cli
+from vscale.eval import runs
 from vscale.eval.compare import headline
 
 STEPS = [9, 19, 29]

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import save_tiny_pretrained
+
 from vscale.train.cli import VScaleCLI, main
 
 CONFIGS = sorted(Path("configs").glob("*.yaml"))

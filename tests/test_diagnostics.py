@@ -3,8 +3,8 @@ matrix, and gradients captured separately with autograd."""
 
 import pytest
 import torch
-
 from conftest import tiny_model
+
 from vscale import apply_vscale
 from vscale.diagnostics import diagnose
 from vscale.diagnostics.metrics import sink, sink_row_sums, summarise

@@ -6,11 +6,11 @@ import os
 import lightning as L
 import pytest
 import torch
-
 from conftest import tiny_config, train, write_config
-from vscale.train.callbacks import Diagnostics
+
 from vscale.data import PackedTextData
 from vscale.diagnostics import diagnose, diagnose_batches
+from vscale.train.callbacks import Diagnostics
 from vscale.train.module import VScaleLM
 
 REQUIRED = [

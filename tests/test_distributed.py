@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import QUIET, metrics, train
 
 STEPS = 10

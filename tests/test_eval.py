@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import train
+
 from vscale.eval import cli as eval_cli
 from vscale.eval.checkpoints import load_checkpoint
 from vscale.eval.measure import measure

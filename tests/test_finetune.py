@@ -3,9 +3,9 @@ exact resume, loss on chat replies only, and frozen parameters that stay bit-ide
 
 import pytest
 import torch
+from conftest import metrics, save_tiny_pretrained, train
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import metrics, save_tiny_pretrained, train
 from vscale.data.chat import IGNORE, chat_tokens, set_chat_template
 from vscale.train.module import VScaleLM
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from conftest import tiny_model
+
 from vscale import apply_vscale
 from vscale.diagnostics import Pooled, Probe, diagnose_batches, flatten
 
@@ -55,8 +55,8 @@ def worker(rank: int, port: int, out: str, task: str) -> None:
         else:
             from torch.distributed.fsdp import MixedPrecision
 
-            from vscale.model.fsdp import keep_vscale_float32
             from vscale.model import vscale_modules
+            from vscale.model.fsdp import keep_vscale_float32
 
             sharded = wrap(m, keep_vscale_float32(MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.bfloat16)))
             seen = {}

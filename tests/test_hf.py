@@ -4,9 +4,9 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_model
 from torch import nn
 
-from conftest import tiny_model
 from vscale import apply_vscale
 from vscale.model.interventions.value_scale import vscale_constant
 

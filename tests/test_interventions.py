@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import metrics, save_tiny_pretrained, tiny_model, train
+
 from vscale import diagnose
 from vscale.model import apply_interventions, attention_arm, decoder_layers, from_pretrained, save_pretrained
 from vscale.model.interventions import ARMS

@@ -192,3 +192,13 @@ def test_a_sweep_on_prepared_data_that_does_not_exist_is_refused_before_submitti
     with pytest.raises(SystemExit):
         main(["--local", "--config", "configs/paper-0.1b.yaml", "--gpus-per-node", "8", "--", f"--data.prepared={tmp_path / 'absent'}"])
     assert "is not prepared yet" in capsys.readouterr().err
+
+
+def test_the_dry_run_shows_the_batch_arithmetic_and_warns_of_data_not_prepared(capsys, tmp_path):
+    main(["--dry-run", "--config", "configs/paper-1b.yaml", "--nodes", "2", "--gpus-per-node", "8", "--seeds", "0",
+          "--", f"--data.prepared={tmp_path / 'c4'}"])
+    out = capsys.readouterr().out
+    assert ("global batch per job: data.batch_size 8 x 16 device(s) (2 node(s) x 8) x accumulate_grad_batches 4 (derived) "
+            "= 512 rows per optimizer step") in out
+    assert f"warning: data.prepared='{tmp_path / 'c4'}' is not prepared yet" in out
+    assert f"python -m vscale.prepare --config configs/paper-1b.yaml --out {tmp_path / 'c4'}" in out

@@ -3,11 +3,11 @@
 import lightning as L
 import pytest
 import torch
+from conftest import tiny_config
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from conftest import tiny_config
-from vscale.train.callbacks import NonFiniteGuard
 from vscale.data import PackedTextData
+from vscale.train.callbacks import NonFiniteGuard
 from vscale.train.module import VScaleLM
 
 

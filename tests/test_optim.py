@@ -3,8 +3,8 @@
 import math
 
 import pytest
-
 from conftest import tiny_model
+
 from vscale import apply_vscale
 from vscale.train.optim import build_optimizer
 

@@ -14,11 +14,11 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import metrics, train
+
 from vscale.data import PackedTextData, TokenFileWriter, load_tokenizer, token_dtype
-from vscale.data.prepared import PreparedRows
 from vscale.data.prepare import main, parser
+from vscale.data.prepared import PreparedRows
 
 TINY = ["--config", "configs/tiny.yaml"]
 TRAIN_FILE, VAL_FILE = "data/tiny/train.jsonl", "data/tiny/val.jsonl"

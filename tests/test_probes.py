@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
+from conftest import save_tiny_pretrained
 
 import vscale
-from conftest import save_tiny_pretrained
 from vscale.eval import cli as eval_cli
-from vscale.model import vscale_modules
 from vscale.eval.probes.interpolate import interpolate, progress, steepest
 from vscale.eval.probes.truncate import attended_distance, truncation
+from vscale.model import vscale_modules
 
 SIGMA = 0.02  # method §2
 
@@ -238,6 +238,7 @@ def test_command_line_lists_keep_off_on_yes_no_as_strings(pair, tmp_path):
 
 def test_truncation_refuses_a_kernel_that_takes_no_attention_mask():
     from conftest import tiny_model
+
     from vscale.eval.probes.truncate import check_kernel
 
     with pytest.raises(ValueError, match=r"checkpoint 'x' attends with the 'flex_attention' kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'"):

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
-
-from vscale.eval import cli as eval_cli
 from conftest import save_tiny_pretrained
+
 import vscale
+from vscale.eval import cli as eval_cli
 from vscale.model import vscale_modules
 
 VAL = "data/tiny/val.jsonl"

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import PINNED_CPU, QUIET, train
+
 from vscale.errors import UserError
 from vscale.train import cpu
 

@@ -9,7 +9,6 @@ import time
 
 import pytest
 import torch
-
 from conftest import QUIET, logged_steps, metrics, train
 
 STEPS = 30

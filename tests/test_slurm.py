@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import logged_steps, metrics
 
 REPO = Path(__file__).resolve().parents[1]

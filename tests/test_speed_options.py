@@ -5,7 +5,6 @@ activation checkpointing, and the throughput columns every run logs."""
 import csv
 
 import pytest
-
 from conftest import metrics, tiny_config, train, write_config
 
 STEPS = ["--trainer.max_steps=4", "--trainer.log_every_n_steps=1", "--run.val_every_n_steps=1000"]

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import yaml
-
 from conftest import metrics, train
+
 from vscale.data import BigramBackcopy, PackedTextData
 from vscale.data.synthetic import TRAIN_STREAM, VAL_STREAM, StreamPositions, SyntheticRows
 

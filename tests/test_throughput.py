@@ -5,8 +5,8 @@ import csv
 
 import pytest
 import torch
-
 from conftest import tiny_config, tiny_model, train, write_config
+
 from vscale.model import apply_interventions
 from vscale.train.callbacks.throughput import flops_per_micro_batch
 from vscale.train.peaks import T, device_peak

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from vscale.model.interventions.value_scale import VScale
-from vscale.model.interventions.value_scale import scale_values, scale_values_backward_only, vscale_constant
+from vscale.model.interventions.value_scale import VScale, scale_values, scale_values_backward_only, vscale_constant
+
 
 def values(b=2, h=3, t=5, d=4, seed=0):
     torch.manual_seed(seed)

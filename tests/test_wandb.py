@@ -2,8 +2,8 @@
 
 import pytest
 import wandb
-
 from conftest import train
+
 from vscale.train.config import wandb_offline
 
 

@@ -5,6 +5,7 @@ logger, a deprecation inside Lightning, a hint to use `srun` where a local run i
 `quiet()` filters exactly those, by their text, and nothing else.
 """
 
+import argparse
 import logging
 import sys
 import warnings
@@ -41,11 +42,25 @@ def quiet() -> None:
 
 
 @contextmanager
-def one_line_errors():
-    """For the command-line entry points: an error raised on purpose (`vscale.errors.UserError`: an
-    unreachable hub, a run directory already in use, prepared data not made yet, ...) is the user's to
-    fix and the message says how, so it ends the program in one line instead of a traceback."""
+def one_line_errors(help_command: str | None = None):
+    """For the command-line entry points: an error raised on purpose (`vscale.errors.UserError`: a bad
+    field, an unreachable hub, a run directory already in use, prepared data not made yet, ...) is the
+    user's to fix and the message says how, so it ends the program in one line instead of a traceback;
+    so does a command line the parser refuses (a misspelled option, a value outside its choices), with a
+    pointer to `help_command` instead of the whole usage."""
     try:
         yield
     except UserError as error:
         sys.exit(f"error: {error}")
+    except argparse.ArgumentError as error:
+        hint = f" ({help_command} lists the options)" if help_command else ""
+        sys.exit(f"error: {' '.join(str(error).split())}{hint}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the project's commands: a refused command line (or a refusal through `error`) ends in one
+    line naming the option and the fix, with a pointer to --help instead of the usage."""
+
+    def error(self, message: str):
+        print(f"error: {message} ({self.prog} --help lists the options)", file=sys.stderr)
+        sys.exit(2)

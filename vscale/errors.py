@@ -23,3 +23,15 @@ class PreparedDataMissing(UserError, FileNotFoundError):
 
 class PrepareRefused(UserError, ValueError):
     """The preparation cannot start as asked; the message says what to change."""
+
+
+class ConfigError(UserError, ValueError):
+    """A field or flag holds a value the project cannot use; the message names it and the fix."""
+
+
+class MissingInput(UserError, FileNotFoundError):
+    """A file or directory a field names does not exist, or holds nothing the project can read."""
+
+
+class DamagedCheckpoint(UserError, ValueError):
+    """The checkpoint to resume from is not whole (a copy cut short, a disk filled up)."""

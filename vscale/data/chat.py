@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from vscale.errors import ConfigError
+
 IGNORE = -100  # the label Hugging Face's loss skips
 
 
@@ -10,12 +12,12 @@ def set_chat_template(tokenizer, template: str | None) -> None:
     if template:
         tokenizer.chat_template = Path(template).read_text() if Path(template).is_file() else template
     if not tokenizer.chat_template:
-        raise ValueError(
+        raise ConfigError(
             f"data.chat_template: tokenizer {tokenizer.name_or_path!r} has no chat template; give a Jinja template "
             "file (e.g. assets/chat_template.jinja) or use a tokenizer that has one."
         )
     if not tokenizer.is_fast:
-        raise ValueError(f"data.tokenizer={tokenizer.name_or_path!r}: response masks need a fast tokenizer (character offsets).")
+        raise ConfigError(f"data.tokenizer={tokenizer.name_or_path!r}: response masks need a fast tokenizer (character offsets).")
 
 
 def chat_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
@@ -30,7 +32,7 @@ def chat_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
             continue
         before, through = render(messages[:i], prompt=True), render(messages[: i + 1])
         if not (text.startswith(through) and through.startswith(before)):
-            raise ValueError(
+            raise ConfigError(
                 "data.chat_template renders earlier turns differently once later turns follow, so replies cannot be "
                 "located; use a template whose rendering of a conversation prefix is a prefix of the whole."
             )

@@ -25,30 +25,22 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from vscale.cli_values import Strings, as_list
 from vscale.data.chat import set_chat_template
 from vscale.data.packing import load_tokenizer, local_format, pack, tokenize_documents
-from vscale.data.prepared import SPLITS, PreparedRows, read_documents, read_meta, split_file, split_tokens
-from vscale.data.source import DataSource
+from vscale.data.prepared import PreparedRows, check_prepared, read_documents, split_file
 from vscale.data.sampler import ResumableSampler
-from vscale.data.synthetic import TRAIN_STREAM, VAL_STREAM, BigramBackcopy, StreamPositions, SyntheticRows
+from vscale.data.source import DataSource
 from vscale.data.streaming import StreamingRows, Take, streaming_split
-from vscale.errors import PreparedDataMissing
+from vscale.data.synthetic import TRAIN_STREAM, VAL_STREAM, BigramBackcopy, StreamPositions, SyntheticRows
+from vscale.errors import ConfigError, PreparedDataMissing
 from vscale.hub import from_hub
 
 SOURCES = ("prepared", "files", "hub", "streaming", "synthetic")
 
 
-def _same_tokenizer_name(recorded: str, given: str) -> bool:
-    """The same name, or two spellings of one local directory."""
-    if recorded == given:
-        return True
-    a, b = Path(recorded), Path(given)
-    return a.exists() and b.exists() and a.resolve() == b.resolve()
-
-
 class PackedTextData(L.LightningDataModule):
-    """Packed-row language-modeling data from prepared token files, local files or a hub dataset, or the
-    rows of a synthetic task.
+    """Packed-row language-modeling data: prepared token files, local files, a hub dataset, or a synthetic task.
 
     Args:
         tokenizer: Hugging Face tokenizer name or local directory (every source but `synthetic`, which has none).
@@ -92,8 +84,8 @@ class PackedTextData(L.LightningDataModule):
         batch_size: int = 8,
         global_batch: int | None = None,
         prepared: str | None = None,
-        train_files: list[str] | None = None,
-        val_files: list[str] | None = None,
+        train_files: Strings | None = None,
+        val_files: Strings | None = None,
         dataset: str | None = None,
         dataset_config: str | None = None,
         train_split: str = "train",
@@ -111,14 +103,15 @@ class PackedTextData(L.LightningDataModule):
     ):
         super().__init__()
         if seq_len < 2:
-            raise ValueError(f"data.seq_len={seq_len} must be at least 2 (one input and one target token).")
+            raise ConfigError(f"data.seq_len={seq_len} must be at least 2 (one input and one target token).")
         if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} must be at least 1.")
+            raise ConfigError(f"data.batch_size={batch_size} must be at least 1.")
         if global_batch is not None and (global_batch < 1 or global_batch % batch_size):
-            raise ValueError(f"data.global_batch={global_batch} must be a positive multiple of data.batch_size={batch_size}.")
+            raise ConfigError(f"data.global_batch={global_batch} must be a positive multiple of data.batch_size={batch_size}.")
         self.task = BigramBackcopy(**synthetic) if isinstance(synthetic, dict) else synthetic
         self.save_hyperparameters()
         self.hparams.synthetic = asdict(self.task) if self.task else None  # plain values: checkpoints load with weights_only
+        self.hparams.train_files, self.hparams.val_files = as_list(train_files), as_list(val_files)  # one file: a list of one
         self.data_source = DataSource.of(self.hparams)
         self.tokenizer = None
         self.train_data: torch.Tensor | PreparedRows | SyntheticRows | None = None
@@ -129,18 +122,18 @@ class PackedTextData(L.LightningDataModule):
             self._check_synthetic()
             return
         if not tokenizer:
-            raise ValueError("data.tokenizer: give a tokenizer (a hub name or local directory), or data.synthetic for the synthetic task.")
+            raise ConfigError("data.tokenizer: give a tokenizer (a hub name or local directory), or data.synthetic for the synthetic task.")
         if prepared:
             self._check_prepared_exists()
         else:
             if not self.data_source.given:
-                raise ValueError("data: give data.prepared (a directory from python -m vscale.prepare), data.train_files (local files) or data.dataset (a hub dataset name).")
+                raise ConfigError("data: give data.prepared (a directory from python -m vscale.prepare), data.train_files (local files) or data.dataset (a hub dataset name).")
             self.data_source.check_files()
             if messages_field and dataset and not train_files and streaming:
-                raise ValueError("data.messages_field: chat data is read whole; set data.streaming=false.")
+                raise ConfigError("data.messages_field: chat data is read whole; set data.streaming=false.")
         self.tokenizer = load_tokenizer(tokenizer)
         if prepared:
-            self._check_prepared_fits()
+            self.prepared_meta = check_prepared(prepared, tokenizer, self.tokenizer, seq_len, self._prepare_command)
         if messages_field:
             set_chat_template(self.tokenizer, chat_template)
 
@@ -162,9 +155,9 @@ class PackedTextData(L.LightningDataModule):
         self.task.check()
         given = [f"data.{f}" for f in ("tokenizer", "prepared", "train_files", "val_files", "dataset", "messages_field") if hp[f]]
         if given:
-            raise ValueError(f"data.synthetic generates its rows: remove {', '.join(given)} (or remove data.synthetic to read text).")
+            raise ConfigError(f"data.synthetic generates its rows: remove {', '.join(given)} (or remove data.synthetic to read text).")
         if hp.val_rows is None or hp.val_rows < 1:
-            raise ValueError(f"data.val_rows={hp.val_rows}: synthetic validation rows are generated, so give how many (e.g. 256).")
+            raise ConfigError(f"data.val_rows={hp.val_rows}: synthetic validation rows are generated, so give how many (e.g. 256).")
 
     # prepared data: checks before any compute
 
@@ -174,38 +167,13 @@ class PackedTextData(L.LightningDataModule):
     def _check_prepared_exists(self) -> None:
         hp = self.hparams
         if hp.messages_field:
-            raise ValueError(f"data.prepared={hp.prepared!r} with data.messages_field={hp.messages_field!r}: prepared data holds "
+            raise ConfigError(f"data.prepared={hp.prepared!r} with data.messages_field={hp.messages_field!r}: prepared data holds "
                              "plain text only; set data.prepared=null to train on chat data.")
         if not (Path(hp.prepared) / "meta.json").is_file():
             what = "has no meta.json (not prepared, or a prepare that did not finish)" if Path(hp.prepared).is_dir() else "does not exist"
             hint = " (a large hub dataset: add --max_documents N to stream only its first N documents)" if hp.dataset and not hp.train_files else ""
             raise PreparedDataMissing(f"data.prepared={hp.prepared!r} {what}; create it with: {self._prepare_command()}{hint} "
                                     "(or train from the source itself with --data.prepared=null).")
-
-    def _check_prepared_fits(self) -> None:
-        """The prepared tokens were made with data.tokenizer, and each split holds at least one row."""
-        hp, tok = self.hparams, self.tokenizer
-        meta = read_meta(hp.prepared)
-        recorded = (meta["tokenizer"], meta["vocab_size"], meta["eos_id"])
-        if not _same_tokenizer_name(meta["tokenizer"], hp.tokenizer) or recorded[1:] != (len(tok), tok.eos_token_id):
-            other = f"{hp.prepared.rstrip('/')}-{Path(hp.tokenizer).name}"
-            raise ValueError(
-                f"data.prepared={hp.prepared!r} was prepared with tokenizer {recorded[0]!r} (vocabulary {recorded[1]}, eos id "
-                f"{recorded[2]}) but data.tokenizer={hp.tokenizer!r} has vocabulary {len(tok)}, eos id {tok.eos_token_id}: "
-                f"set data.tokenizer={recorded[0]!r}, or prepare the data with this tokenizer into another directory "
-                f"({self._prepare_command(other)}) and set data.prepared={other}."
-            )
-        for split in SPLITS:
-            if not split_file(hp.prepared, split).is_file():
-                raise FileNotFoundError(f"data.prepared={hp.prepared!r}: {split_file(hp.prepared, split)} is missing; prepare it again.")
-            tokens = split_tokens(hp.prepared, split, meta["dtype"])
-            if tokens != meta["splits"][split]["tokens"]:
-                raise ValueError(f"data.prepared={hp.prepared!r}: {split}.bin holds {tokens} tokens, meta.json says "
-                                 f"{meta['splits'][split]['tokens']} (a truncated or replaced file); prepare it again.")
-            if tokens < hp.seq_len:
-                raise ValueError(f"data.prepared={hp.prepared!r}: its {split} split has {tokens} tokens, fewer than one row of "
-                                 f"data.seq_len={hp.seq_len}; prepare more documents (--max_documents / --val_documents) or lower data.seq_len.")
-        self.prepared_meta = meta
 
     # rows
 
@@ -217,7 +185,7 @@ class PackedTextData(L.LightningDataModule):
         tokens = ds.map(tokenize_documents, fn_kwargs=fields, batched=True, remove_columns=ds.column_names)
         rows = list(pack(iter(tokens["ids"]), eos, T))
         if not rows:
-            raise ValueError(f"data: fewer tokens than data.seq_len={T}; give more text or a shorter seq_len.")
+            raise ConfigError(f"data: fewer tokens than data.seq_len={T}; give more text or a shorter seq_len.")
         ids = torch.tensor(rows, dtype=torch.long)[:limit]
         if not self.hparams.messages_field:
             return ids, None
@@ -247,7 +215,7 @@ class PackedTextData(L.LightningDataModule):
         """Up to n raw documents of the validation source (filler for needle retrieval)."""
         hp = self.hparams
         if self.source == "synthetic":
-            raise ValueError('data.synthetic: a synthetic task has no text for needle retrieval; skip it (eval.py run --needle_context_lens "[]").')
+            raise ConfigError('data.synthetic: a synthetic task has no text for needle retrieval; skip it (eval.py run --needle_context_lens "[]").')
         if self.source == "prepared":
             meta = self.prepared_meta
             docs = read_documents(hp.prepared, "val", meta["dtype"], meta["eos_id"], n)

@@ -32,7 +32,7 @@ from pathlib import Path
 import datasets
 import yaml
 
-from vscale.console import one_line_errors, quiet
+from vscale.console import OneLineParser, one_line_errors, quiet
 from vscale.data.packing import load_tokenizer, tokenize_documents
 from vscale.data.prepared import FORMAT, META, abandoned_partials, partial_dir, token_dtype, write_splits
 from vscale.data.source import DataSource
@@ -124,7 +124,7 @@ def _json(path: Path) -> dict | None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vscale.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m vscale.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, help="train.py YAML config; its data: section gives the tokenizer and source (flags override it)")
     p.add_argument("--out", required=True, help="directory to write (train.bin, val.bin, meta.json); the paper configs read data/c4-gpt2")
     p.add_argument("--tokenizer", help="Hugging Face tokenizer name or local directory (default: the config's data.tokenizer)")

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from vscale.errors import ConfigError, MissingInput
 
 FORMAT = "vscale-prepared-tokens/1"
 SPLITS = ("train", "val")
@@ -55,7 +56,7 @@ def read_meta(directory: str | Path) -> dict:
     path = Path(directory) / META
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}; prepare the data again with python -m vscale.prepare.")
+        raise ConfigError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}; prepare the data again with python -m vscale.prepare.")
     return meta
 
 
@@ -70,7 +71,7 @@ def _flatten_with_eos(ids, eos_id: int, dtype: np.dtype) -> np.ndarray:
     offsets = offsets - offsets[0]
     values = ids.flatten().to_numpy(zero_copy_only=False)
     if values.size and (values.min() < 0 or values.max() > np.iinfo(dtype).max):
-        raise ValueError(f"token ids outside {dtype.name}: the tokenizer's vocabulary does not fit the file's dtype.")
+        raise ConfigError(f"token ids outside {dtype.name}: the tokenizer's vocabulary does not fit the file's dtype.")
     n = len(ids)
     out = np.empty(values.size + n, dtype=dtype)
     eos_at = offsets[1:] + np.arange(n)
@@ -243,3 +244,38 @@ def read_documents(directory: str | Path, split: str, dtype: str, eos_id: int, n
                 break
         pos += chunk
     return docs
+
+
+def _same_tokenizer_name(recorded: str, given: str) -> bool:
+    """The same name, or two spellings of one local directory."""
+    if recorded == given:
+        return True
+    a, b = Path(recorded), Path(given)
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def check_prepared(directory: str, tokenizer_name: str, tok, seq_len: int, command) -> dict:
+    """The meta of `directory` (data.prepared), after checking its tokens were made with data.tokenizer
+    (`tokenizer_name`, loaded as `tok`) and each split holds at least one row of `seq_len`; `command(out)`
+    gives the prepare command that makes `out` from the configured source."""
+    meta = read_meta(directory)
+    recorded = (meta["tokenizer"], meta["vocab_size"], meta["eos_id"])
+    if not _same_tokenizer_name(meta["tokenizer"], tokenizer_name) or recorded[1:] != (len(tok), tok.eos_token_id):
+        other = f"{directory.rstrip('/')}-{Path(tokenizer_name).name}"
+        raise ConfigError(
+            f"data.prepared={directory!r} was prepared with tokenizer {recorded[0]!r} (vocabulary {recorded[1]}, eos id "
+            f"{recorded[2]}) but data.tokenizer={tokenizer_name!r} has vocabulary {len(tok)}, eos id {tok.eos_token_id}: "
+            f"set data.tokenizer={recorded[0]!r}, or prepare the data with this tokenizer into another directory "
+            f"({command(other)}) and set data.prepared={other}."
+        )
+    for split in SPLITS:
+        if not split_file(directory, split).is_file():
+            raise MissingInput(f"data.prepared={directory!r}: {split_file(directory, split)} is missing; prepare it again.")
+        tokens = split_tokens(directory, split, meta["dtype"])
+        if tokens != meta["splits"][split]["tokens"]:
+            raise ConfigError(f"data.prepared={directory!r}: {split}.bin holds {tokens} tokens, meta.json says "
+                              f"{meta['splits'][split]['tokens']} (a truncated or replaced file); prepare it again.")
+        if tokens < seq_len:
+            raise ConfigError(f"data.prepared={directory!r}: its {split} split has {tokens} tokens, fewer than one row of "
+                              f"data.seq_len={seq_len}; prepare more documents (--max_documents / --val_documents) or lower data.seq_len.")
+    return meta

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from vscale.errors import ConfigError
+
 TRAIN_STREAM, VAL_STREAM = 0, 1
 TASK_LOSSES = ("loss_copy", "loss_bigram", "loss_bigram_oracle")
 """The loss breakdown `BigramBackcopy.token_losses` gives, logged as train/<name> and val/<name>."""
@@ -51,19 +53,19 @@ class BigramBackcopy:
     def check(self) -> None:
         """Refuse a task that cannot be built, naming the field."""
         if self.triggers < 1:
-            raise ValueError(f"data.synthetic.triggers={self.triggers} must be at least 1 (no trigger, nothing to copy).")
+            raise ConfigError(f"data.synthetic.triggers={self.triggers} must be at least 1 (no trigger, nothing to copy).")
         if self.vocab_size < self.triggers + 3:
-            raise ValueError(f"data.synthetic.vocab_size={self.vocab_size} leaves fewer than 2 ordinary tokens beside "
+            raise ConfigError(f"data.synthetic.vocab_size={self.vocab_size} leaves fewer than 2 ordinary tokens beside "
                              f"{self.triggers} trigger(s) and <bos>: raise it to at least {self.triggers + 3}.")
         if not 0 < self.trigger_rate < 1:
-            raise ValueError(f"data.synthetic.trigger_rate={self.trigger_rate} must lie strictly between 0 and 1.")
+            raise ConfigError(f"data.synthetic.trigger_rate={self.trigger_rate} must lie strictly between 0 and 1.")
         if not self.concentration > 0:
-            raise ValueError(f"data.synthetic.concentration={self.concentration} must be positive (a Dirichlet concentration).")
+            raise ConfigError(f"data.synthetic.concentration={self.concentration} must be positive (a Dirichlet concentration).")
 
     def check_fits(self, model_vocab_size: int) -> None:
         """The model has an output for every id of the task."""
         if model_vocab_size < self.vocab_size:
-            raise ValueError(f"data.synthetic.vocab_size={self.vocab_size} exceeds the model's vocab_size={model_vocab_size}: set "
+            raise ConfigError(f"data.synthetic.vocab_size={self.vocab_size} exceeds the model's vocab_size={model_vocab_size}: set "
                              f"model.model_config.vocab_size >= {self.vocab_size}, or lower data.synthetic.vocab_size.")
 
     @property

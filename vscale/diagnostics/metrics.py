@@ -11,7 +11,6 @@ import math
 
 import torch
 
-
 T_E = 31  # early window for gradients: tokens 1..T_E
 EARLY = 15  # early rest for activations and reshaping: tokens 1..EARLY
 EPS = 0.3  # sink threshold on alpha

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vscale.diagnostics import metrics
+from vscale.errors import ConfigError
 from vscale.model.install import vscale_modules
 from vscale.model.pipeline import TAP, decoder_layers, is_routed
 
@@ -28,7 +29,7 @@ class Probe:
 
     def __init__(self, model: nn.Module, all_token_norms: bool = False):
         if not is_routed(model):
-            raise ValueError("diagnostics tap the attention pipeline: call vscale.apply_interventions(model) first (vscale.diagnose does it for you).")
+            raise ConfigError("diagnostics tap the attention pipeline: call vscale.apply_interventions(model) first (vscale.diagnose does it for you).")
         self.all_token_norms = all_token_norms
         self.layers = decoder_layers(model)
         self.records: list[dict[str, torch.Tensor]] = [{} for _ in self.layers]

@@ -40,5 +40,5 @@ def main(args: list[str] | None = None):
     quiet()
     load, errors = _yaml12_loader()
     jsonargparse.set_loader("yaml12", load, errors)
-    with one_line_errors():
-        return jsonargparse.CLI(COMMANDS, args=args, parser_mode="yaml12")
+    with one_line_errors("python eval.py <command> --help"):
+        return jsonargparse.CLI(COMMANDS, args=args, parser_mode="yaml12", exit_on_error=False)

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 import torch
+from vscale.errors import ConfigError
 
 KINDS = ("single", "single_uuid", "multi")
 KEYS = ("apple", "river", "copper", "violet", "falcon", "marble", "cedar", "harbor",
@@ -57,11 +58,11 @@ def make_cases(texts: list[str], tokenizer, context_len: int, n: int, seed: int,
     sentence boundary (any token boundary when the window has too few), then the question and the
     answer prefix."""
     if kind not in KINDS:
-        raise ValueError(f"needle kind={kind!r} is unknown; choose one of {', '.join(KINDS)}.")
+        raise ConfigError(f"needle kind={kind!r} is unknown; choose one of {', '.join(KINDS)}.")
     if kind == "multi" and not 1 <= n_keys <= len(KEYS):
-        raise ValueError(f"needle n_keys={n_keys} must be between 1 and {len(KEYS)} (the number of distinct keys).")
+        raise ConfigError(f"needle n_keys={n_keys} must be between 1 and {len(KEYS)} (the number of distinct keys).")
     if n < 1:
-        raise ValueError(f"needle n={n} must be at least 1.")
+        raise ConfigError(f"needle n={n} must be at least 1.")
     eos = tokenizer.eos_token_id
     filler = [t for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] for t in ids + [eos]]
     ends = {t for t in set(filler) if tokenizer.decode([t]).endswith(SENTENCE_ENDS)} | {eos}
@@ -77,9 +78,9 @@ def make_cases(texts: list[str], tokenizer, context_len: int, n: int, seed: int,
     # one filler token per needle at least, so that every needle gets its own depth
     minimum = max(len(question) + sum(len(x) + 1 for x in needles) for _, needles, question, _ in drawn)
     if context_len < minimum:
-        raise ValueError(f"needle context_len={context_len} is too short for the needle(s) and question of these cases; use at least {minimum}.")
+        raise ConfigError(f"needle context_len={context_len} is too short for the needle(s) and question of these cases; use at least {minimum}.")
     if len(filler) < context_len:
-        raise ValueError(f"needle texts hold {len(filler)} filler tokens, fewer than context_len={context_len}; give more eval text.")
+        raise ConfigError(f"needle texts hold {len(filler)} filler tokens, fewer than context_len={context_len}; give more eval text.")
 
     cases = []
     for rng, needles, question, answer in drawn:
@@ -115,7 +116,7 @@ def generate_answers(model, prompts: list[list[int]], max_new_tokens: int, eos_i
     argmax loop rather than `generate`, which would merge in a checkpoint's generation_config
     (repetition penalty, ...)."""
     if len({len(p) for p in prompts}) != 1:
-        raise ValueError(f"needle prompts decoded together must have one length; got {sorted({len(p) for p in prompts})}.")
+        raise ConfigError(f"needle prompts decoded together must have one length; got {sorted({len(p) for p in prompts})}.")
     # logits of the last position only: the full (context x vocab) matrix is large at long context
     out = model(input_ids=torch.tensor(prompts, device=model.device), use_cache=True, logits_to_keep=1)
     new: list[list[int]] = [[] for _ in prompts]
@@ -137,7 +138,7 @@ def accuracy(model, tokenizer, cases: list[NeedleCase], max_new_tokens: int = 8)
     generate `max_new_tokens`, or its answer's own tokens and 4 more where that is longer (a UUID
     takes tens of tokens). Cases of one length are decoded `GENERATION_BATCH` at a time."""
     if not cases:
-        raise ValueError("needle accuracy needs at least one case.")
+        raise ConfigError("needle accuracy needs at least one case.")
     eos = tokenizer.eos_token_id
     budgets = [max(max_new_tokens, len(tokenizer.encode(f" {c.answer}.", add_special_tokens=False)) + 4) for c in cases]
     hits = []

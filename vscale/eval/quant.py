@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver
+from vscale.errors import ConfigError
 
 QUANT_MODES = ("per_token", "per_tensor", "per_tensor_down_proj")
 QMIN, QMAX = -127, 127
@@ -22,7 +23,7 @@ QMIN, QMAX = -127, 127
 
 def check_quant_mode(mode: str) -> None:
     if mode not in QUANT_MODES:
-        raise ValueError(f"unknown quant={mode!r}; choose one of {', '.join(QUANT_MODES)} (docs/method.md §5).")
+        raise ConfigError(f"unknown quant={mode!r}; choose one of {', '.join(QUANT_MODES)} (docs/method.md §5).")
 
 
 def quantize_per_token(x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ def w8a8(model: nn.Module, mode: str, calibration: Iterable[torch.Tensor] = ()) 
     check_quant_mode(mode)
     batches = list(calibration)
     if mode != "per_token" and not batches:
-        raise ValueError(f"quant={mode!r} calibrates static activation ranges: pass calibration batches of input_ids.")
+        raise ConfigError(f"quant={mode!r} calibrates static activation ranges: pass calibration batches of input_ids.")
     linears = quantized_linears(model, mode)
     if mode == "per_token":
         quantizers = {name: quantize_per_token for name in linears}

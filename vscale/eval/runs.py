@@ -9,6 +9,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from vscale.errors import ConfigError, MissingInput
 
 Series = dict[str, list[tuple[int, float]]]
 """One run's metrics.csv: {name: [(step, value), ...]}."""
@@ -23,7 +24,7 @@ def read_metrics(run_dir: Path) -> Series:
     """A run's metrics.csv as {name: [(step, value), ...]}."""
     path = run_dir / "metrics.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"--run {run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>).")
+        raise MissingInput(f"--run {run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>).")
     series: Series = {}
     with open(path) as f:
         for row in csv.DictReader(f):
@@ -100,7 +101,7 @@ def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[P
         elif len(labels) == len(default):
             arms = [labels[default.index(a)] for a in arms]
         else:
-            raise ValueError(f"--label: give one label per run ({len(runs)}) or per arm ({len(default)}: {', '.join(default)}); got {len(labels)}.")
+            raise ConfigError(f"--label: give one label per run ({len(runs)}) or per arm ({len(default)}: {', '.join(default)}); got {len(labels)}.")
     groups: dict[str, list[Path]] = {}
     for arm, run in zip(arms, runs):
         groups.setdefault(arm, []).append(run)
@@ -166,11 +167,11 @@ def check_metrics(arms: dict[str, list[Series]], metrics: list[str] | None, defa
     logged = {name for runs in arms.values() for series in runs for name in series}
     if metrics is None:
         if not (found := [m for m in default if m in logged]):
-            raise ValueError(f"--run: the runs logged none of {', '.join(default)}; name the metrics to show with --metrics.")
+            raise ConfigError(f"--run: the runs logged none of {', '.join(default)}; name the metrics to show with --metrics.")
         return found
     if missing := [m for m in metrics if m not in logged]:
         summaries = sorted(n for n in logged if not re.search(r"/layer_\d+$", n))
-        raise ValueError(f"--metrics {missing}: no run logged them; metrics.csv has e.g. {', '.join(summaries[:12])}, and "
+        raise ConfigError(f"--metrics {missing}: no run logged them; metrics.csv has e.g. {', '.join(summaries[:12])}, and "
                          "per-layer <name>/layer_<l> (the README's metric table lists them all).")
     return metrics
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from vscale.console import OneLineParser
 from vscale.model import ARMS, MODES
 from vscale.train.config import RunConfig, accumulation
 
@@ -39,7 +40,7 @@ SET_HERE = {"--model.vscale": "--modes", "--model.attention": "--attention", "--
 def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, list[str]]:
     cut = argv.index("--") if "--" in argv else len(argv)
     argv, overrides = argv[:cut], argv[cut + 1:]
-    p = argparse.ArgumentParser(prog="python -m vscale.launch", description=__doc__,
+    p = OneLineParser(prog="python -m vscale.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, type=Path,
                    help="train.py YAML config; its run: section names the run directories")
@@ -126,9 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.dry_run or args.local) and shutil.which("sbatch") is None:
         p.error("sbatch is not on PATH: run on a Slurm login node, or add --dry-run to print the scripts")
     prepared = config_section(args.config, overrides, "data").get("prepared")
-    if prepared and not args.dry_run and not (REPO / prepared / "meta.json").is_file():
-        p.error(f"data.prepared={prepared!r} is not prepared yet (jobs run in {REPO}): run `python -m vscale.prepare --config "
-                f"{args.config} --out {prepared}` first (see the config's header), or pass -- --data.prepared=null to stream")
+    if prepared and not (REPO / prepared / "meta.json").is_file():
+        missing = (f"data.prepared={prepared!r} is not prepared yet (jobs run in {REPO}): run `python -m vscale.prepare --config "
+                   f"{args.config} --out {prepared}` first (see the config's header), or pass -- --data.prepared=null to stream")
+        if not args.dry_run:
+            p.error(missing)
+        print(f"warning: {missing}")
     for run_dir, text in jobs:
         if args.local:
             run_here(text, dry_run=args.dry_run)
@@ -169,20 +173,25 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[
         p.error(f"--config {args.config}: bad run section or --run.* override: {e}")
     if run.name:
         p.error(f"--config {args.config}: run.name={run.name!r} would put every job in one directory; remove it")
-    check_batch(p, args, overrides)
+    arithmetic = check_batch(p, args, overrides)
+    if arithmetic and args.dry_run:
+        print(arithmetic)
     return template, run, (["--trainer.accelerator=cpu"] if args.gpus_per_node == 0 else []) + overrides
 
 
-def check_batch(p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[str]) -> None:
-    """data.global_batch divides over the devices asked for."""
+def check_batch(p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[str]) -> str | None:
+    """data.global_batch divides over the devices asked for; returns the batch arithmetic of each job, in one line."""
     data = config_section(args.config, overrides, "data")
     if data.get("global_batch") is None:
-        return
+        return None
+    devices, batch = (args.gpus_per_node or 1) * args.nodes, data.get("batch_size", 8)
     try:
         given = config_section(args.config, overrides, "trainer").get("accumulate_grad_batches", 1)
-        accumulation(data["global_batch"], data.get("batch_size", 8), (args.gpus_per_node or 1) * args.nodes, given)
+        accumulate = accumulation(data["global_batch"], batch, devices, given)
     except ValueError as e:
         p.error(f"--nodes {args.nodes} x --gpus-per-node {args.gpus_per_node}: {e}")
+    return (f"global batch per job: data.batch_size {batch} x {devices} device(s) ({args.nodes} node(s) x {args.gpus_per_node or 1}) "
+            f"x accumulate_grad_batches {accumulate} (derived) = {batch * devices * accumulate} rows per optimizer step")
 
 
 def script(p: argparse.ArgumentParser, template: Path, run: RunConfig, args: argparse.Namespace, overrides: list[str],

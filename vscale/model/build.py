@@ -4,6 +4,7 @@ weights exist), then fresh or pretrained weights in float32."""
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
+from vscale.errors import ConfigError
 from vscale.hub import from_hub
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
@@ -14,13 +15,13 @@ def build_config(model_config: dict | None, pretrained: str | None):
     """The model's config, from a dict (`model_type` plus its fields) or a pretrained model's
     config.json: read before any weights, so every check runs first."""
     if (model_config is None) == (pretrained is None):
-        raise ValueError("model: give exactly one of model.model_config (a dict with model_type, e.g. llama) or model.pretrained (a local directory or hub name).")
+        raise ConfigError("model: give exactly one of model.model_config (a dict with model_type, e.g. llama) or model.pretrained (a local directory or hub name).")
     if pretrained is not None:
         return from_hub(AutoConfig.from_pretrained, pretrained, "model.pretrained")
     fields = dict(model_config)
     model_type = fields.pop("model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"model.model_config.model_type={model_type!r}: choose one of {', '.join(SUPPORTED_MODEL_TYPES)} (pre-norm RMSNorm decoders).")
+        raise ConfigError(f"model.model_config.model_type={model_type!r}: choose one of {', '.join(SUPPORTED_MODEL_TYPES)} (pre-norm RMSNorm decoders).")
     return AutoConfig.for_model(model_type, **fields)
 
 

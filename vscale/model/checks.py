@@ -1,6 +1,7 @@
 """What a model and its interventions must be, checked once, where they enter (the training
 module's constructor, or a public `apply_*` call), before any compute; the code below trusts them."""
 
+from vscale.errors import ConfigError
 from vscale.model.build import SUPPORTED_MODEL_TYPES
 from vscale.model.interventions import ARMS, check_attention
 from vscale.model.interventions.value_scale import check_mode
@@ -14,19 +15,19 @@ def check_model(config, who: str = "the model", tokenizer=None, tokenizer_field:
     field -> tokens). `who` names the model in the messages."""
     model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
+        raise ConfigError(
             f"{who} must be a pre-norm RMSNorm decoder ({', '.join(SUPPORTED_MODEL_TYPES)}); got model_type={model_type!r}. "
             f"Build it from a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig, or load such a checkpoint."
         )
     if tokenizer is not None and len(tokenizer) > config.vocab_size:
-        raise ValueError(
+        raise ConfigError(
             f"{tokenizer_field} has {len(tokenizer)} tokens but {who}'s vocab_size is {config.vocab_size}: use the tokenizer "
             f"{who} was trained with, or, for a new model, set model.model_config.vocab_size >= {len(tokenizer)}."
         )
     max_pos = getattr(config, "max_position_embeddings", None)
     for field, length in (lengths or {}).items():
         if max_pos is not None and length > max_pos:
-            raise ValueError(
+            raise ConfigError(
                 f"{field}={length} exceeds {who}'s max_position_embeddings={max_pos}: lower {field}, or, for a new model, "
                 f"raise model.model_config.max_position_embeddings."
             )

@@ -18,6 +18,7 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from vscale.errors import ConfigError
 from vscale.model.interventions import SOFTMAX
 
 PREFIX = "vscale_"
@@ -41,7 +42,7 @@ def _register(base: str) -> str:
     if name in ALL_ATTENTION_FUNCTIONS._global_mapping:
         return name
     if base != "eager" and base not in ALL_ATTENTION_FUNCTIONS._global_mapping:
-        raise ValueError(f"attn_implementation={base!r} is not registered in transformers; use 'sdpa' or 'eager'.")
+        raise ConfigError(f"attn_implementation={base!r} is not registered in transformers; use 'sdpa' or 'eager'.")
 
     def pipeline(module, query, key, value, attention_mask, **kwargs):
         arm = getattr(module, "arm", None) or SOFTMAX

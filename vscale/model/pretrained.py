@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from vscale.errors import ConfigError
 from vscale.model.install import apply_attention, apply_vscale, attention_arm, vscale_modules
 
 VSCALE_FILE = "vscale.json"
@@ -51,5 +52,5 @@ def from_pretrained(path: str, **kwargs) -> PreTrainedModel:
     if (Path(path) / ARM_FILE).is_file():
         missing, unexpected = model.load_state_dict(load_file(str(Path(path) / ARM_FILE)), strict=False)
         if unexpected or any(".arm." in k for k in missing):
-            raise ValueError(f"{path}: {ARM_FILE} does not match the {info['attention']!r} arm (unexpected {unexpected}).")
+            raise ConfigError(f"{path}: {ARM_FILE} does not match the {info['attention']!r} arm (unexpected {unexpected}).")
     return model

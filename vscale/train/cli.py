@@ -38,7 +38,8 @@ class VScaleCLI(LightningCLI):
             args=args,
             run=run,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"default_env": False},
+            auto_configure_optimizers=False,  # VScaleLM builds the paper's AdamW and schedule itself: no --optimizer/--lr_scheduler
+            parser_kwargs={"default_env": False, "exit_on_error": False},  # refusals end in one line (train.py)
         )
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -69,7 +70,7 @@ class VScaleCLI(LightningCLI):
         run: RunConfig = cfg["run"]
         mode, seed, attention = self.model.hparams.vscale, cfg["seed_everything"], self.model.hparams.attention
         run_dir = run.run_dir(mode, seed, attention)
-        check_run_dir(run_dir, cfg.get("ckpt_path"))
+        cfg["ckpt_path"] = check_run_dir(run_dir, cfg.get("ckpt_path"))
         loggers = [ResumableCSVLogger(save_dir=run_dir, name="", version="")]
         if run.wandb:
             loggers.append(

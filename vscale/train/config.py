@@ -4,12 +4,13 @@ must pass before any compute is spent."""
 import netrc
 import os
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from vscale.errors import RunDirInUse
+from vscale.errors import ConfigError, DamagedCheckpoint, RunDirInUse
 
 
 @dataclass
@@ -86,13 +87,13 @@ def accumulation(global_batch: int | None, batch_size: int, world_size: int, giv
         return given
     per_pass = batch_size * world_size
     if global_batch % per_pass:
-        raise ValueError(
+        raise ConfigError(
             f"data.global_batch={global_batch} is not divisible by data.batch_size={batch_size} x {world_size} device(s) "
             f"= {per_pass} rows per pass: choose a device count or data.batch_size that divides it."
         )
     derived = global_batch // per_pass
     if given not in (1, derived):
-        raise ValueError(
+        raise ConfigError(
             f"trainer.accumulate_grad_batches={given} disagrees with data.global_batch={global_batch}, which gives "
             f"{derived} on {world_size} device(s) with data.batch_size={batch_size}: set only data.global_batch."
         )
@@ -104,22 +105,41 @@ def val_check_interval(val_every_n_steps: int | None, accumulate: int, given) ->
     if val_every_n_steps is None:
         return given
     if given is not None:
-        raise ValueError(
+        raise ConfigError(
             f"run.val_every_n_steps={val_every_n_steps} and trainer.val_check_interval={given} both set when to validate: "
             "give only run.val_every_n_steps (optimizer steps, independent of the device count)."
         )
     if val_every_n_steps < 1:
-        raise ValueError(f"run.val_every_n_steps={val_every_n_steps} must be at least 1.")
+        raise ConfigError(f"run.val_every_n_steps={val_every_n_steps} must be at least 1.")
     return val_every_n_steps * accumulate
 
 
-def check_run_dir(run_dir: Path, ckpt_path: str | None) -> None:
-    """A run directory that holds checkpoints is continued (`--ckpt_path last`) or left alone,
-    never trained over from scratch (which mixes two runs' metrics and checkpoints)."""
-    found = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+def check_run_dir(run_dir: Path, ckpt_path: str | None) -> str | None:
+    """The checkpoint a run starts from. A run directory that holds checkpoints is continued (`--ckpt_path
+    last`) or left alone, never trained over from scratch (which mixes two runs' metrics and checkpoints);
+    `last` in a directory without checkpoints is a first run (None); a damaged checkpoint is refused,
+    naming the newest one that is whole."""
+    found = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     if ckpt_path is None and found:
         raise RunDirInUse(
             f"run directory {run_dir} already holds checkpoints ({', '.join(p.name for p in found[-3:])}); "
             f"continue it with --ckpt_path last (raise trainer.max_steps to extend a finished run), or start "
             f"another with --run.name=<new name> or --run.experiment=<new experiment>."
         )
+    if ckpt_path == "last" and not found:
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path) if ckpt_path else None
+    if path is not None and path.is_file() and not whole(path):
+        good = next((p for p in reversed(found) if p != path and whole(p)), None)
+        fix = f"resume from the newest whole one with --ckpt_path {good}" if good else "no other checkpoint there is whole: start afresh with --run.name=<new name>"
+        raise DamagedCheckpoint(f"--ckpt_path {ckpt_path}: {path} is damaged (cut short or overwritten, not a whole checkpoint); {fix}.")
+    return ckpt_path
+
+
+def whole(path: Path) -> bool:
+    """Whether a checkpoint file is complete: torch.save writes a zip archive, whose directory is at its end."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False

@@ -7,8 +7,10 @@ import lightning as L
 import torch
 from torchmetrics.aggregation import MeanMetric
 
+from vscale.cli_values import Strings, as_list
 from vscale.data import split_batch
 from vscale.data.synthetic import TASK_LOSSES
+from vscale.errors import ConfigError
 from vscale.model import build_config, build_model, check_interventions, install
 from vscale.model.interventions.value_scale import Mode
 from vscale.train.checkpoint import rng_state, set_rng_state
@@ -20,7 +22,7 @@ def freeze_except(model: torch.nn.Module, patterns: list[str]) -> None:
     for name, p in model.named_parameters():
         p.requires_grad_(any(fnmatch(name, pattern) for pattern in patterns))
     if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(
+        raise ConfigError(
             f"model.trainable={patterns} matches no parameter; names look like {names[:2]} ... {names[-1:]}, "
             "e.g. use ['*.self_attn.*'] or ['*.vscale.theta']."
         )
@@ -30,8 +32,20 @@ def check_arm_trainable(model: torch.nn.Module, attention: str, patterns: list[s
     """A retrofitted arm starts from its paper's initialisation: frozen there, it is not the arm."""
     arm = [p for name, p in model.named_parameters() if ".arm." in name]
     if arm and not any(p.requires_grad for p in arm):
-        raise ValueError(f"model.trainable={patterns} leaves model.attention={attention!r} frozen at its initialisation: add "
+        raise ConfigError(f"model.trainable={patterns} leaves model.attention={attention!r} frozen at its initialisation: add "
                          f"'*.arm.*' to model.trainable, or use model.attention=softmax.")
+
+
+def check_recipe(lr: float, min_lr: float, warmup_steps: int, weight_decay: float, betas, eps: float) -> None:
+    """Each optimizer field in its own range first, then how they relate, so a message blames the field that is wrong."""
+    for field, value, ok, rule in (("lr", lr, lr > 0, "> 0"), ("min_lr", min_lr, min_lr >= 0, ">= 0"),
+                                   ("warmup_steps", warmup_steps, warmup_steps >= 0, ">= 0"),
+                                   ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"), ("eps", eps, eps > 0, "> 0"),
+                                   ("betas", list(betas), len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)")):
+        if not ok:
+            raise ConfigError(f"model.{field}={value} must be {rule}.")
+    if min_lr > lr:
+        raise ConfigError(f"model.min_lr={min_lr} must not exceed model.lr={lr}: the cosine decays from lr to min_lr.")
 
 
 class VScaleLM(L.LightningModule):
@@ -69,7 +83,7 @@ class VScaleLM(L.LightningModule):
         vscale_lambda: float = 1.0,
         attention: str = "softmax",
         attn_implementation: str = "sdpa",
-        trainable: list[str] | None = None,
+        trainable: Strings | None = None,
         compile: bool = False,
         compile_backend: str = "inductor",
         activation_checkpointing: bool = False,
@@ -81,11 +95,11 @@ class VScaleLM(L.LightningModule):
         eps: float = 1e-8,
     ):
         super().__init__()
-        if not 0 <= min_lr <= lr:
-            raise ValueError(f"model.min_lr={min_lr} must lie in [0, model.lr={lr}].")
+        check_recipe(lr, min_lr, warmup_steps, weight_decay, betas, eps)
         config = build_config(model_config, pretrained)
         check_interventions(config, vscale, vscale_lambda, attention, attn_implementation, who=f"model.pretrained={pretrained!r}" if pretrained else "model.model_config")
         self.save_hyperparameters()
+        self.hparams.trainable = trainable = as_list(trainable)  # one pattern: a list of one
         self.model = install(build_model(config, pretrained, attn_implementation), vscale, attention, vscale_lambda)
         if trainable is not None:
             freeze_except(self.model, trainable)
@@ -169,6 +183,6 @@ class VScaleLM(L.LightningModule):
     def configure_optimizers(self):
         hp, total = self.hparams, self.trainer.max_steps
         if total is None or total <= 0:
-            raise ValueError("trainer.max_steps must be set (> 0): the cosine schedule decays over it.")
+            raise ConfigError("trainer.max_steps must be set (> 0): the cosine schedule decays over it.")
         optimizer, schedule = build_optimizer(self.model, hp.lr, hp.min_lr, hp.warmup_steps, total, hp.weight_decay, tuple(hp.betas), hp.eps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

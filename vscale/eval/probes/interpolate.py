@@ -19,18 +19,19 @@ from torch import nn
 
 from vscale.model.pipeline import decoder_layers
 from vscale.eval.probes.attention import attention_weights, materialised_attention
+from vscale.errors import ConfigError
 
 
 def check_path(n_layers: int, layer: int, steps: int, positions: dict[str, tuple[int, int]]) -> None:
     """The layer exists, the path has both ends, and each position lies inside its prompt
     (`positions`: field -> (position, prompt length)); before any compute."""
     if not 0 <= layer < n_layers:
-        raise ValueError(f"--layer {layer}: the model has {n_layers} decoder layers; give 0..{n_layers - 1}.")
+        raise ConfigError(f"--layer {layer}: the model has {n_layers} decoder layers; give 0..{n_layers - 1}.")
     if steps < 2:
-        raise ValueError(f"--steps {steps}: the path needs at least 2 points (alpha = 0 and 1).")
+        raise ConfigError(f"--steps {steps}: the path needs at least 2 points (alpha = 0 and 1).")
     for field, (position, length) in positions.items():
         if not -length <= position < length:
-            raise ValueError(f"--position {position}: {field} has {length} tokens; give a position in {-length}..{length - 1} (negative counts from the end).")
+            raise ConfigError(f"--position {position}: {field} has {length} tokens; give a position in {-length}..{length - 1} (negative counts from the end).")
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from torch import nn
 
 from vscale.model.pipeline import decoder_layers, kernel_name
 from vscale.eval.probes.attention import attention_weights, layer_outputs, materialised_attention
+from vscale.errors import ConfigError
 
 WINDOWS = (1, 2, 5, 10, 20, 50, 100)
 MASKED_KERNELS = ("sdpa", "eager")
@@ -30,9 +31,9 @@ def check_windows(windows: list[int], seq_len: int | None = None, field: str = "
     """Windows of at least one token, each shorter than the rows (when `seq_len` is known), so
     some query loses context."""
     if not windows or min(windows) < 1:
-        raise ValueError(f"{field} {windows}: give one or more windows of at least 1 token, e.g. [1, 2, 5, 10].")
+        raise ConfigError(f"{field} {windows}: give one or more windows of at least 1 token, e.g. [1, 2, 5, 10].")
     if seq_len is not None and max(windows) >= seq_len:
-        raise ValueError(f"{field}: the window {max(windows)} does not cut rows of {seq_len} tokens (the queries compared are t >= the largest window); "
+        raise ConfigError(f"{field}: the window {max(windows)} does not cut rows of {seq_len} tokens (the queries compared are t >= the largest window); "
                          f"use windows below {seq_len} or longer rows (--seq_len).")
 
 
@@ -40,7 +41,7 @@ def check_kernel(model: nn.Module, who: str) -> None:
     """The kernel must take an additive 4D mask; flash-style kernels take none."""
     kernel = kernel_name(model)
     if kernel not in MASKED_KERNELS:
-        raise ValueError(f"{who} attends with the {kernel!r} kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'.")
+        raise ConfigError(f"{who} attends with the {kernel!r} kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'.")
 
 
 def banded_causal_mask(seq_len: int, window: int, dtype: torch.dtype, device=None) -> torch.Tensor:

@@ -7,6 +7,7 @@
   2024, explicit attention bias) and `diff` (Ye et al. 2024, differential attention).
 """
 
+from vscale.errors import ConfigError
 from vscale.model.interventions.diff import Diff
 from vscale.model.interventions.gated import Gated
 from vscale.model.interventions.kv_bias import KVBias
@@ -20,4 +21,4 @@ SOFTMAX = Softmax()  # the arm of a model without one installed
 
 def check_attention(name: str) -> None:
     if name not in ARMS:
-        raise ValueError(f"unknown attention arm {name!r} (model.attention, or apply_interventions(attention=...)); choose one of {', '.join(ARMS)}.")
+        raise ConfigError(f"unknown attention arm {name!r} (model.attention, or apply_interventions(attention=...)); choose one of {', '.join(ARMS)}.")

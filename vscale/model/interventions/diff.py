@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from vscale.errors import ConfigError
 from vscale.model.interventions.softmax import Softmax, head_dim
 from vscale.model.lse import token0_weights
 
@@ -52,7 +53,7 @@ class Diff(Softmax):
     def check(cls, config, kernel: str) -> None:
         super().check(config, kernel)
         if head_dim(config) % 4:
-            raise ValueError(f"model.attention='diff' splits each head into two sub-heads of whole RoPE pairs: the model's head_dim "
+            raise ConfigError(f"model.attention='diff' splits each head into two sub-heads of whole RoPE pairs: the model's head_dim "
                              f"({head_dim(config)}) must be divisible by 4.")
 
     @classmethod

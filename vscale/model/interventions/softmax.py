@@ -14,6 +14,7 @@ it puts on no token (`token0`), so the sink metrics describe the attention that 
 import torch
 from torch import nn
 
+from vscale.errors import ConfigError
 from vscale.model.lse import token0_weights
 
 
@@ -32,7 +33,7 @@ class Softmax(nn.Module):
     def check(cls, config, kernel: str) -> None:
         """Refuse, before any compute, a model this arm cannot run on, naming the fields."""
         if cls.kernels is not None and kernel not in cls.kernels:
-            raise ValueError(f"model.attention={cls.name!r} runs on model.attn_implementation {' or '.join(cls.kernels)}, not {kernel!r}: "
+            raise ConfigError(f"model.attention={cls.name!r} runs on model.attn_implementation {' or '.join(cls.kernels)}, not {kernel!r}: "
                              "it hands the kernel a mask or computes the weights itself.")
 
     @classmethod

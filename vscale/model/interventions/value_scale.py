@@ -12,6 +12,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from vscale.errors import ConfigError
+
 Mode = Literal["off", "fixed", "learned", "backward"]
 MODES: tuple[str, ...] = get_args(Mode)
 SIGMA = 0.02
@@ -72,9 +74,9 @@ def scale_values_backward_only(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor
 def check_mode(mode: str, lam: float = 1.0) -> None:
     """Fail before any compute on a mode or lambda that docs/method.md §2 does not define."""
     if mode not in MODES:
-        raise ValueError(f"unknown V-scale mode {mode!r} (model.vscale, or apply_vscale(mode=...)); choose one of {', '.join(MODES)}.")
+        raise ConfigError(f"unknown V-scale mode {mode!r} (model.vscale, or apply_vscale(mode=...)); choose one of {', '.join(MODES)}.")
     if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise ValueError(f"V-scale lambda={lam!r} (model.vscale_lambda, or apply_vscale(lam=...)) must be a finite number > 0, since "
+        raise ConfigError(f"V-scale lambda={lam!r} (model.vscale_lambda, or apply_vscale(lam=...)) must be a finite number > 0, since "
                          "C = d_model*d_head*sigma^2*lambda; 1.0 is the default of docs/method.md §2.")
 
 

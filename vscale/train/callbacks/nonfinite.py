@@ -3,6 +3,8 @@
 import lightning as L
 import torch
 
+from vscale.errors import ConfigError
+
 
 def gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
     """Whether every gradient the optimizer would apply is finite: one fused norm, one host sync."""
@@ -26,7 +28,7 @@ class NonFiniteGuard(L.Callback):
 
     def __init__(self, action: str = "stop", max_skips: int = 10):
         if action not in ("stop", "skip"):
-            raise ValueError(f"NonFiniteGuard.action={action!r}: choose stop or skip.")
+            raise ConfigError(f"NonFiniteGuard.action={action!r}: choose stop or skip.")
         self.action, self.max_skips, self.skipped = action, max_skips, 0
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
