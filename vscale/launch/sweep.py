@@ -16,12 +16,14 @@ any. Arguments after `--` go to train.py as they are.
 """
 
 import argparse
+import os
 import re
 import shlex
 import shutil
 import string
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 from pathlib import Path
 
@@ -63,6 +65,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Names
     p.add_argument("--dry-run", action="store_true", help="print every script and its sbatch command; write and submit nothing")
     p.add_argument("--local", action="store_true",
                    help="no Slurm: run each job's train.py command here, one after another (e.g. a fine-tuning pair)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="with --local: run this many jobs at a time, the CPU threads shared among them (default: 1)")
     return p, p.parse_args(argv), overrides
 
 
@@ -110,12 +114,13 @@ def train_command(script: str) -> list[str]:
     return shlex.split(line.removesuffix("&"))[1:]
 
 
-def run_here(script: str, dry_run: bool) -> None:
-    """The script's training command, run directly with this Python in the repository."""
+def run_here(script: str, dry_run: bool, threads: int | None = None) -> None:
+    """The script's training command, run directly with this Python in the repository (with `threads` CPU threads)."""
     command = [sys.executable, *train_command(script)[1:]]
     print(f"$ {shlex.join(command)}", flush=True)
     if not dry_run:
-        subprocess.run(command, cwd=REPO, check=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+        subprocess.run(command, cwd=REPO, check=True, env=env)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,11 +138,13 @@ def main(argv: list[str] | None = None) -> None:
         if not args.dry_run:
             p.error(missing)
         print(f"warning: {missing}")
+    if args.local:
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda job: run_here(job[1], args.dry_run, threads if args.jobs > 1 else None), jobs))
+        return
     for run_dir, text in jobs:
-        if args.local:
-            run_here(text, dry_run=args.dry_run)
-        else:
-            submit(run_dir, text, args.dry_run)
+        submit(run_dir, text, args.dry_run)
 
 
 def check(p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[str]) -> tuple[Path, RunConfig, list[str]]:
@@ -147,6 +154,8 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[
         p.error(f"--config {args.config}: no such file")
     if args.nodes < 1:
         p.error(f"--nodes {args.nodes}: must be at least 1")
+    if args.jobs < 1 or (args.jobs > 1 and not args.local):
+        p.error(f"--jobs {args.jobs}: give a number >= 1, and more than 1 only with --local (Slurm schedules submitted jobs itself)")
     args.modes, args.seeds = [m for ms in args.modes for m in ms], [s for ss in args.seeds for s in ss]
     args.attention = [a for arms in args.attention for a in arms] if args.attention else [
         config_section(args.config, overrides, "model").get("attention") or "softmax"]
