@@ -94,6 +94,6 @@ def test_validation_interval_given_both_ways_is_rejected(tmp_path):
 
 
 def test_diagnostics_interval_off_the_logging_steps_is_rejected(tmp_path):
-    with pytest.raises(ValueError, match=r"Diagnostics\.every_n_steps=10 is not a multiple of trainer\.log_every_n_steps=4"):
+    with pytest.raises(ValueError, match=r"diagnostics\.every_n_steps=10 is not a multiple of trainer\.log_every_n_steps=4"):
         fit(tmp_path, "--trainer.log_every_n_steps=4")
     assert_nothing_ran(tmp_path)

@@ -6,7 +6,7 @@ import os
 import lightning as L
 import pytest
 import torch
-from conftest import tiny_config, train, write_config
+from conftest import metrics, tiny_config, train, write_config
 
 from vscale.data import PackedTextData
 from vscale.diagnostics import diagnose, diagnose_batches
@@ -94,7 +94,7 @@ def test_ddp_diagnostics_pool_the_rows_of_both_ranks(tmp_path):
     from vscale.data import ResumableSampler
 
     every_step = tiny_config()
-    every_step["trainer"]["callbacks"][0]["init_args"]["every_n_steps"] = 1
+    every_step["diagnostics"]["every_n_steps"] = 1
     cmd = [sys.executable, "train.py", "fit", "--config", write_config(tmp_path, every_step), f"--run.root={tmp_path}",
            "--trainer.log_every_n_steps=1", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_steps=1",
            "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0", "--trainer.limit_val_batches=0"]
@@ -145,3 +145,20 @@ def test_diagnostic_steps_keep_no_tensors_or_hooks_alive():
     fit_tiny([Diagnostics(every_n_steps=1, profile_figure=False), live], max_steps=12)
     assert live.hooks == [0] * 12
     assert max(live.tensors[2:]) == min(live.tensors[2:]), live.tensors
+
+
+def test_one_flag_turns_the_diagnostics_off_or_changes_their_interval(tmp_path):
+    train(tmp_path / "off", "--trainer.max_steps=20", "--run.val_every_n_steps=1000", "--diagnostics.every_n_steps=0")
+    with open(tmp_path / "off" / "tiny" / "off-seed0" / "metrics.csv") as f:
+        header = f.readline()
+    assert "train/loss" in header and "gsink/ratio" not in header and "sink/alpha" not in header
+    train(tmp_path / "five", "--trainer.max_steps=10", "--run.val_every_n_steps=1000", "--diagnostics.every_n_steps=5",
+          "--trainer.log_every_n_steps=5")
+    assert sorted(metrics(tmp_path / "five" / "tiny" / "off-seed0", "gsink/ratio/median")) == [4, 9]
+
+
+def test_diagnostics_listed_among_the_trainer_callbacks_are_refused(tmp_path):
+    config = tiny_config()
+    config["trainer"]["callbacks"].append({"class_path": "vscale.train.callbacks.Diagnostics"})
+    with pytest.raises(ValueError, match=r"trainer\.callbacks lists vscale\.train\.callbacks\.Diagnostics: configure it under diagnostics:"):
+        train(tmp_path, config=write_config(tmp_path, config))

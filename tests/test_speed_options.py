@@ -12,7 +12,7 @@ STEPS = ["--trainer.max_steps=4", "--trainer.log_every_n_steps=1", "--run.val_ev
 
 def diagnosed_every_other_step(tmp_path) -> str:
     config = tiny_config()
-    config["trainer"]["callbacks"][0]["init_args"]["every_n_steps"] = 2
+    config["diagnostics"]["every_n_steps"] = 2
     return write_config(tmp_path, config)
 
 

@@ -18,10 +18,11 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from vscale.console import quiet
 from vscale.data import PackedTextData
+from vscale.errors import ConfigError
 from vscale.model import check_model
 from vscale.model.fsdp import keep_vscale_float32
 from vscale.train import cpu
-from vscale.train.callbacks import Preemption, RunCheckpoint, StepProgressBar, Throughput
+from vscale.train.callbacks import Diagnostics, Preemption, RunCheckpoint, StepProgressBar, Throughput
 from vscale.train.checkpoint import AtomicCheckpointIO
 from vscale.train.config import RunConfig, accumulation, check_run_dir, val_check_interval, wandb_offline, wandb_run_id
 from vscale.train.loggers import ResumableCSVLogger, close
@@ -44,6 +45,7 @@ class VScaleCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(RunConfig, "run")
+        parser.add_lightning_class_args(Diagnostics, "diagnostics")  # --diagnostics.every_n_steps 0 turns them off
         parser.link_arguments("seed_everything", "data.seed")
         parser.set_defaults(
             {
@@ -88,6 +90,9 @@ class VScaleCLI(LightningCLI):
             )
             loggers[-1]._wandb_init.pop("anonymous")  # Lightning always passes it; wandb warns that it has no effect
         configured = cfg["trainer"].get("callbacks") or []
+        if any(isinstance(c, Diagnostics) for c in configured):
+            raise ConfigError("trainer.callbacks lists vscale.train.callbacks.Diagnostics: configure it under diagnostics: "
+                              "(every_n_steps, profile_figure; every run has it) and remove it from trainer.callbacks.")
         wants_bar = cfg["trainer"].get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured)
         callbacks = [
             RunCheckpoint(

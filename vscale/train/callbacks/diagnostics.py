@@ -31,7 +31,7 @@ class Diagnostics(L.Callback):
 
     def __init__(self, every_n_steps: int = 10, profile_figure: bool = True):
         if every_n_steps < 0:
-            raise ConfigError(f"Diagnostics.every_n_steps={every_n_steps} must be >= 0 (0 turns diagnostics off).")
+            raise ConfigError(f"diagnostics.every_n_steps={every_n_steps} must be >= 0 (0 turns diagnostics off).")
         self.every_n_steps = every_n_steps
         self.profile_figure = profile_figure
         self._probe: Probe | None = None
@@ -49,7 +49,7 @@ class Diagnostics(L.Callback):
         log_every = trainer.log_every_n_steps
         if trainer.loggers and log_every and self.every_n_steps % log_every:
             raise ConfigError(
-                f"Diagnostics.every_n_steps={self.every_n_steps} is not a multiple of trainer.log_every_n_steps={log_every}: "
+                f"diagnostics.every_n_steps={self.every_n_steps} is not a multiple of trainer.log_every_n_steps={log_every}: "
                 f"diagnostic rows would fall on steps without a train/loss row; use a multiple of {log_every}."
             )
         if trainer.datamodule is not None:
