@@ -61,3 +61,15 @@ def test_extending_a_finished_run_adds_no_versioned_checkpoints(tmp_path):
     run = tmp_path / "tiny" / "off-seed0"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt", "step0000002.ckpt", "step0000004.ckpt", "step0000006.ckpt"]
     assert logged_steps(run) == list(range(6))
+
+
+def test_the_progress_bar_counts_a_continued_run_out_of_all_its_steps(tmp_path):
+    from vscale.train.callbacks import StepProgressBar
+    from vscale.train.cli import main
+
+    common = ["fit", "--config", "configs/tiny.yaml", f"--run.root={tmp_path}", "--trainer.enable_model_summary=false",
+              "--run.val_every_n_steps=1000", "--trainer.num_sanity_val_steps=0"]
+    main([*common, "--trainer.max_steps=4"])
+    cli = main([*common, "--trainer.max_steps=6", "--ckpt_path=last"])
+    bar = next(c for c in cli.trainer.callbacks if isinstance(c, StepProgressBar))
+    assert (bar.train_batch_idx, bar.total_train_batches) == (6, 6)
