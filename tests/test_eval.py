@@ -188,6 +188,16 @@ def test_lm_eval_runs_local_and_ruler_style_tasks_on_the_vscale_model_in_full_pr
     assert "vscale_local_ruler_niah 256" in report
 
 
+def test_an_lm_eval_limit_applies_to_each_length(runs, tmp_path):
+    """lm-eval keeps a task's first `limit` documents, and RULER's come grouped by length: with one call, a limit below the
+    samples per length (4 here) would score the first length only."""
+    results = eval_cli.run([str(runs["learned"] / "checkpoints" / "last.ckpt")], label=["vscale"], out=str(tmp_path), quant=[],
+                           batches=1, calib_batches=1, needle_context_lens=[], lm_eval_tasks=["vscale_local_ruler_niah"],
+                           lm_eval_include_path="tests/data/lmeval", lm_eval_limit=2, lm_eval_max_seq_lengths=[200, 256])
+    ruler = results["checkpoints"]["vscale"]["results"]["lm_eval"]["full"]["vscale_local_ruler_niah"]
+    assert {m for m in ruler if m[0].isdigit() and "stderr" not in m} == {"200,none", "256,none"}
+
+
 def test_unknown_lm_eval_task_is_rejected_before_loading(tmp_path):
     with pytest.raises(ValueError, match="unknown task.*no_such_task"):
         eval_cli.run([str(tmp_path / "never-loaded.ckpt")], lm_eval_tasks=["no_such_task"], lm_eval_include_path="tests/data/lmeval")

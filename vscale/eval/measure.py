@@ -59,7 +59,7 @@ FULL = "full"
 
 
 def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, quant_modes, needle_context_lens, needle_seeds, needle_n, trained_len,
-                        lm_eval_tasks=(), lm_eval_manager=None, lm_eval_limit=None) -> dict:
+                        lm_eval_tasks=(), lm_eval_managers=(), lm_eval_limit=None) -> dict:
     """Every measurement of one checkpoint: {'results': ..., 'errors': ...}. Needle retrieval and
     lm-eval run at each precision, `FULL` and every W8A8 mode, under one calibration per mode;
     their results are keyed by precision first."""
@@ -84,7 +84,7 @@ def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, 
                     if row:
                         by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}
             for task in lm_eval_tasks:  # one call each: a task that cannot run (a length it cannot fill) leaves the others
-                scores = measure(f"{precision}/lm_eval/{task}", {}, errors, harness.lm_eval, model, tokenizer, task, lm_eval_manager, lm_eval_limit)
+                scores = measure(f"{precision}/lm_eval/{task}", {}, errors, harness.evaluate, model, tokenizer, task, lm_eval_managers, lm_eval_limit)
                 results.setdefault("lm_eval", {}).setdefault(precision, {}).update(scores or {})
     return {"results": results, "errors": errors, "gradient_norms": norms}
 
