@@ -95,18 +95,29 @@ def band(T: int, k: int | None = None) -> torch.Tensor:
 IDS = torch.randint(0, 97, (2, 24), generator=torch.Generator().manual_seed(3))
 
 
-def test_truncation_is_one_minus_cosine_against_a_hand_forward_with_a_sliding_window():
+def band_with_sink(T: int, k: int) -> torch.Tensor:
+    """allowed[t, j]: the window of `band`, and token 0 for every query."""
+    allowed = band(T, k)
+    allowed[:, 0] = True
+    return allowed
+
+
+@pytest.mark.parametrize("keep_sink", [False, True], ids=["window", "window-and-token-0"])
+def test_truncation_is_one_minus_cosine_against_a_hand_forward_with_a_sliding_window(keep_sink):
+    """Over every query whose context the window cuts (t >= k), by default; with token 0 kept in every window too."""
     model, windows = small_llama(2), [1, 3, 8]
     embeds = model.model.embed_tokens.weight.detach()[IDS]
     full = hand_forward(model, embeds, band(24))
-    measured = truncation(model, [IDS], windows)
+    measured = truncation(model, [IDS], windows, keep_sink=keep_sink)
+    common = truncation(model, [IDS], windows, keep_sink=keep_sink, common=True)
     assert list(measured) == windows
     for k in windows:
-        cut = hand_forward(model, embeds, band(24, k))
+        cut = hand_forward(model, embeds, band_with_sink(24, k) if keep_sink else band(24, k))
         for l in range(2):
-            cos = torch.nn.functional.cosine_similarity(full[l]["h_out"][:, 8:], cut[l]["h_out"][:, 8:], dim=-1)
-            assert measured[k][l] == pytest.approx((1 - cos).mean().item(), rel=1e-4, abs=1e-7), (k, l)
-    assert measured[1][1] > measured[3][1] > measured[8][1] > 0  # less context, further from the full stream
+            for start, got in ((k, measured[k][l]), (8, common[k][l])):
+                cos = torch.nn.functional.cosine_similarity(full[l]["h_out"][:, start:], cut[l]["h_out"][:, start:], dim=-1)
+                assert got == pytest.approx((1 - cos).mean().item(), rel=1e-4, abs=1e-7), (k, l, start)
+    assert common[1][1] > common[3][1] > common[8][1] > 0  # less context, further from the full stream
 
 
 def test_the_window_keeps_token_0_only_for_queries_within_k():
@@ -184,10 +195,11 @@ def pair(tmp_path_factory):
 def test_truncate_writes_json_and_figures_for_a_baseline_and_vscale_pair(pair, tmp_path):
     eval_cli.truncate(pair, label=["baseline", "vscale"], out=str(tmp_path), windows=[1, 4, 16], batches=1, **TEXT)
     result = json.loads((tmp_path / "truncate.json").read_text())
-    assert result["windows"] == [1, 4, 16] and result["rows"] == 2 and result["queries"] == "t >= 16 of rows of 64 tokens"
+    assert result["windows"] == [1, 4, 16] and result["rows"] == 2 and result["queries"] == "t >= k of rows of 64 tokens"
     for label, mode in (("baseline", "off"), ("vscale", "learned")):
         c = result["checkpoints"][label]
         assert c["vscale"] == mode and list(c["one_minus_cos"]) == ["1", "4", "16"] and all(len(v) == 2 for v in c["one_minus_cos"].values())
+        assert list(c["one_minus_cos_keep_sink"]) == ["1", "4", "16"] and c["one_minus_cos_keep_sink"] != c["one_minus_cos"]
         assert len(c["attended_distance"]) == 2 and all(len(row) == 4 and all(0 < d < 64 for d in row) for row in c["attended_distance"])
     assert result["checkpoints"]["baseline"]["one_minus_cos"] != result["checkpoints"]["vscale"]["one_minus_cos"]
     for figure in ("truncation.png", "attended_distance.png"):

@@ -6,6 +6,7 @@ of the same name without `_figure` saves it as a PNG.
 """
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -98,31 +99,39 @@ def needle_accuracy(runs: dict[str, dict], precisions: list[str], kinds: list[st
     return save(needle_accuracy_figure(runs, precisions, kinds, lengths), path)
 
 
-def truncation_figure(runs: dict[str, dict[int, list[float]]]):
-    """One panel per run: 1 - cos between each layer's output with the full context and with
-    attention to the last k tokens only, against the layer, one line per window k."""
+def truncation_figure(runs: dict[str, dict[int, list[float]]], keep_sink: dict[str, dict[int, list[float]]] | None = None):
+    """One panel per run: 1 - cos between each layer's output with the full context and with attention
+    to the last k tokens only (solid), or to them and token 0 (dashed, `keep_sink`), against the layer,
+    one colour per window k."""
     windows = sorted({k for curves in runs.values() for k in curves}, key=int)  # int keys, or their strings read back from JSON
-    fig, axes = new_figure(len(runs), 4.6, 3.6)
+    fig, axes = new_figure(len(runs), 4.8, 3.8)
     for ax in axes[1:]:
         ax.sharey(axes[0])  # before drawing, so that the shared limits cover every panel's lines
-    drawn = [v for curves in runs.values() for ys in curves.values() for v in ys]
+    drawn = [v for variant in (runs, keep_sink or {}) for curves in variant.values() for ys in curves.values() for v in ys]
     for ax, (run, curves) in zip(axes, runs.items()):
         for i, k in enumerate(windows):
             if k in curves:
-                ax.plot(range(len(curves[k])), curves[k], **style(i))
-        set_value_axis(ax, drawn, "1 - cos(h_out full, h_out window k)")
-        ax.set_title(run)
+                ax.plot(range(len(curves[k])), curves[k], **style(i) | {"linestyle": "-"})
+            if keep_sink and k in keep_sink.get(run, {}):
+                ax.plot(range(len(keep_sink[run][k])), keep_sink[run][k], **style(i) | {"linestyle": "--", "markerfacecolor": style(i)["color"]})
+        set_value_axis(ax, drawn, "1 - cos(h_out full, h_out window)")
+        ax.set_title(textwrap.fill(run, 36), fontsize=9)
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, axis="y", alpha=0.3)
-    legend_below(fig, [Line2D([], [], **style(i)) for i in range(len(windows))], [str(k) for k in windows], "window k (last k tokens)")
-    fig.suptitle("Residual stream with attention limited to the last k tokens")
+    handles = [Line2D([], [], **style(i) | {"linestyle": "-"}) for i in range(len(windows))]
+    labels = [f"k = {k}" for k in windows]
+    if keep_sink:
+        handles += [Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")]
+        labels += ["last k tokens", "last k tokens and token 0"]
+    legend_below(fig, handles, labels, "window")
+    fig.suptitle(textwrap.fill("Residual stream with attention limited to a window", 60))
     return fig
 
 
-def truncation(runs: dict[str, dict[int, list[float]]], path: Path) -> Path:
+def truncation(runs: dict[str, dict[int, list[float]]], path: Path, keep_sink: dict[str, dict[int, list[float]]] | None = None) -> Path:
     """`truncation_figure` saved as a PNG at `path`."""
-    return save(truncation_figure(runs), path)
+    return save(truncation_figure(runs, keep_sink), path)
 
 
 def interpolation_figure(runs: dict[str, dict]):

@@ -9,8 +9,10 @@ every kernel that takes a mask (sdpa, eager) inside the registered pipeline, V-s
 arms included.
 
 Per layer l and window k: 1 - cos(h_out^full_{b,t}, h_out^k_{b,t}) between the layer's output with
-the full context and with the window, averaged over rows and over the queries t >= max(windows),
-where every window cuts the context, so that all windows compare the same positions.
+the full context and with the window, averaged over rows and over the queries t >= k, every query whose
+context the window cuts (or, with `common`, t >= max(windows) for every window, the same positions).
+Dropping token 0 mixes the sink with distance; `keep_sink` keeps token 0 in every window (j = 0 or
+t - k < j <= t), so the two measurements separate them.
 
 Per layer and query head: the mean attended distance sum_j a_tj (t - j) with the full context,
 averaged over rows and all queries t (weights from the eager kernel, `materialised_attention`).
@@ -44,11 +46,11 @@ def check_kernel(model: nn.Module, who: str) -> None:
         raise ConfigError(f"{who} attends with the {kernel!r} kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'.")
 
 
-def banded_causal_mask(seq_len: int, window: int, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """(1, 1, T, T) additive mask: 0 where t - window < j <= t, the dtype's minimum elsewhere (as
-    transformers' own float masks, so exp underflows to exactly 0 and no row is empty)."""
+def banded_causal_mask(seq_len: int, window: int, dtype: torch.dtype, device=None, keep_sink: bool = False) -> torch.Tensor:
+    """(1, 1, T, T) additive mask: 0 where t - window < j <= t (and at j = 0 too with `keep_sink`), the dtype's
+    minimum elsewhere (as transformers' own float masks, so exp underflows to exactly 0 and no row is empty)."""
     t = torch.arange(seq_len, device=device)
-    allowed = (t[None, :] <= t[:, None]) & (t[None, :] > t[:, None] - window)
+    allowed = (t[None, :] <= t[:, None]) & ((t[None, :] > t[:, None] - window) | ((t[None, :] == 0) & keep_sink))
     mask = torch.zeros(seq_len, seq_len, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[None, None]
 
@@ -83,19 +85,21 @@ def attended_distance(model: nn.Module, batches: list[torch.Tensor]) -> torch.Te
 
 
 @torch.no_grad()
-def truncation(model: nn.Module, batches: list[torch.Tensor], windows: list[int]) -> dict[int, list[float]]:
-    """{k: [1 - cos per layer]}: each layer's output with the full context against the same with
-    attention to the last k tokens, over queries t >= max(windows), mean over rows and queries."""
+def truncation(model: nn.Module, batches: list[torch.Tensor], windows: list[int], keep_sink: bool = False,
+               common: bool = False) -> dict[int, list[float]]:
+    """{k: [1 - cos per layer]}: each layer's output with the full context against the same with attention to
+    the last k tokens (and token 0 with `keep_sink`), mean over rows and the queries t >= k, every query
+    whose context the window cuts (t >= max(windows) for all windows with `common`)."""
     seq_len = batches[0].shape[1]
     check_windows(windows, seq_len)
-    start = max(windows)
+    first = max(windows) if common else min(windows)
     dtype = next(model.parameters()).dtype
-    sums = {k: 0.0 for k in windows}
-    positions = 0
+    sums, counts = {k: 0.0 for k in windows}, {k: 0 for k in windows}
     for batch in batches:
-        full = layer_outputs(model, batch, start=start)
-        positions += batch.shape[0] * (seq_len - start)
+        full = layer_outputs(model, batch, start=first)
         for k in windows:
-            cut = layer_outputs(model, batch, banded_causal_mask(seq_len, k, dtype, batch.device), start)
-            sums[k] = sums[k] + (1 - torch.nn.functional.cosine_similarity(full, cut, dim=-1)).sum(dim=(1, 2))
-    return {k: (s / positions).tolist() for k, s in sums.items()}
+            start = first if common else k
+            cut = layer_outputs(model, batch, banded_causal_mask(seq_len, k, dtype, batch.device, keep_sink), start)
+            sums[k] = sums[k] + (1 - torch.nn.functional.cosine_similarity(full[:, :, start - first:], cut, dim=-1)).sum(dim=(1, 2))
+            counts[k] += batch.shape[0] * (seq_len - start)
+    return {k: (sums[k] / counts[k]).tolist() for k in windows}
