@@ -42,7 +42,8 @@ def run(out: Path, variant: str, dispatch: str, seed: int) -> None:
 
 
 def summary(out: Path, dispatches: list[str]) -> dict:
-    from vscale.eval import runs, stats
+    from vscale.diagnostics import late
+    from vscale.train.loggers import read_metrics
 
     table = {}
     for variant in VARIANTS:
@@ -52,13 +53,13 @@ def summary(out: Path, dispatches: list[str]) -> dict:
             for seed in SEEDS:
                 path = out / f"{variant}-{dispatch}" / f"off-seed{seed}"
                 if (path / "metrics.csv").is_file():
-                    values[seed] = stats.late_value(runs.read_metrics(path), "sink/alpha/max", stats.WINDOW)
+                    values[seed] = late.late_value(read_metrics(path), "sink/alpha/max")
             outcome[dispatch] = values
         grows = {d: sorted(s for s, v in vals.items() if v is not None and v > EPS) for d, vals in outcome.items()}
         both = set.intersection(*(set(v) for v in outcome.values())) if outcome else set()
         flips = sorted(s for s in both if len({outcome[d][s] > EPS for d in dispatches}) > 1)
         table[variant] = {"overrides": VARIANTS[variant], "late_alpha_max": outcome, "grows_sink": grows, "seeds": len(both), "flips": flips}
-    return {"window": stats.WINDOW, "eps": EPS, "dispatches": dispatches, "variants": table}
+    return {"window": late.WINDOW, "eps": EPS, "dispatches": dispatches, "variants": table}
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import pytest
 from vscale.eval import cli as eval_cli
 from vscale.eval import runs
 from vscale.eval.compare import headline
+from vscale.train.loggers import read_metrics
 
 STEPS = [9, 19, 29]
 
@@ -98,7 +99,7 @@ def test_each_arm_is_compared_with_the_baseline_paired_by_seed(experiment, tmp_p
 
 
 def test_curves_by_step_and_the_final_profile_are_means_and_stds_over_the_arms_runs(experiment):
-    series = [runs.read_metrics(experiment / f"learned-seed{s}") for s in (0, 1)]
+    series = [read_metrics(experiment / f"learned-seed{s}") for s in (0, 1)]
     assert runs.by_step(series, "train/loss") == [(step, pytest.approx(15 - i / 10), pytest.approx(statistics.stdev([10, 14])))
                                               for i, step in enumerate(STEPS)]
     means, stds = runs.final_profile(series, ["sink/alpha"])

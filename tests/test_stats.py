@@ -9,6 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
+from vscale.diagnostics import late
 from vscale.eval import stats
 
 
@@ -24,9 +25,9 @@ def exact_signed_rank_p(d: list[float]) -> float:
 
 def test_a_runs_late_median_reads_the_last_quarter_of_its_logged_steps():
     points = [(s, float(v)) for s, v in zip(range(9, 200, 10), [5, 1, 7, 3, 9, 2, 8, 4, 6, 0, 11, 13, 12, 20, 15, 14, 30, 16, 18, 17])]
-    assert stats.late_median(points) == statistics.median([30, 16, 18, 17, 14])  # ceil(0.25 * 20) = 5 steps
-    assert stats.late_median(points, window=1.0) == statistics.median(v for _, v in points)
-    assert stats.late_median([(9, float("nan")), (19, 4.0)]) == 4.0 and stats.late_median([]) is None
+    assert late.late_median(points) == statistics.median([30, 16, 18, 17, 14])  # ceil(0.25 * 20) = 5 steps
+    assert late.late_median(points, window=1.0) == statistics.median(v for _, v in points)
+    assert late.late_median([(9, float("nan")), (19, 4.0)]) == 4.0 and late.late_median([]) is None
 
 
 def test_an_aggregate_over_layers_takes_each_layers_late_median_first():
@@ -34,9 +35,9 @@ def test_an_aggregate_over_layers_takes_each_layers_late_median_first():
     would decide the latter)."""
     series = {"gsink/ratio/layer_0": [(0, 1.0), (1, 100.0), (2, 1.0), (3, 1.0)], "gsink/ratio/layer_1": [(0, 5.0), (1, 5.0), (2, 6.0), (3, 5.0)],
               "gsink/ratio/max": [(0, 5.0), (1, 100.0), (2, 6.0), (3, 5.0)]}
-    assert stats.late_value(series, "gsink/ratio/max", window=0.75) == 5.0
-    assert stats.late_value(series, "gsink/ratio/median", window=0.75) == statistics.median([1.0, 5.0])
-    assert stats.late_value(series, "train/loss") is None
+    assert late.late_value(series, "gsink/ratio/max", window=0.75) == 5.0
+    assert late.late_value(series, "gsink/ratio/median", window=0.75) == statistics.median([1.0, 5.0])
+    assert late.late_value(series, "train/loss") is None
 
 
 def test_a_ratio_effect_is_the_geometric_mean_ratio_with_the_exact_signed_rank_p():

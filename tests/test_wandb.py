@@ -1,9 +1,12 @@
 """wandb through Lightning's WandbLogger: offline without credentials, pairs grouped by experiment."""
 
+import json
+
 import pytest
 import wandb
 from conftest import train
 
+from vscale.eval import cli as eval_cli
 from vscale.train.config import wandb_offline
 
 
@@ -55,3 +58,20 @@ def test_a_resumed_run_logs_into_the_same_wandb_run(tmp_path, no_credentials):
     assert first == second == (tmp_path / "tiny" / "off-seed0" / "wandb_id").read_text()
     runs = sorted((tmp_path / "tiny" / "off-seed0" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(first) for r in runs)
+
+
+def test_the_run_summary_holds_the_late_window_medians_eval_compare_reports(tmp_path, no_credentials):
+    """The runs table compares stable numbers: each metric's late-window median, the statistic of eval.py compare."""
+    try:
+        train(tmp_path, "--run.wandb=true", "--trainer.max_steps=40", "--run.val_every_n_steps=20", "--diagnostics.every_n_steps=10")
+    finally:
+        wandb.finish()
+    run_dir = tmp_path / "tiny" / "off-seed0"
+    summary = json.loads((run_dir / "late.json").read_text())
+    (record,) = run_dir.glob("wandb/offline-run-*/*.wandb")
+    assert all(key.encode() in record.read_bytes() for key in summary), "every late-window median is in the wandb run's summary"
+    eval_cli.compare([str(run_dir)], out=str(tmp_path / "compare"), metrics=["train/loss", "val/loss", "gsink/ratio/max", "sink/alpha/median"])
+    compared = json.loads((tmp_path / "compare" / "summary.json").read_text())["arms"]["off"]["late"]
+    for metric in ("train/loss", "val/loss", "gsink/ratio/max", "sink/alpha/median"):
+        assert summary[f"late/{metric}"] == pytest.approx(compared[metric]["0"], rel=1e-9), metric
+    assert not any(k.startswith("late/") and "/layer_" in k for k in summary) and "late/train/device/items_per_sec" not in summary

@@ -4,34 +4,19 @@ metrics.csv. An arm is a run directory's name minus its `-seed<N>` suffix (`off`
 `gated-off`, ...; see `RunConfig.run_name`), or an explicit label. `eval.py run` pools the
 measurements of an arm's checkpoints the same way (`checkpoint_arms`, `pool`)."""
 
-import csv
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from vscale.errors import ConfigError, MissingInput
 
-Series = dict[str, list[tuple[int, float]]]
-"""One run's metrics.csv: {name: [(step, value), ...]}."""
+from vscale.errors import ConfigError
+from vscale.train.loggers import Series
+
 
 SEED_SUFFIX = re.compile(r"-seed(\d+)$")
 PROFILE = (("sink/alpha", "attention to token 0 (alpha)"), ("gsink/ratio", "gradient-sink ratio R_GS"),
            ("act/v_ratio", "value norm, token 0 / early"), ("act/h_out_ratio", "h_out, token 0 / early"))
 """Panels of the per-layer profile at the end of training: (metric, title)."""
-
-
-def read_metrics(run_dir: Path) -> Series:
-    """A run's metrics.csv as {name: [(step, value), ...]}."""
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        raise MissingInput(f"--run {run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>).")
-    series: Series = {}
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            for name, value in row.items():
-                if value and name not in ("step", "epoch"):
-                    series.setdefault(name, []).append((int(row["step"]), float(value)))
-    return series
 
 
 def seed_of(run_dir: Path) -> int | None:

@@ -7,12 +7,17 @@ rate, the diagnostics, the loss) share that step's row.
 """
 
 import csv
+import json
 import sys
+from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
+
+from vscale.diagnostics.late import late_summary
+from vscale.errors import MissingInput
 
 
 class _ContinuingWriter(ExperimentWriter):
@@ -62,12 +67,39 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
+Series = dict[str, list[tuple[int, float]]]
+"""One run's metrics.csv: {name: [(step, value), ...]}."""
+TIMING = ("per_sec", "train/time", "mfu", "/batches", "/samples", "/lengths", "epoch")
+"""Wall-clock and counter columns, which a late-window median does not summarise."""
+
+
+def read_metrics(run_dir: Path) -> Series:
+    """A run's metrics.csv as {name: [(step, value), ...]}."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        raise MissingInput(f"{run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>).")
+    series: Series = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            for name, value in row.items():
+                if value and name not in ("step", "epoch"):
+                    series.setdefault(name, []).append((int(row["step"]), float(value)))
+    return series
+
+
 def close(loggers) -> None:
-    """Write what the loggers hold and finish the wandb run, before the process exits: Lightning
-    leaves wandb's run to interpreter exit, where it closes asynchronously, and a run restarted at
-    once (a requeue, `--ckpt_path last`) would find its id still in use."""
+    """Write what the loggers hold, put the run's late-window medians (`late/<metric>`, as `eval.py
+    compare` summarises a run) into late.json and the wandb run's summary, and finish the wandb run before the process
+    exits: Lightning leaves wandb's run to interpreter exit, where it closes asynchronously, and a run
+    restarted at once (a requeue, `--ckpt_path last`) would find its id still in use."""
     for logger in loggers:
         logger.save()
+    csv_dir = next((Path(logger.log_dir) for logger in loggers if isinstance(logger, ResumableCSVLogger)), None)
+    late = {}
+    if csv_dir is not None and (csv_dir / "metrics.csv").is_file() and rank_zero_only.rank == 0:
+        late = late_summary(read_metrics(csv_dir), skip=TIMING)
+        (csv_dir / "late.json").write_text(json.dumps(late, indent=1))
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
+        wandb.run.summary.update(late)
         wandb.finish()
