@@ -53,3 +53,13 @@ def test_mfu_is_logged_against_the_peak_given(tmp_path):
     with open(tmp_path / "tiny" / "off-seed0" / "metrics.csv") as f:
         row = [r for r in csv.DictReader(f) if r.get("train/device/mfu")][-1]
     assert float(row["train/device/mfu"]) == pytest.approx(float(row["train/device/flops_per_sec"]) / 1.0e12)
+
+
+def test_the_model_summary_shows_the_flops_counted_for_throughput(tmp_path):
+    from vscale.train.callbacks import RunModelSummary
+    from vscale.train.cli import main
+
+    cli = main(["fit", "--config", "configs/tiny.yaml", f"--run.root={tmp_path}", "--trainer.enable_progress_bar=false",
+                "--trainer.max_steps=1", "--run.val_every_n_steps=1000", "--trainer.num_sanity_val_steps=0"])
+    summary = next(c for c in cli.trainer.callbacks if isinstance(c, RunModelSummary))
+    assert summary._summary(cli.trainer, cli.model).total_flops == cli.model.flops_per_batch > 0

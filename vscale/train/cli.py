@@ -9,7 +9,7 @@ checkpoints is continued with `--ckpt_path last` and never trained over from scr
 """
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, ThroughputMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar, ThroughputMonitor
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -22,7 +22,7 @@ from vscale.errors import ConfigError
 from vscale.model import check_model
 from vscale.model.fsdp import keep_vscale_float32
 from vscale.train import cpu
-from vscale.train.callbacks import Diagnostics, Preemption, RunCheckpoint, StepProgressBar, Throughput
+from vscale.train.callbacks import Diagnostics, Preemption, RunCheckpoint, RunModelSummary, StepProgressBar, Throughput
 from vscale.train.checkpoint import AtomicCheckpointIO
 from vscale.train.config import RunConfig, accumulation, check_run_dir, val_check_interval, wandb_offline, wandb_run_id
 from vscale.train.loggers import ResumableCSVLogger, close
@@ -94,6 +94,7 @@ class VScaleCLI(LightningCLI):
             raise ConfigError("trainer.callbacks lists vscale.train.callbacks.Diagnostics: configure it under diagnostics: "
                               "(every_n_steps, profile_figure; every run has it) and remove it from trainer.callbacks.")
         wants_bar = cfg["trainer"].get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured)
+        wants_summary = cfg["trainer"].get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in configured)
         callbacks = [
             RunCheckpoint(
                 dirpath=run_dir / "checkpoints",
@@ -106,6 +107,7 @@ class VScaleCLI(LightningCLI):
             *([] if any(isinstance(c, Preemption) for c in configured) else [Preemption()]),
             *([] if any(isinstance(c, ThroughputMonitor) for c in configured) else [Throughput()]),
             *([StepProgressBar()] if wants_bar else []),
+            *([RunModelSummary()] if wants_summary else []),
             *configured,
         ]
         plugins = [*(cfg["trainer"].get("plugins") or []), AtomicCheckpointIO()]
