@@ -61,3 +61,16 @@ def test_prepare_and_the_launcher_refuse_bad_input_in_one_line(tmp_path):
     assert line.startswith("error: --files: no such file(s) ['nope.jsonl']")
     line = refusal("-m", "vscale.launch", "--config", "configs/tiny.yaml", "--gpus-per-node", "0", "--modes", "maybe", "--dry-run")
     assert line == "error: --modes maybe: unknown; choose from off, fixed, learned, backward (python -m vscale.launch --help lists the options)"
+
+
+def test_the_training_help_lists_what_applies_with_whole_group_headers():
+    result = subprocess.run([sys.executable, "train.py", "fit", "--help"], capture_output=True, text=True, timeout=120, check=True)
+    assert "--optimizer" not in result.stdout and "--lr_scheduler" not in result.stdout, "the module configures AdamW itself"
+    assert "Packed-row language-modeling data: prepared token files, local files, a hub dataset, or a synthetic task:" in result.stdout
+    assert "--diagnostics.every_n_steps" in result.stdout
+
+
+def test_a_first_run_with_ckpt_path_last_starts_fresh_without_a_warning(tmp_path, recwarn):
+    train(tmp_path, "--trainer.max_steps=1", "--run.val_every_n_steps=1000", "--ckpt_path=last")
+    assert (tmp_path / "tiny" / "off-seed0" / "checkpoints" / "last.ckpt").is_file()
+    assert not [w for w in recwarn if "no last checkpoint" in str(w.message) or "checkpoint available" in str(w.message)]
