@@ -167,6 +167,27 @@ def test_interpolation_at_a_later_layer_matches_a_hand_forward_of_each_point():
     check(result["residual"], hand["h_out"][:, 23])
 
 
+def test_the_path_records_the_attention_row_to_targets_every_later_layer_and_the_logits():
+    model, steps, layer, targets = small_llama(2), 4, 0, [0, 5, -2]
+    prompt_a, prompt_b = IDS[0].tolist(), IDS[1].tolist()
+    result = interpolate(model, prompt_a, prompt_b, layer, 20, steps, targets)
+    embed = model.model.embed_tokens.weight.detach()
+    h_a, h_b = embed[prompt_a[20]].double(), embed[prompt_b[20]].double()  # the residual entering layer 0 is the embedding
+    alphas = torch.tensor(result["alphas"], dtype=torch.float64)
+    hand = hand_forward(model, embed[torch.tensor([prompt_a] * steps)], band(24), replace=(layer, 20, (1 - alphas[:, None]) * h_a + alphas[:, None] * h_b))
+    assert result["targets"] == [0, 5, 22]
+    for h, head in enumerate(result["heads"]):
+        for t in (0, 5, 22):
+            assert head["attention"][str(t)] == pytest.approx(hand[0]["a"][:, h, 20, t].tolist(), rel=1e-4, abs=1e-7), (h, t)
+    assert [entry["layer"] for entry in result["layers"]] == [0, 1]
+    for l, entry in enumerate(result["layers"]):
+        assert entry["norm"] == pytest.approx(hand[l]["h_out"][:, 20].norm(dim=-1).tolist(), rel=1e-4)
+    c = model.config
+    logits = rms(hand[1]["h_out"][:, 20], model.model.norm.weight.detach().double(), c.rms_norm_eps) @ model.lm_head.weight.detach().double().T
+    assert result["logits"]["norm"] == pytest.approx(logits.norm(dim=-1).tolist(), rel=1e-4)
+    assert result["logits"]["top_token"] == logits.argmax(-1).tolist()
+
+
 def test_progress_follows_alpha_on_a_linear_path_and_is_none_for_a_constant_one():
     alphas = torch.linspace(0, 1, 6, dtype=torch.float64)
     line = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + alphas[:, None] * torch.tensor([3.0, 1.0, -1.0], dtype=torch.float64)

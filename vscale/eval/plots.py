@@ -155,6 +155,8 @@ def interpolation_figure(runs: dict[str, dict]):
             progress_ax.plot(alphas, [math.nan if v is None else v for v in result[name]["progress"]], **line)
             norm_ax.plot(alphas, result[name]["norm"], **line)
             norms += result[name]["norm"]
+        if "logits" in result:
+            progress_ax.plot(alphas, [math.nan if v is None else v for v in result["logits"]["progress"]], color="crimson", linewidth=1.6, linestyle="-.")
         where = f"{run}: layer {result['layer']}, position {result['position']}"
         for ax, label, title in ((progress_ax, "progress from vector A to B", where), (norm_ax, "output norm", "norms"),
                                  (sink_ax, "attention to token 0", "attention of the position to token 0")):
@@ -166,9 +168,9 @@ def interpolation_figure(runs: dict[str, dict]):
         set_value_axis(sink_ax, [], "attention to token 0", "sink/rate")  # a fraction: fixed 0..1 axis
     handles = [Line2D([], [], color=f"C{h % 10}", linewidth=1.2) for h in range(heads)]
     handles += [Line2D([], [], color="k", linewidth=2.2), Line2D([], [], color="0.4", linewidth=1.8, linestyle="--"),
-                Line2D([], [], color="0.6", linestyle=":", linewidth=1)]
-    legend_below(fig, handles, [f"head {h}" for h in range(heads)] + ["MLP", "layer output", "linear path"])
-    fig.suptitle("Residual stream interpolated between two vectors: attention heads and MLP along the path")
+                Line2D([], [], color="crimson", linewidth=1.6, linestyle="-."), Line2D([], [], color="0.6", linestyle=":", linewidth=1)]
+    legend_below(fig, handles, [f"head {h}" for h in range(heads)] + ["MLP", "layer output", "logits", "linear path"])
+    fig.suptitle(textwrap.fill("Residual stream interpolated between two vectors: attention heads and MLP along the path", 70))
     return fig
 
 

@@ -7,7 +7,8 @@ runs once per step of alpha = 0..1 with its residual entering layer l at p_A rep
 h(alpha) = (1 - alpha) h_A + alpha h_B, everything else (the context, the other positions) as in A.
 At that layer and position the probe records each query head's attention output o_h = W_O[:, h] y_h
 (the head's slice of o_proj; a bias of o_proj belongs to no head and is left out), its attention to
-token 0, the MLP output r_mlp and the layer output h_out.
+token 0 and to each chosen target position (the attention row a plateau between two target tokens
+shows in), the MLP output r_mlp, the output h_out of this layer and of every later one, and the logits.
 
 For each component f, progress(alpha) = <f(alpha) - f(0), f(1) - f(0)> / ||f(1) - f(0)||^2 is 0 at
 A and 1 at B and equals alpha for a linear map: a plateau is a flat stretch, a cliff a jump. The
@@ -69,18 +70,43 @@ def summary(path: torch.Tensor, alphas: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], layer: int, position: int, steps: int) -> dict:
-    """The path from prompt_a's to prompt_b's residual entering `layer` at `position` (each
-    prompt's own position when negative), run in prompt_a's context; see the module docstring."""
+def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], layer: int, position: int, steps: int,
+                targets: list[int] = (0,)) -> dict:
+    """The path from prompt_a's to prompt_b's residual entering `layer` at `position` (each prompt's own
+    position when negative), run in prompt_a's context; see the module docstring. Recorded along it: each
+    head's output and its attention to each of `targets` (positions of prompt A), the MLP output, the
+    output of this layer and every later one, and the logits at the position."""
     layers = decoder_layers(model)
     check_path(len(layers), layer, steps, {"prompt A": (position, len(prompt_a)), "prompt B": (position, len(prompt_b))})
+    check_targets(targets, len(prompt_a))
     p_a, p_b = position % len(prompt_a), position % len(prompt_b)
     h_a, h_b = residual_at(model, prompt_a, layer, p_a), residual_at(model, prompt_b, layer, p_b)
     alphas = torch.linspace(0, 1, steps, dtype=torch.float64)
-    path = ((1 - alphas[:, None]) * h_a.double() + alphas[:, None] * h_b.double()).to(h_a.dtype)
-
-    block, attn = layers[layer], layers[layer].self_attn
+    seen = _run_path(model, prompt_a, layer, p_a, ((1 - alphas[:, None]) * h_a.double() + alphas[:, None] * h_b.double()).to(h_a.dtype))
+    attn = layers[layer].self_attn
     heads, head_dim = model.config.num_attention_heads, attn.head_dim
+    w_o = attn.o_proj.weight.double()
+    y = seen["y"].view(steps, heads, head_dim)
+    outputs = [y[:, h] @ w_o[:, h * head_dim : (h + 1) * head_dim].T for h in range(heads)]  # (steps, d_model) per head
+    rows = {t % len(prompt_a): seen["weights"][:, :, t % len(prompt_a)] for t in targets}
+    later = [{"layer": l, **summary(seen[f"h_out/{l}"], alphas)} for l in range(layer, len(layers))]
+    return {"layer": layer, "position": p_a, "position_b": p_b, "alphas": alphas.tolist(), "targets": sorted(rows),
+            "heads": [summary(o, alphas) | {"attention_to_token0": seen["weights"][:, h, 0].tolist(),
+                                            "attention": {str(t): row[:, h].tolist() for t, row in rows.items()}} for h, o in enumerate(outputs)],
+            "mlp": summary(seen["mlp"], alphas), "residual": later[0], "layers": later,
+            "logits": summary(seen["logits"], alphas) | {"top_token": seen["logits"].argmax(-1).tolist()}}
+
+
+def check_targets(targets: list[int], length: int) -> None:
+    if not targets or any(not -length <= t < length for t in targets):
+        raise ConfigError(f"--targets {list(targets)}: give positions of prompt A ({length} tokens) in {-length}..{length - 1}, e.g. [0] for token 0.")
+
+
+def _run_path(model: nn.Module, prompt_a: list[int], layer: int, p_a: int, path: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Prompt A once per point of `path`, the residual entering `layer` at `p_a` replaced by the point; what
+    the layer's heads, attention row and MLP, every layer from it on, and the logits give at `p_a`."""
+    layers = decoder_layers(model)
+    block, attn = layers[layer], layers[layer].self_attn
     seen: dict[str, torch.Tensor] = {}
 
     def replace(module, args):
@@ -88,20 +114,19 @@ def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], laye
         hidden[:, p_a] = path
         return (hidden, *args[1:])
 
+    def keep(key: str):
+        return lambda m, args, out: seen.__setitem__(key, (out[0] if isinstance(out, tuple) else out)[:, p_a].double())
+
     hooks = [block.register_forward_pre_hook(replace),
              attn.o_proj.register_forward_pre_hook(lambda m, args: seen.__setitem__("y", args[0][:, p_a].double())),
-             attn.register_forward_hook(lambda m, args, out: seen.__setitem__("weights", attention_weights(out, layer)[:, :, p_a, 0].double())),
-             block.mlp.register_forward_hook(lambda m, args, out: seen.__setitem__("mlp", out[:, p_a].double())),
-             block.register_forward_hook(lambda m, args, out: seen.__setitem__("residual", (out[0] if isinstance(out, tuple) else out)[:, p_a].double()))]
+             attn.register_forward_hook(lambda m, args, out: seen.__setitem__("weights", attention_weights(out, layer)[:, :, p_a].double())),
+             block.mlp.register_forward_hook(keep("mlp")),
+             *(layers[l].register_forward_hook(keep(f"h_out/{l}")) for l in range(layer, len(layers)))]
     try:
         with materialised_attention(model):
-            model(input_ids=torch.tensor([prompt_a] * steps, device=model.device), use_cache=False, logits_to_keep=1)
+            logits = model(input_ids=torch.tensor([prompt_a] * len(path), device=model.device), use_cache=False).logits
     finally:
         for hook in hooks:
             hook.remove()
-    w_o = attn.o_proj.weight.double()
-    y = seen["y"].view(steps, heads, head_dim)
-    outputs = [y[:, h] @ w_o[:, h * head_dim : (h + 1) * head_dim].T for h in range(heads)]  # (steps, d_model) per head
-    return {"layer": layer, "position": p_a, "position_b": p_b, "alphas": alphas.tolist(),
-            "heads": [summary(o, alphas) | {"attention_to_token0": seen["weights"][:, h].tolist()} for h, o in enumerate(outputs)],
-            "mlp": summary(seen["mlp"], alphas), "residual": summary(seen["residual"], alphas)}
+    seen["logits"] = logits[:, p_a].double()
+    return seen
