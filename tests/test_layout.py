@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vscale"
-STAGES = {"errors": 0, "cli_values": 0, "hub": 1, "console": 1, "model": 2, "data": 2, "diagnostics": 3, "train": 4, "eval": 5, "launch": 5, "prepare": 6}
+STAGES = {"errors": 0, "cli_values": 0, "hub": 1, "console": 1, "model": 2, "data": 2, "diagnostics": 3, "train": 4, "eval": 5, "launch": 5, "prepare": 6, "dashboard": 6}
 """Each top-level module or subpackage of vscale, by layer: a module may import its own stage and lower layers only."""
 OPTIONAL = ("lm_eval",)
 """Optional extras, imported inside the functions that use them."""

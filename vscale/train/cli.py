@@ -8,6 +8,8 @@ crash loses at most the steps since the last checkpoint. A run directory that al
 checkpoints is continued with `--ckpt_path last` and never trained over from scratch.
 """
 
+import re
+
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar, ThroughputMonitor
 from lightning.pytorch.cli import LightningCLI
@@ -138,8 +140,15 @@ class VScaleCLI(LightningCLI):
         )
         for logger in trainer.loggers:
             logger.log_hyperparams({"effective_global_batch": rows, "effective_accumulate_grad_batches": trainer.accumulate_grad_batches,
-                                    "world_size": trainer.world_size, **cpu.description()})
+                                    "world_size": trainer.world_size, **self._arm(), **cpu.description()})
 
+
+    def _arm(self) -> dict:
+        """The config fields that define an arm, top-level (wandb groups and dashboards group runs by them)."""
+        run, hp = self._config()["run"], self.model.hparams
+        name = run.run_name(hp.vscale, self._config()["seed_everything"], hp.attention)
+        size = sum(p.numel() for p in self.model.model.parameters())
+        return {"experiment": run.experiment, "arm": re.sub(r"-seed\d+$", "", name), "model_size": size}
 
     def after_fit(self) -> None:
         close(self.trainer.loggers)
