@@ -188,6 +188,30 @@ def test_the_path_records_the_attention_row_to_targets_every_later_layer_and_the
     assert result["logits"]["top_token"] == logits.argmax(-1).tolist()
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_an_aligned_endpoints_query_points_at_the_chosen_key(arch):
+    """Through RMSNorm, W_Q, Qwen3's q_norm and RoPE: the query at the position, with the constructed residual put
+    there, is parallel to the key of the chosen position in every head (W_Q is square here, so exactly)."""
+    from conftest import tiny_model
+
+    from vscale.eval.probes.interpolate import _run_path, aligned_residual
+    from vscale.model.pipeline import TAP, route_through_pipeline
+
+    model = tiny_model(arch, kv_heads=2)
+    prompt, layer, position, key = IDS[0].tolist(), 1, 20, 7
+    h = aligned_residual(model, prompt, layer, position, key)
+    captured = {}
+    route_through_pipeline(model)
+    attn = model.model.layers[layer].self_attn
+    setattr(attn, TAP, lambda arm, q, k, v, scaling: captured.update(q=q[0, :, position].double(), k=k[0, :, key].double()))
+    try:
+        _run_path(model, prompt, layer, position, h[None])
+    finally:
+        delattr(attn, TAP)
+    cos = torch.nn.functional.cosine_similarity(captured["q"], captured["k"].repeat_interleave(2, dim=0), dim=-1)
+    assert torch.allclose(cos, torch.ones(4, dtype=torch.float64), atol=1e-4), cos
+
+
 def test_progress_follows_alpha_on_a_linear_path_and_is_none_for_a_constant_one():
     alphas = torch.linspace(0, 1, 6, dtype=torch.float64)
     line = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + alphas[:, None] * torch.tensor([3.0, 1.0, -1.0], dtype=torch.float64)
@@ -246,6 +270,14 @@ def test_truncate_refuses_a_window_of_zero_before_loading(tmp_path):
 def test_truncate_refuses_windows_that_do_not_cut_the_rows(pair, tmp_path):
     with pytest.raises(ValueError, match=r"--windows: the window 64 does not cut rows of 64 tokens"):
         eval_cli.truncate(pair[:1], out=str(tmp_path), windows=[1, 64], **TEXT)
+
+
+def test_interpolate_runs_between_two_key_aligned_ends_of_one_prompt(pair, tmp_path):
+    eval_cli.interpolate(pair[:1], label=["baseline"], out=str(tmp_path), prompts=["Return the number of items in the list"],
+                         align_keys=[0, 3], targets=[0, 3], layer=1, position=-1, steps=3, tokenizer="assets/tokenizer-tiny")
+    result = json.loads((tmp_path / "interpolate.json").read_text())
+    (c,) = result["checkpoints"].values()
+    assert result["align_keys"] == [0, 3] and c["targets"] == [0, 3] and len(c["logits"]["top_token"]) == 3
 
 
 def test_interpolate_refuses_one_prompt_without_tokens_before_loading(tmp_path):

@@ -18,7 +18,7 @@ steepest step, max |d progress / d alpha| over the grid, summarises it (1 for a 
 import torch
 from torch import nn
 
-from vscale.model.pipeline import decoder_layers
+from vscale.model.pipeline import TAP, decoder_layers, is_routed, route_through_pipeline, unroute
 from vscale.eval.probes.attention import attention_weights, materialised_attention
 from vscale.errors import ConfigError
 
@@ -69,18 +69,57 @@ def summary(path: torch.Tensor, alphas: torch.Tensor) -> dict:
     return {"norm": path.norm(dim=-1).tolist(), "progress": moved, "steepest": steepest(moved, alphas)}
 
 
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+@torch.no_grad()
+def aligned_residual(model: nn.Module, input_ids: list[int], layer: int, position: int, key_position: int) -> torch.Tensor:
+    """A residual entering `layer` at `position` whose query points, in every head, along the key (after RoPE) of
+    `key_position`, as long as the residual there: the endpoint of a path on which the query turns from one key to
+    another. Solved through RMSNorm, W_Q (least squares; exact when W_Q is square), a q_norm if the model has one,
+    and RoPE at `position`; a q_proj bias (Qwen2) is not accounted for, so there it aligns only roughly."""
+    attn, norm = decoder_layers(model)[layer].self_attn, decoder_layers(model)[layer].input_layernorm
+    seen: dict = {}
+    hook = attn.register_forward_pre_hook(lambda m, args, kwargs: seen.__setitem__("rope", kwargs["position_embeddings"]), with_kwargs=True)
+    setattr(attn, TAP, lambda arm, q, k, v, scaling: seen.__setitem__("k", k[0, :, key_position % len(input_ids)].double()))
+    routed = is_routed(model)
+    route_through_pipeline(model)
+    try:
+        residual = residual_at(model, input_ids, layer, position)
+    finally:
+        hook.remove()
+        delattr(attn, TAP)
+        if not routed:
+            unroute(model)
+    cos, sin = (x[0, position % len(input_ids)].double() for x in seen["rope"])
+    target = seen["k"].repeat_interleave(model.config.num_attention_heads // seen["k"].shape[0], dim=0)  # (heads, head_dim)
+    query = target * cos - _rotate_half(target) * sin  # RoPE undone at the query's position
+    if getattr(attn, "q_norm", None) is not None:
+        query = query / attn.q_norm.weight.double()
+    normed = torch.linalg.lstsq(attn.q_proj.weight.double(), query.reshape(-1, 1)).solution.squeeze(-1)
+    h = normed / norm.weight.double()
+    return (h * residual.double().norm() / h.norm()).to(residual.dtype)
+
+
 @torch.no_grad()
 def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], layer: int, position: int, steps: int,
-                targets: list[int] = (0,)) -> dict:
+                targets: list[int] = (0,), align_keys: tuple[int, int] | None = None) -> dict:
     """The path from prompt_a's to prompt_b's residual entering `layer` at `position` (each prompt's own
     position when negative), run in prompt_a's context; see the module docstring. Recorded along it: each
     head's output and its attention to each of `targets` (positions of prompt A), the MLP output, the
-    output of this layer and every later one, and the logits at the position."""
+    output of this layer and every later one, and the logits at the position. With `align_keys` (two positions of
+    prompt A) the ends are instead residuals whose query points at each of those keys (`aligned_residual`), both in
+    prompt A's context."""
     layers = decoder_layers(model)
     check_path(len(layers), layer, steps, {"prompt A": (position, len(prompt_a)), "prompt B": (position, len(prompt_b))})
     check_targets(targets, len(prompt_a))
     p_a, p_b = position % len(prompt_a), position % len(prompt_b)
-    h_a, h_b = residual_at(model, prompt_a, layer, p_a), residual_at(model, prompt_b, layer, p_b)
+    if align_keys is None:
+        h_a, h_b = residual_at(model, prompt_a, layer, p_a), residual_at(model, prompt_b, layer, p_b)
+    else:
+        h_a, h_b = (aligned_residual(model, prompt_a, layer, p_a, j) for j in align_keys)
     alphas = torch.linspace(0, 1, steps, dtype=torch.float64)
     seen = _run_path(model, prompt_a, layer, p_a, ((1 - alphas[:, None]) * h_a.double() + alphas[:, None] * h_b.double()).to(h_a.dtype))
     attn = layers[layer].self_attn
@@ -97,9 +136,9 @@ def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], laye
             "logits": summary(seen["logits"], alphas) | {"top_token": seen["logits"].argmax(-1).tolist()}}
 
 
-def check_targets(targets: list[int], length: int) -> None:
+def check_targets(targets: list[int], length: int, field: str = "--targets") -> None:
     if not targets or any(not -length <= t < length for t in targets):
-        raise ConfigError(f"--targets {list(targets)}: give positions of prompt A ({length} tokens) in {-length}..{length - 1}, e.g. [0] for token 0.")
+        raise ConfigError(f"{field} {list(targets)}: give positions of prompt A ({length} tokens) in {-length}..{length - 1}, e.g. [0] for token 0.")
 
 
 def _run_path(model: nn.Module, prompt_a: list[int], layer: int, p_a: int, path: torch.Tensor) -> dict[str, torch.Tensor]:
