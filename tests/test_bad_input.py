@@ -18,7 +18,7 @@ def assert_nothing_ran(tmp_path):
 
 
 def test_unknown_mode_is_rejected_by_the_parser(tmp_path):
-    with pytest.raises(argparse.ArgumentError, match=r"model\.vscale.*learned"):
+    with pytest.raises(argparse.ArgumentError, match=r"(?s)model\.vscale.*learned"):
         fit(tmp_path, "--model.vscale=on")
     assert_nothing_ran(tmp_path)
 

@@ -15,7 +15,7 @@ from conftest import PINNED_CPU, QUIET, train
 from vscale.errors import UserError
 from vscale.train import cpu
 
-STEPS = ["--trainer.max_steps=40", "--run.val_every_n_steps=20", "--run.ckpt_every=40"]
+STEPS = ["--trainer.max_steps=20", "--run.val_every_n_steps=20", "--run.ckpt_every=20"]
 TIMING = ("per_sec", "train/time", "mfu")  # wall-clock columns, which no two runs share
 AVX512 = cpu.runs_on_this_cpu("avx512")
 
@@ -46,7 +46,7 @@ def test_a_pinned_run_logs_the_same_numbers_under_any_dispatch_thread_count_and_
     train(tmp_path / "worker", *STEPS, "--run.name=worker", config="configs/bb.yaml")  # this pytest worker, pinned by conftest
     runs["this pytest worker"] = numbers(tmp_path / "worker" / "bb" / "worker")
     reference = runs["default kernels"]
-    assert len(reference) > 1000 and ("39", "gsink/ratio/layer_0") in reference
+    assert len(reference) > 500 and ("19", "gsink/ratio/layer_0") in reference
     for leg, logged in runs.items():
         assert logged == reference, f"{leg} differs from the run that started on default kernels"
 
