@@ -158,3 +158,10 @@ def test_the_headline_names_the_arms_on_each_side_and_those_without_a_difference
     assert headline(record, "gsink/ratio/max", "the gradient sink") == (
         "Against off, the gradient sink (`gsink/ratio/max`, late window, paired by seed) is lower with fixed; higher with backward; "
         "no difference established with learned.")
+
+
+def test_an_aggregate_over_layers_that_train_py_does_not_log_is_drawn_from_its_layers(experiment, tmp_path):
+    series = runs.with_layer_aggregate(read_metrics(experiment / "off-seed0"), "act/v_ratio/min")
+    assert series["act/v_ratio/min"] == [(step, min(1.0 + 0.5 * i, 2.0 + 0.5 * i)) for i, step in enumerate(STEPS)]
+    eval_cli.compare([str(experiment)], out=str(tmp_path / "out"), metrics=["act/v_ratio/min"])
+    assert "act/v_ratio/min" in (tmp_path / "out" / "summary.md").read_text()

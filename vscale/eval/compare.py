@@ -49,6 +49,8 @@ def compare(run: Strings | None = None, label: Strings | None = None, out: str =
         raise ConfigError(f"--baseline {baseline}: no such arm; the arms are {', '.join(groups)}.")
     reference = baseline or next((a for a in runs.BASELINES if a in groups), None)
     arms = {arm: [read_metrics(r) for r in members] for arm, members in groups.items()}
+    for name in metrics or []:  # an aggregate over layers train.py does not log (e.g. act/v_ratio/min), from its layers
+        arms = {arm: [runs.with_layer_aggregate(s, name) for s in series] for arm, series in arms.items()}
     metrics = runs.check_metrics(arms, metrics, CURVES)
     late = {arm: {m: late_by_seed(members, series, m, window) for m in metrics} for (arm, members), series in zip(groups.items(), arms.values())}
     effects = {arm: {m: e for m in metrics if (e := stats.paired_effect(m, late[arm][m], late[reference][m]))}

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vscale.diagnostics import late
 from vscale.errors import ConfigError
 from vscale.train.loggers import Series
 
@@ -146,6 +147,18 @@ def final_profile(runs: list[Series], quantities) -> tuple[dict[str, float], dic
     return means, stds
 
 
+def with_layer_aggregate(series: Series, name: str) -> Series:
+    """The run's series with `name` = `<quantity>/<min|max|mean|median|iqr>` added, step by step over the layers of
+    `<quantity>/layer_*`, when train.py did not log that aggregate itself (it logs mean, median, max)."""
+    base, _, aggregate = name.rpartition("/")
+    layers = [series[k] for k in series if k.startswith(f"{base}/layer_")]
+    if name in series or aggregate not in late.AGGREGATES or not layers:
+        return series
+    steps = sorted(set.intersection(*({step for step, _ in points} for points in layers)))
+    at = [dict(points) for points in layers]
+    return {**series, name: [(step, float(late.AGGREGATES[aggregate]([values[step] for values in at]))) for step in steps]}
+
+
 def check_metrics(arms: dict[str, list[Series]], metrics: list[str] | None, default: list[str]) -> list[str]:
     """The metrics to show: every one asked for, refused unless some run logged it (arms need not all have it: an
     intervention's own metrics), or, when none is asked for, those of `default` some run logged."""
@@ -159,17 +172,3 @@ def check_metrics(arms: dict[str, list[Series]], metrics: list[str] | None, defa
         raise ConfigError(f"--metrics {missing}: no run logged them; metrics.csv has e.g. {', '.join(summaries[:12])}, and "
                          "per-layer <name>/layer_<l> (the README's metric table lists them all).")
     return metrics
-
-
-def table(arms: dict[str, list[Series]], metrics: list[str]) -> list[str]:
-    """Markdown: one row per arm, each metric's final value as mean ± std over the arm's runs."""
-    lines = ["| arm | runs | step | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 3)]
-    for arm, runs in arms.items():
-        cells, steps = [], set()
-        for m in metrics:
-            found = final(runs, m)
-            cells.append("-" if found is None else str(found[0]) + ("" if found[0].n == len(runs) else f" ({found[0].n} runs)"))
-            steps |= set(found[1]) if found else set()
-        step = "-" if not steps else str(min(steps)) if len(steps) == 1 else f"{min(steps)}-{max(steps)}"
-        lines.append(f"| {arm} | {len(runs)} | {step} | " + " | ".join(cells) + " |")
-    return lines
