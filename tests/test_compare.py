@@ -156,7 +156,7 @@ def test_the_headline_names_the_arms_on_each_side_and_those_without_a_difference
                                              "learned": {"gsink/ratio/max": effect(0.5, 0.2, 1.3, 0.08)},
                                              "backward": {"gsink/ratio/max": effect(3.0, 1.5, 6.0, 0.01)}}}
     assert headline(record, "gsink/ratio/max", "the gradient sink") == (
-        "Against off, the gradient sink (`gsink/ratio/max`, late window, paired by seed) is lower with fixed; higher with backward; "
+        "Against off, the gradient sink (`gsink/ratio/max`, late window, paired by seed): lower with fixed; higher with backward; "
         "no difference established with learned.")
 
 

@@ -93,7 +93,7 @@ def summary_lines(record: dict) -> list[str]:
     effects = {arm: {m: stats.Effect(**e) for m, e in by_metric.items()} for arm, by_metric in record["effects"].items()}
     n_runs = sum(len(a["runs"]) for a in arms.values())
     lines = [f"{n_runs} runs in {len(arms)} arms. Each run is summarised by its late window: the median "
-             f"of the last {record['window']:.0%} of its logged steps (per layer first, then over the layers for /mean, /median, /max). "
+             f"of the last {record['window']:.0%} of its logged steps (per layer first, then over the layers for /mean, /median, /max, /min). "
              "A cell is the median over the arm's runs with their range; an arm of one run shows its value alone.", "",
              "| arm | runs | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 2)]
     for arm, a in arms.items():
@@ -118,7 +118,7 @@ def headline(record: dict, metric: str, noun: str) -> str:
         groups["none" if not e.established else "lower" if e.estimate < e.null else "higher"].append(arm)
     parts = [f"{word} with {', '.join(arms)}" for word, arms in (("lower", groups["lower"]), ("higher", groups["higher"])) if arms]
     parts += [f"no difference established with {', '.join(groups['none'])}"] if groups["none"] else []
-    return f"Against {record['baseline']}, {noun} (`{metric}`, late window, paired by seed) is " + "; ".join(parts) + "."
+    return f"Against {record['baseline']}, {noun} (`{metric}`, late window, paired by seed): " + "; ".join(parts) + "."
 
 
 def _cell(values: list[float]) -> str:
