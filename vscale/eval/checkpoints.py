@@ -79,6 +79,11 @@ def load_all(ckpt: list[str], labels: list[str]) -> dict[str, Loaded]:
     return {l: load_checkpoint(c) for l, c in tqdm(list(zip(labels, ckpt)), desc="loading")}
 
 
+def recorded_data(loaded: dict[str, Loaded]) -> dict | None:
+    """The training data config of the first train.py checkpoint (None when all are model directories)."""
+    return next((x.data for x in loaded.values() if x.data), None)
+
+
 def eval_data(overrides: dict, fallback: dict | None) -> PackedTextData:
     """The eval data: the first checkpoint's own training data config, with the given fields
     replacing it. A new source (files or a hub dataset) replaces the recorded one entirely; its

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from vscale.cli_values import Ints, Strings, as_list
 from vscale.data import split_batch
 from vscale.eval import harness, measure, plots, runs, violin
-from vscale.eval.checkpoints import eval_batches, eval_data, labels_for, load_all
+from vscale.eval.checkpoints import eval_batches, eval_data, labels_for, load_all, recorded_data
 from vscale.eval.needle import KINDS as NEEDLE_KINDS
 from vscale.eval.quant import QUANT_MODES, check_quant_mode
 from vscale.eval.report import log_to_wandb, render
@@ -57,7 +57,7 @@ def run(ckpt: Strings | None = None, label: Strings | None = None, out: str = "e
     random.seed(seed)
     loaded = load_all(ckpt, labels)
     data = eval_data({k: o[k] for k in ("tokenizer", "val_files", "dataset", "dataset_config", "seq_len", "batch_size")},
-                     next((x.data for x in loaded.values() if x.data), None))
+                     recorded_data(loaded))
     plan = _plan(loaded, data, o)
     results = {"eval": plan["record"], "checkpoints": {}}
     norms = _measure_all(loaded, plan, o, results)

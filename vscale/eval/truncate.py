@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from vscale.cli_values import Ints, Strings, as_list
 from vscale.eval import measure, plots
-from vscale.eval.checkpoints import eval_batches, eval_data, labels_for, load_all
+from vscale.eval.checkpoints import eval_batches, eval_data, labels_for, load_all, recorded_data
 from vscale.eval.probes.truncate import WINDOWS, attended_distance, check_kernel, check_windows, truncation
 from vscale.errors import ConfigError
 
@@ -30,7 +30,7 @@ def truncate(ckpt: Strings | None = None, label: Strings | None = None, out: str
         ckpt: Checkpoints: a train.py .ckpt, or a Hugging Face model directory or hub name.
         label: One label per checkpoint (default: the checkpoint paths).
         out: Output directory.
-        windows: Window sizes k, in tokens; each below --seq_len (queries t >= the largest are compared).
+        windows: Window sizes k, in tokens; each below --seq_len.
         tokenizer: Eval tokenizer (default: the first .ckpt's training data config, as are the data fields below).
         val_files: Local eval text files.
         dataset: Hub eval dataset (streamed).
@@ -53,7 +53,7 @@ def truncate(ckpt: Strings | None = None, label: Strings | None = None, out: str
     random.seed(seed)
     loaded = load_all(ckpt, labels)
     data = eval_data(dict(tokenizer=tokenizer, val_files=val_files, dataset=dataset, dataset_config=dataset_config, seq_len=seq_len,
-                          batch_size=batch_size), next((x.data for x in loaded.values() if x.data), None))
+                          batch_size=batch_size), recorded_data(loaded))
     seq = data.hparams.seq_len
     check_windows(windows, seq)
     for x in loaded.values():
