@@ -98,10 +98,9 @@ def test_each_arm_is_compared_with_the_baseline_paired_by_seed(experiment, tmp_p
     assert "**Against off, paired by seed.**" in lines and "- gsink/ratio/median: learned / off = " in lines
 
 
-def test_curves_by_step_and_the_final_profile_are_means_and_stds_over_the_arms_runs(experiment):
+def test_curves_read_each_runs_values_by_step_and_the_final_profile_is_their_mean_and_std(experiment):
     series = [read_metrics(experiment / f"learned-seed{s}") for s in (0, 1)]
-    assert runs.by_step(series, "train/loss") == [(step, pytest.approx(15 - i / 10), pytest.approx(statistics.stdev([10, 14])))
-                                              for i, step in enumerate(STEPS)]
+    assert runs.values_by_step(series, "train/loss") == [(step, pytest.approx([13 - i / 10, 17 - i / 10])) for i, step in enumerate(STEPS)]
     means, stds = runs.final_profile(series, ["sink/alpha"])
     assert means == {"sink/alpha/layer_0": pytest.approx(14.0), "sink/alpha/layer_1": pytest.approx(15.0)}
     assert stds["sink/alpha/layer_1"] == pytest.approx(statistics.stdev([12.0, 16.0]))

@@ -123,11 +123,6 @@ def values_by_step(runs: list[Series], name: str) -> list[tuple[int, list[float]
     return sorted(at.items())
 
 
-def by_step(runs: list[Series], name: str) -> list[tuple[int, float, float | None]]:
-    """(step, mean, std) of metric `name` at every step any run logged it, over the runs that did."""
-    return [(step, (s := stat(values)).mean, s.std) for step, values in values_by_step(runs, name)]
-
-
 def final(runs: list[Series], name: str) -> tuple[Stat, list[int]] | None:
     """The metric's last logged value in each run that has it, over those runs, and their steps; None if none has it."""
     last = [series[name][-1] for series in runs if series.get(name)]
