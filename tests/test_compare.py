@@ -55,6 +55,16 @@ def test_runs_group_by_directory_name_minus_the_seed_suffix(experiment):
     assert list(groups)[0] == "off", "the baseline arm first"
 
 
+def test_a_pattern_names_every_run_directory_it_matches(experiment):
+    assert [r.name for r in runs.expand([str(experiment / "off-seed*"), str(experiment / "*-off-seed?")])] == [
+        "off-seed0", "off-seed1", "off-seed2", "gated-off-seed0"]
+
+
+def test_a_pattern_that_matches_nothing_is_refused(experiment):
+    with pytest.raises(ValueError, match=r"--run '.*nope-\*' matches no directory"):
+        runs.expand([str(experiment / "nope-*")])
+
+
 def test_one_experiment_directory_is_taken_bare_on_the_command_line(experiment, tmp_path):
     eval_cli.main(["compare", "--run", str(experiment), "--out", str(tmp_path / "out"), "--metrics", "[train/loss]"])
     assert "6 runs in 3 arms" in (tmp_path / "out" / "summary.md").read_text()

@@ -29,7 +29,8 @@ def compare(run: Strings | None = None, label: Strings | None = None, out: str =
 
     Args:
         run: Run directories written by train.py (holding metrics.csv), as a list or one directory; an experiment
-            directory (runs/<experiment>) stands for all its runs.
+            directory (runs/<experiment>) stands for all its runs, a pattern with * or ? (runs/bb/*-off-seed*) for
+            the directories it matches.
         label: Arm names, one per run (runs sharing a label are pooled) or one per arm. Default: each run directory's
             name minus its -seed<N> suffix (off, learned, gated-off, ...).
         out: Output directory.

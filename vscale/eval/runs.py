@@ -4,6 +4,7 @@ metrics.csv. An arm is a run directory's name minus its `-seed<N>` suffix (`off`
 `gated-off`, ...; see `RunConfig.run_name`), or an explicit label. `eval.py run` pools the
 measurements of an arm's checkpoints the same way (`checkpoint_arms`, `pool`)."""
 
+import glob
 import math
 import re
 from dataclasses import dataclass
@@ -12,7 +13,6 @@ from pathlib import Path
 from vscale.diagnostics import late
 from vscale.errors import ConfigError
 from vscale.train.loggers import Series
-
 
 SEED_SUFFIX = re.compile(r"-seed(\d+)$")
 PROFILE = (("sink/alpha", "attention to token 0 (alpha)"), ("gsink/ratio", "gradient-sink ratio R_GS"),
@@ -33,9 +33,17 @@ def arm_of(run_dir: Path) -> str:
 
 def expand(runs: list[str]) -> list[Path]:
     """The run directories named; an experiment directory (no metrics.csv of its own, run directories
-    inside) stands for every run in it, in name order."""
+    inside) stands for every run in it, in name order, and a pattern with * or ? for every directory
+    it matches (`runs/bb/*-off-seed*`: the attention arms of an experiment)."""
     out = []
-    for run in map(Path, runs):
+    for run in runs:
+        if any(c in run for c in "*?"):
+            matches = sorted(Path(p) for p in glob.glob(run) if Path(p).is_dir())
+            if not matches:
+                raise ConfigError(f"--run {run!r} matches no directory; give run directories, an experiment directory or a pattern that matches some.")
+            out += matches
+            continue
+        run = Path(run)
         inside = sorted(p.parent for p in run.glob("*/metrics.csv"))
         out += inside if inside and not (run / "metrics.csv").is_file() else [run]
     return out
