@@ -33,19 +33,16 @@ def arm_of(run_dir: Path) -> str:
 
 def expand(runs: list[str]) -> list[Path]:
     """The run directories named; an experiment directory (no metrics.csv of its own, run directories
-    inside) stands for every run in it, in name order, and a pattern with * or ? for every directory
+    inside) stands for every run in it, in name order, and a pattern with * or ? for each directory
     it matches (`runs/bb/*-off-seed*`: the attention arms of an experiment)."""
     out = []
-    for run in runs:
-        if any(c in run for c in "*?"):
-            matches = sorted(Path(p) for p in glob.glob(run) if Path(p).is_dir())
-            if not matches:
-                raise ConfigError(f"--run {run!r} matches no directory; give run directories, an experiment directory or a pattern that matches some.")
-            out += matches
-            continue
-        run = Path(run)
-        inside = sorted(p.parent for p in run.glob("*/metrics.csv"))
-        out += inside if inside and not (run / "metrics.csv").is_file() else [run]
+    for name in runs:
+        named = sorted(Path(p) for p in glob.glob(name) if Path(p).is_dir()) if any(c in name for c in "*?") else [Path(name)]
+        if not named:
+            raise ConfigError(f"--run {name!r} matches no directory; give run directories, an experiment directory or a pattern that matches some.")
+        for run in named:
+            inside = sorted(p.parent for p in run.glob("*/metrics.csv"))
+            out += inside if inside and not (run / "metrics.csv").is_file() else [run]
     return out
 
 
