@@ -5,7 +5,8 @@ number in the prose can differ from the runs it reports (tests/test_study_tables
     python scripts/study_tables.py --check   # exit 1 naming the blocks that differ from their files
 
 A block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`; NAME's result file is
-`docs/results/NAME.json` (an `eval.py compare` summary.json, or the sweep summary of scripts/bb_sweep.py).
+`docs/results/NAME.json` (an `eval.py compare` summary.json, the sweep summary of scripts/bb_sweep.py, or an `eval.py run`
+results.json).
 """
 
 import argparse
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from vscale.eval.compare import headline, summary_lines
+from vscale.eval.needle import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/bb.md")
@@ -43,7 +45,26 @@ def sweep(record: dict) -> str:
                       f"of its logged steps exceeds eps = {record['eps']}; unpinned runs, `--run.cpu_capability=null`.)", ""])
 
 
-RENDER = {"bb-sweep": sweep}
+def needle(record: dict) -> str:
+    """An `eval.py run` results.json: per checkpoint, perplexity and each needle kind's accuracy at each
+    length, in full precision and under each W8A8 mode (mean ± population std over the needle seeds)."""
+    ev = record["eval"]
+    precisions = ["full", *ev["quant"]]
+    lines = ["| checkpoint | measurement | " + " | ".join(["full precision", *(f"W8A8 {m}" for m in ev["quant"])]) + " |",
+             "|" + " --- |" * (len(precisions) + 2)]
+    for label, c in record["checkpoints"].items():
+        r = c["results"]
+        ppl = [r["perplexity"]["ppl"], *(r["w8a8"][f"w8a8_{m}"]["ppl"] for m in ev["quant"])]
+        lines.append(f"| {label} | perplexity | " + " | ".join(f"{x:.1f}" for x in ppl) + " |")
+        for kind in KINDS:
+            for length in ev["needle_context_lens"]:
+                cells = [r["needle"][p][kind][str(length)] for p in precisions]
+                lines.append(f"| {label} | {kind} @{length} | " + " | ".join(f"{x['mean']:.2f} ± {x['std']:.2f}" for x in cells) + " |")
+    return "\n".join([*lines, "", f"(Needle accuracy: {len(ev['needle_seeds'])} seeds x {ev['needle_n']} cases per kind and length, greedy "
+                                  "decoding, exact match; lengths past the trained one are extrapolation.)", ""])
+
+
+RENDER = {"bb-sweep": sweep, "needle-tiny": needle}
 
 
 def render(name: str) -> str:
