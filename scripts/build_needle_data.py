@@ -12,9 +12,9 @@ no training case shares its (seed, index) draw with an evaluation case (seeds >=
 filler comes from data/tiny/train.jsonl while evaluation fills from data/tiny/val.jsonl.
 Each document is one training row, so its needle and its question are always seen together.
 Half the rows are needle documents (single and multi), half repeat a span of random tokens
-(see repeats). A 3000-step run sees each row about 3 times; with 4150 rows (an earlier version,
-about 25 passes) no model retrieved by step 2000, and the fewer distinct repeat rows, the later
-copying began.
+(see repeats). A 3000-step run sees each row about 3 times; on the 4150 rows of an earlier
+version (about 15 passes by step 2000 at batch 32) no model retrieved by step 2000, and the
+fewer distinct repeat rows, the later copying began.
 
 Deterministic: re-running gives byte-identical output. tests/test_needle_checkpoint.py checks that every
 document packs into one row of its own.
