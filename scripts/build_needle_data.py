@@ -40,7 +40,7 @@ OUT = "data/needle/train.parquet"
 ROW = 128  # configs/needle-tiny.yaml's data.seq_len
 CASES = {"single": 12000, "multi": 4000}  # needle documents, one training row each
 REPEATS = 16000  # rows that repeat a span of random tokens, to grow induction heads (see repeats)
-SHORTEST = {"single": ["10000"], "multi": ["10000"]}  # few-token values
+SHORTEST = "10000"  # a value of the fewest tokens, which prompts are drawn for
 
 
 def fitted(tokenizer, case, row: int) -> str | None:
@@ -62,11 +62,12 @@ def fitted(tokenizer, case, row: int) -> str | None:
 
 def documents(tokenizer, texts: list[str], cases: dict[str, int] = CASES, row: int = ROW) -> list[str]:
     """Documents of exactly `row` tokens with the eos that packing appends: row i of the packed
-    stream is document i, so no needle is ever cut from its question. Prompts are drawn for the shortest answer of their kind (a 5-digit number
-    can take 3 tokens) and trimmed to fit; eos inside the filler stays as its token text."""
+    stream is document i, so no needle is ever cut from its question. Prompts are drawn for the
+    shortest answer (a 5-digit number can take 3 tokens) and trimmed to fit; eos inside the filler
+    stays as its token text."""
     docs = []
+    shortest = len(tokenizer.encode(f" {SHORTEST}.", add_special_tokens=False))
     for kind, n in cases.items():
-        shortest = min(len(tokenizer.encode(f" {v}.", add_special_tokens=False)) for v in SHORTEST[kind])
         drawn = make_cases(texts, tokenizer, row - 1 - shortest, 2 * n, seed=-1, kind=kind)
         fits = [text for c in drawn if (text := fitted(tokenizer, c, row)) is not None]
         if len(fits) < n:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     texts = [json.loads(line)["text"] for line in (ROOT / SOURCE).read_text().splitlines()]
     docs = documents(load_tokenizer(str(ROOT / TOKENIZER)), texts)
-    out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
+    out = ROOT / args.out  # an absolute --out stays itself
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"text": docs}), out, compression="gzip")  # 4.3 MB for 16 MB of text
     print(f"{len(docs)} documents -> {out}")
