@@ -1,8 +1,9 @@
 """The README's and docs/bb.md's study tables and claims, generated from the committed result files, so that no
 number in the prose can differ from the runs it reports (tests/test_study_tables.py fails when one does).
 
-    python scripts/study_tables.py           # rewrite every generated block
-    python scripts/study_tables.py --check   # exit 1 naming the blocks that differ from their files
+    python scripts/study_tables.py             # rewrite every generated block
+    python scripts/study_tables.py --check     # exit 1 naming the blocks that differ from their files
+    python scripts/study_tables.py --upgrade   # first rebuild each study's comparisons from its late values
 
 A block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`; NAME's result file is
 `docs/results/NAME.json` (an `eval.py compare` summary.json, the sweep summary of scripts/bb_sweep.py, or an `eval.py run`
@@ -15,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from vscale.eval.compare import headline, summary_lines
+from vscale.eval.compare import analysis, headline, seeds_needed, summary_lines
 from vscale.eval.needle import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +27,19 @@ HEADLINES = (("gsink/ratio/max", "the gradient sink"), ("sink/alpha/max", "the a
 
 
 def study(record: dict) -> str:
-    """An `eval.py compare` summary: one sentence per face of the sink, then the table and the paired effects."""
-    sentences = [headline(record, metric, noun) for metric, noun in HEADLINES
-                 if any(metric in by_metric for by_metric in record["effects"].values())]
-    return "\n".join([*(f"**{s}**" for s in sentences), "", *summary_lines(record)])
+    """An `eval.py compare` summary: one sentence per face of the sink, what its seeds can resolve, then the table and
+    the paired effects."""
+    faces = [(metric, noun) for metric, noun in HEADLINES if any(metric in by_metric for by_metric in record["effects"].values())]
+    return "\n".join([*(f"**{headline(record, *face)}**" for face in faces), "", " ".join(seeds_needed(record, *face) for face in faces), "",
+                      *summary_lines(record)])
+
+
+def upgrade(path: Path) -> None:
+    """Rewrite a committed `eval.py compare` summary.json with the comparisons `eval.py compare` now makes (pairwise,
+    adjusted p, halves), rebuilt from its late values: no run is needed."""
+    record = json.loads(path.read_text())
+    if "arms" in record and "late" in next(iter(record["arms"].values())):
+        path.write_text(json.dumps(record | analysis(record), indent=1))
 
 
 def sweep(record: dict) -> str:
@@ -79,7 +89,11 @@ def regenerate(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs from its result file")
+    p.add_argument("--upgrade", action="store_true", help="first rewrite each eval.py compare summary in docs/results from its late values")
     args = p.parse_args(argv)
+    if args.upgrade and not args.check:
+        for path in sorted((ROOT / "docs" / "results").glob("*.json")):
+            upgrade(path)
     stale = []
     for doc in DOCS:
         path = ROOT / doc

@@ -72,6 +72,42 @@ def test_a_direction_is_stated_only_when_the_interval_and_the_test_agree():
     assert few.excludes_null and few.p == pytest.approx(0.25) and not few.established, "3 pairs cannot reach p < 0.05"
 
 
+def test_benjamini_hochberg_adjusts_a_family_as_computed_by_hand():
+    """Ranked 0.01, 0.02, 0.021, 0.5 of m = 4: p x m / rank gives 0.04, 0.04, 0.028, 0.5; each adjusted p is the
+    smallest of these at its rank or above, so the third's 0.028 lowers the first two."""
+    assert stats.adjusted([0.5, 0.021, 0.01, 0.02]) == pytest.approx([0.5, 0.028, 0.028, 0.028])
+    assert stats.adjusted([0.04, 0.001]) == pytest.approx([0.04, 0.002]), "ranked 0.001, 0.04: 0.001 x 2 / 1, 0.04 x 2 / 2"
+    assert stats.adjusted([]) == []
+
+
+def test_a_direction_is_established_on_the_p_adjusted_over_its_family():
+    off = {s: 100.0 * (1 + 0.1 * s) for s in range(6)}
+    lower = stats.paired_effect("gsink/ratio/max", {s: v / 10 for s, v in off.items()}, off)
+    unrelated = stats.paired_effect("sink/alpha/max", {s: v * (2.0 if s % 2 else 0.5) for s, v in off.items()}, off)
+    assert lower.p == pytest.approx(2 / 64) and lower.established, "alone (a family of one), 6 of 6 seeds lower: p = 2/64"
+    first, second = stats.corrected([lower, unrelated])
+    assert second.p > 0.0625 and second.p_adjusted == second.p, "ranked second of 2: p x 2 / 2"
+    assert first.p == lower.p and first.p_adjusted == pytest.approx(0.0625) and not first.established, "ranked first: 2/64 x 2 / 1"
+    assert first.direction("learned", "off").endswith("Wilcoxon p = 0.031, adjusted 0.062, n = 6): no difference established between learned and off")
+
+
+def test_a_t_interval_narrows_with_seeds_as_by_the_table():
+    """t(0.975; 9) = 2.2622 and t(0.975; 19) = 2.0930 from a t table."""
+    assert stats.half_width(1.0, 10) == pytest.approx(2.2622 / math.sqrt(10), rel=1e-4)
+    assert stats.half_width(1.0, 20) == pytest.approx(2.0930 / math.sqrt(20), rel=1e-4)
+
+
+def test_the_seeds_an_effect_needs_are_the_fewest_whose_interval_excludes_no_effect():
+    """Log ratios -1, -2, -1, -2: mean -1.5, sd sqrt(1/3) = 0.577. At 95%: 3 seeds (t(0.975; 2) = 4.303: 4.303 x 0.577 /
+    sqrt(3) = 1.43 < 1.5; 2 seeds give 12.7 x 0.577 / sqrt(2) = 5.2). At the strictest level of 10 tests, 1 - 0.05/10:
+    t(0.9975; 3) = 7.453 gives 2.15 at 4 seeds, t(0.9975; 4) = 5.598 gives 1.44 at 5."""
+    effect = stats.Effect("gsink/ratio/max", "ratio", 4, math.exp(-1.5), 0.1, 0.5, 0.1, {s: math.exp(d) for s, d in enumerate([-1, -2, -1, -2])})
+    assert effect.spread == pytest.approx(math.sqrt(1 / 3))
+    assert stats.seeds_to_exclude_null(effect) == 3
+    assert stats.seeds_to_exclude_null(effect, tests=10) == 5
+    assert stats.seeds_to_exclude_null(effect, most=2) is None
+
+
 def test_seeds_pair_by_number_and_one_pair_gives_no_effect():
     assert stats.paired_effect("x", {0: 1.0, 5: 2.0}, {0: 2.0, 6: 3.0}) is None
     effect = stats.paired_effect("x", {0: 1.0, 5: 2.0, 7: 9.0}, {0: 2.0, 5: 8.0, 6: 3.0})
