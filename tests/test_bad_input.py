@@ -3,7 +3,7 @@
 import argparse
 
 import pytest
-from conftest import QUIET, tiny_config, write_config
+from conftest import QUIET, save_tiny_pretrained, tiny_config, write_config
 
 from vscale.train.cli import main
 
@@ -96,4 +96,19 @@ def test_validation_interval_given_both_ways_is_rejected(tmp_path):
 def test_diagnostics_interval_off_the_logging_steps_is_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"diagnostics\.every_n_steps=10 is not a multiple of trainer\.log_every_n_steps=4"):
         fit(tmp_path, "--trainer.log_every_n_steps=4")
+    assert_nothing_ran(tmp_path)
+
+
+def test_embedding_std_with_a_pretrained_model_is_rejected(tmp_path):
+    config = tiny_config()
+    config["model"]["model_config"] = None
+    config["model"]["pretrained"] = str(save_tiny_pretrained(tmp_path / "pretrained"))
+    with pytest.raises(ValueError, match=r"model\.embedding_std=1\.0 re-initialises a fresh model's embeddings.*remove model\.embedding_std"):
+        fit(tmp_path, "--model.embedding_std=1.0", config=config)
+    assert_nothing_ran(tmp_path)
+
+
+def test_non_positive_embedding_std_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match=r"model\.embedding_std=0\.0 must be > 0"):
+        fit(tmp_path, "--model.embedding_std=0")
     assert_nothing_ran(tmp_path)

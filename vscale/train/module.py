@@ -59,6 +59,8 @@ class VScaleLM(L.LightningModule):
         attention: Attention arm (vscale.ARMS): softmax (the model's own), or an intervention that
             replaces how attention weights are formed; combines with every V-scale mode.
         attn_implementation: The attention kernel V-scale wraps: sdpa (fused), eager, or another registered one.
+        embedding_std: Draw a fresh model's input embeddings from N(0, embedding_std^2) (PyTorch's default is 1, as in
+            Guo et al.) instead of the config's initializer_range; None keeps the model's own initialisation.
         compile: torch.compile the model in place (parameter names and checkpoints unchanged); diagnostic steps run it
             eagerly, since their hooks are not part of the compiled graph.
         compile_backend: torch.compile backend: inductor (fused kernels), or aot_eager to check that a model traces.
@@ -83,6 +85,7 @@ class VScaleLM(L.LightningModule):
         vscale_lambda: float = 1.0,
         attention: str = "softmax",
         attn_implementation: str = "sdpa",
+        embedding_std: float | None = None,
         trainable: Strings | None = None,
         compile: bool = False,
         compile_backend: str = "inductor",
@@ -100,7 +103,7 @@ class VScaleLM(L.LightningModule):
         check_interventions(config, vscale, vscale_lambda, attention, attn_implementation, who=f"model.pretrained={pretrained!r}" if pretrained else "model.model_config")
         self.save_hyperparameters()
         self.hparams.trainable = trainable = as_list(trainable)  # one pattern: a list of one
-        self.model = install(build_model(config, pretrained, attn_implementation), vscale, attention, vscale_lambda)
+        self.model = install(build_model(config, pretrained, attn_implementation, embedding_std), vscale, attention, vscale_lambda)
         if trainable is not None:
             freeze_except(self.model, trainable)
             check_arm_trainable(self.model, attention, trainable)
