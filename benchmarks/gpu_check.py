@@ -145,14 +145,15 @@ def train(a, report: dict) -> dict:
 
 
 def science(a, report: dict) -> dict:
-    """`off` and `learned` on the residual-peak GPU config (each at most 3 minutes; a few steps on CPU), their
-    late-window summaries (late.json, and block 0's token-0 ratio) and one figure of both runs' curves."""
+    """`off` and `learned` on the residual-peak GPU config (each at most 3 minutes, `learned` for as many steps as `off`
+    reached; a few steps on CPU), their late-window summaries (late.json, and block 0's token-0 ratio) and one figure."""
     if not (REPO / a.science_config).is_file():
         return {"ok": False, "skipped": f"{a.science_config} does not exist yet (issue 28 makes it); give --science_config"}
     extra = [] if a.cuda else [f"--trainer.max_steps={a.science_steps}", "--trainer.log_every_n_steps=5", "--diagnostics.every_n_steps=5"]
     runs, curves = {}, {}
     for i, mode in enumerate(("off", "learned")):
-        runs[mode], run_dir = fit(a, a.science_config, mode, min(180, (a.left() - 20) / (2 - i)), [f"--model.vscale={mode}", *extra])
+        same = [f"--trainer.max_steps={runs['off']['steps']}"] if a.cuda and runs.get("off", {}).get("ok") else []  # off may stop at its time cap
+        runs[mode], run_dir = fit(a, a.science_config, mode, min(180, (a.left() - 20) / (2 - i)), [f"--model.vscale={mode}", *extra, *same])
         if runs[mode]["ok"]:
             series = read_metrics(run_dir)
             late = json.loads((run_dir / "late.json").read_text())
