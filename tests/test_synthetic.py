@@ -33,6 +33,28 @@ def test_a_row_is_a_function_of_seed_stream_and_position_only():
     assert not torch.equal(forward, rows(6, stream=VAL_STREAM))
 
 
+def token_at_a_time(task: BigramBackcopy, seq_len: int, seed: int, stream: int, index: int) -> list[int]:
+    """The task's definition read literally: each token drawn from its predecessor's transition row by inverse CDF
+    (np.searchsorted), or copied after a trigger. Rows generated before the batched generator were made this way."""
+    import numpy as np
+
+    u = np.random.default_rng([seed, stream, index]).random(seq_len)
+    cdf = task.transitions[:, :-1].numpy().cumsum(1)
+    cdf[:, -1] = 1.0
+    ids, prev = ([task.bos_id] if task.bos else []), task.bos_id
+    for t in range(len(ids), seq_len):
+        ids.append(ids[t - 2] if prev < task.triggers else int(np.searchsorted(cdf[prev], u[t], side="right")))
+        prev = ids[t]
+    return ids
+
+
+@pytest.mark.parametrize("task", [TASK, BigramBackcopy(bos=False, triggers=1, trigger_rate=0.5)], ids=["bos", "no-bos"])
+def test_a_batch_generated_together_equals_its_rows_generated_one_token_at_a_time(task):
+    indices = [0, 7, 3, 1000, 12]
+    together = SyntheticRows(task, 64, 3, TRAIN_STREAM).__getitems__(indices)
+    assert [r.tolist() for r in together] == [token_at_a_time(task, 64, 3, TRAIN_STREAM, i) for i in indices]
+
+
 def test_rows_start_with_bos_and_every_token_after_a_trigger_copies_the_token_before_it():
     ids = rows(200)
     assert (ids[:, 0] == TASK.bos_id).all() and (ids[:, 1:] != TASK.bos_id).all()
