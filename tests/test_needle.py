@@ -5,6 +5,7 @@ import json
 import re
 import statistics
 import uuid
+import warnings
 
 import pytest
 import torch
@@ -143,6 +144,16 @@ def test_a_row_stops_at_its_eos_while_the_others_go_on():
     eos = free[0][1]  # row 0's second token, as if it were eos
     stopped = generate_answers(model, [c.prompt_ids for c in cases], 4, eos)
     assert stopped == [row[: row.index(eos) + 1] if eos in row else row for row in free] and len(stopped[0]) <= 2
+
+
+def test_the_greedy_loop_passes_the_kv_cache_without_a_deprecated_name(caplog):
+    """transformers 5.24 renamed `past_key_values` to `cache` (input and output) and warns on the old name."""
+    model, cases = tiny_llama(), make_cases(TEXTS, TOKENIZER, LENGTH, 2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        generate_answers(model, [c.prompt_ids for c in cases], 3, None)
+    assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == []
 
 
 def test_accuracy_runs_greedy_generation_end_to_end_on_a_random_model():

@@ -11,6 +11,7 @@ others. Its key(s) and value(s) do not depend on `context_len` either: a length 
 the same needles in longer haystacks.
 """
 
+import inspect
 import random
 import re
 import statistics
@@ -119,7 +120,7 @@ def generate_answers(model, prompts: list[list[int]], max_new_tokens: int, eos_i
         raise ConfigError(f"needle prompts decoded together must have one length; got {sorted({len(p) for p in prompts})}.")
     # logits of the last position only: the full (context x vocab) matrix is large at long context
     out = model(input_ids=torch.tensor(prompts, device=model.device), use_cache=True, logits_to_keep=1)
-    new: list[list[int]] = [[] for _ in prompts]
+    key, new = _cache_name(model), [[] for _ in prompts]
     done = [False] * len(prompts)
     for step in range(max_new_tokens):
         tokens = out.logits[:, -1].argmax(-1)
@@ -129,8 +130,14 @@ def generate_answers(model, prompts: list[list[int]], max_new_tokens: int, eos_i
                 done[row] = token == eos_id
         if all(done) or step == max_new_tokens - 1:
             break
-        out = model(input_ids=tokens[:, None], past_key_values=out.past_key_values, use_cache=True)
+        out = model(input_ids=tokens[:, None], use_cache=True, **{key: getattr(out, key)})
     return new
+
+
+def _cache_name(model) -> str:
+    """The name `model` takes and returns its KV cache under: `cache` from transformers 5.24, which deprecates
+    `past_key_values`, the only name before (pyproject allows transformers >= 5.0)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def accuracy(model, tokenizer, cases: list[NeedleCase], max_new_tokens: int = 8) -> float:
