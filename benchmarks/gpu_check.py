@@ -85,7 +85,7 @@ def smoke(a, report: dict) -> dict:
 def cuda_tests(a, report: dict) -> dict:
     """tests/test_gpu.py (the `gpu` marker); skipped, and said so, without CUDA."""
     result = subprocess.run([sys.executable, "-m", "pytest", "tests/test_gpu.py", "-m", "gpu", "-p", "no:xdist", "-o", "addopts=", "-q", "-rs"],
-                            cwd=REPO, capture_output=True, text=True, timeout=max(1, min(300, a.left())))
+                            cwd=REPO, capture_output=True, text=True, timeout=max(1, min(150, a.left())))
     return {"ok": result.returncode == 0, "summary": (result.stdout.strip().splitlines() or [""])[-1], "cuda": a.cuda}
 
 
@@ -130,7 +130,7 @@ def train(a, report: dict) -> dict:
              "--data.synthetic.vocab_size=64", f"--data.batch_size={a.batch_size}", "--data.global_batch=null",
              f"--data.num_workers={8 if a.cuda else 0}", f"--trainer.max_steps={a.train_steps}", f"--trainer.log_every_n_steps={every}",
              f"--diagnostics.every_n_steps={every}", "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0"]
-    out, run_dir = fit(a, a.config_path, "train", 150, extra)
+    out, run_dir = fit(a, a.config_path, "train", 90, extra)
     if out["ok"]:
         series = read_metrics(run_dir)
         steps = series.get("train/loss", [])
@@ -145,15 +145,17 @@ def train(a, report: dict) -> dict:
 
 
 def science(a, report: dict) -> dict:
-    """`off` and `learned` on the residual-peak GPU config (each at most 3 minutes, `learned` for as many steps as `off`
-    reached; a few steps on CPU), their late-window summaries (late.json, and block 0's token-0 ratio) and one figure."""
+    """`off` and `learned` on the residual-peak GPU config (each at most 3 minutes with start-up: 160 s of training,
+    `learned` for as many steps as `off` reached; a few small steps on CPU), their late-window summaries (late.json,
+    and block 0's token-0 ratio) and one figure."""
     if not (REPO / a.science_config).is_file():
         return {"ok": False, "skipped": f"{a.science_config} does not exist yet (issue 28 makes it); give --science_config"}
-    extra = [] if a.cuda else [f"--trainer.max_steps={a.science_steps}", "--trainer.log_every_n_steps=5", "--diagnostics.every_n_steps=5"]
+    extra = [] if a.cuda else [f"--trainer.max_steps={a.science_steps}", "--trainer.log_every_n_steps=5", "--diagnostics.every_n_steps=5",
+                               "--data.batch_size=16", "--data.val_rows=32", "--data.num_workers=0"]  # CPU: the code path, small
     runs, curves = {}, {}
     for i, mode in enumerate(("off", "learned")):
         same = [f"--trainer.max_steps={runs['off']['steps']}"] if a.cuda and runs.get("off", {}).get("ok") else []  # off may stop at its time cap
-        runs[mode], run_dir = fit(a, a.science_config, mode, min(180, (a.left() - 20) / (2 - i)), [f"--model.vscale={mode}", *extra, *same])
+        runs[mode], run_dir = fit(a, a.science_config, mode, min(160, (a.left() - 20) / (2 - i)), [f"--model.vscale={mode}", *extra, *same])
         if runs[mode]["ok"]:
             series = read_metrics(run_dir)
             late = json.loads((run_dir / "late.json").read_text())
@@ -233,7 +235,7 @@ def arguments(argv: list[str] | None):
     p.add_argument("--config", help="config whose model is timed and trained (default: paper-0.1b on cuda, tiny on cpu)")
     p.add_argument("--steps", type=int, help="timed steps per variant (default 20 on cuda, 3 on cpu)")
     p.add_argument("--batch_size", type=int, help="rows per step (default: the config's data.batch_size on cuda, 4 on cpu)")
-    p.add_argument("--train_steps", type=int, help="steps of the train.py leg (default 200 on cuda, 6 on cpu)")
+    p.add_argument("--train_steps", type=int, help="steps of the train.py leg (default 150 on cuda, 6 on cpu)")
     p.add_argument("--science_config", default="configs/bb-peak-gpu.yaml", help="config of the science leg")
     p.add_argument("--science_steps", type=int, default=10, help="steps of each science run on cpu (cuda: the config's)")
     p.add_argument("--budget", type=float, default=540, help="seconds for all stages; a stage's runs stop within what is left")
@@ -244,7 +246,7 @@ def arguments(argv: list[str] | None):
     a.config = yaml.safe_load((REPO / a.config_path).read_text())
     a.steps = a.steps or (20 if a.cuda else 3)
     a.batch_size = a.batch_size or (a.config["data"]["batch_size"] if a.cuda else 4)
-    a.train_steps = a.train_steps or (200 if a.cuda else 6)
+    a.train_steps = a.train_steps or (150 if a.cuda else 6)
     a.started = time.monotonic()
     a.left = lambda: a.budget - (time.monotonic() - a.started)
     return a
