@@ -41,3 +41,22 @@ def test_an_unreachable_hub_name_ends_the_program_in_one_line(command, tmp_path)
     field = "model.pretrained" if command[0] == "train.py" else "--model"
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {field}='vscale-test/absent': the Hugging Face hub could not be reached")
+
+
+def fit_once(tmp_path, *overrides: str) -> str:
+    """What one step of train.py prints, stdout and stderr together."""
+    done = run("train.py", "fit", "--config", "configs/tiny.yaml", f"--run.root={tmp_path}", "--trainer.max_steps=1",
+               "--run.val_every_n_steps=1000", "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false", *overrides)
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def test_a_run_does_not_say_that_lightning_skips_its_default_model_summary(tmp_path):
+    """The project prints its own summary (RunModelSummary): Lightning's note that it adds none is noise."""
+    assert "Skipping setting a default `ModelSummary` callback" not in fit_once(tmp_path)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_model_summary_is_printed_only_when_enabled(tmp_path, enabled):
+    printed = fit_once(tmp_path, f"--trainer.enable_model_summary={str(enabled).lower()}")
+    assert ("Total FLOPs" in printed) == enabled and ("Trainable params" in printed) == enabled

@@ -116,7 +116,9 @@ class VScaleCLI(LightningCLI):
         if SLURMEnvironment.detect():  # Preemption handles the signals, not Lightning's auto-requeue
             plugins.append(SLURMEnvironment(auto_requeue=False))
         trainer = super().instantiate_trainer(
-            logger=loggers, callbacks=callbacks, plugins=plugins, default_root_dir=str(run_dir), **kwargs
+            logger=loggers, callbacks=callbacks, plugins=plugins, default_root_dir=str(run_dir),
+            enable_model_summary=False,  # the summary is RunModelSummary's; Lightning would only say it adds none
+            **kwargs,
         )
         if isinstance(trainer.strategy, FSDPStrategy):
             trainer.strategy.mixed_precision = keep_vscale_float32(trainer.strategy.mixed_precision_config)
