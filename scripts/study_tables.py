@@ -14,22 +14,37 @@ import argparse
 import json
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
-from vscale.eval.compare import analysis, headline, seeds_needed, summary_lines
+from vscale.eval import stats
+from vscale.eval.compare import analysis, headline, median_cell, seeds_needed, summary_lines
 from vscale.eval.needle import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "docs/bb.md")
+DOCS = ("README.md", "docs/bb.md", "docs/bb-peak.md", "docs/method.md")
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.S)
 HEADLINES = (("gsink/ratio/max", "the gradient sink"), ("sink/alpha/max", "the attention sink"), ("act/v_ratio/min", "the value drain"),
              ("val/loss", "the validation loss"))
+PEAK_HEADLINES = (("act/h_out_ratio/max", "the residual peak"), ("act/h_out_t0/max", "the token-0 residual norm"),
+                  ("sink/rate/mean", "the sink rate"), ("gsink/ratio/median", "the gradient sink"), ("val/loss", "the validation loss"))
+PAPER_03B = (  # docs/method.md §4: the paper's 0.3B at step 20000 (baseline, V-scale learned, backward-only)
+    ("validation loss", "val/loss", (2.917, 2.907, 2.931)),
+    ("sink rate, mean over layers", "sink/rate/mean", (0.617, 0.502, 0.458)),
+    ("sink rate, max over layers", "sink/rate/max", (0.984, 0.998, 0.825)),
+    ("h_out t0, mean over layers", "act/h_out_t0/mean", (1916, 346, 607)),
+    ("h_out t0, max over layers", "act/h_out_t0/max", (2852, 617, 952)),
+    ("h_out t0/early, mean over layers", "act/h_out_ratio/mean", (11.12, 3.03, 3.63)),
+    ("r_mlp t0, mean over layers", "act/r_mlp_t0/mean", (346, 75, 113)),
+    ("r_mlp t0, max over layers", "act/r_mlp_t0/max", (2333, 452, 433)),
+    ("gradient sink, median over layers (0.3B: baseline, V-scale)", "gsink/ratio/median", (9.0, 6.3, None)),
+)
 
 
-def study(record: dict) -> str:
+def study(record: dict, headlines=HEADLINES) -> str:
     """An `eval.py compare` summary: one sentence per face of the sink, what its seeds can resolve, then the table and
     the paired effects."""
-    faces = [(metric, noun) for metric, noun in HEADLINES if any(metric in by_metric for by_metric in record["effects"].values())]
+    faces = [(metric, noun) for metric, noun in headlines if any(metric in by_metric for by_metric in record["effects"].values())]
     return "\n".join([*(f"**{headline(record, *face)}**" for face in faces), "", " ".join(seeds_needed(record, *face) for face in faces), "",
                       *summary_lines(record)])
 
@@ -74,11 +89,62 @@ def needle(record: dict) -> str:
                                   "decoding, exact match; lengths past the trained one are extrapolation.)", ""])
 
 
-RENDER = {"bb-sweep": sweep, "needle-tiny": needle}
+def paper(record: dict) -> str:
+    """The paper's 0.3B table beside a study's, quantity by quantity: each V-scale arm's direction against the baseline
+    in the paper (the sign of its change) and in the study (an established direction after correction, else none)."""
+    arms = [a for a in ("learned", "backward") if a in record["effects"]]
+    lines = ["| quantity | paper: baseline / V-scale / backward | " + " | ".join(f"here: {record['baseline']} / {a} (95% CI)" for a in arms)
+             + " | " + " | ".join(f"{a}: paper, here, agree" for a in arms) + " |", "|" + " --- |" * (2 + 2 * len(arms))]
+    for noun, metric, values in PAPER_03B:
+        if not all(metric in record["effects"][a] for a in arms):
+            continue
+        cells, verdicts = [], []
+        for i, arm in enumerate(arms, start=1):
+            e = stats.Effect(**record["effects"][arm][metric])
+            cells.append(f"{median_cell(list(record['arms'][record['baseline']]['late'][metric].values()))}; {e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})")
+            said = None if values[i] is None else "lower" if values[i] < values[0] else "higher"
+            verdicts.append(f"{said or '-'}, {e.verdict}, " + ("-" if said is None or e.verdict == "none" else "yes" if said == e.verdict else "no"))
+        shown = " / ".join("-" if v is None else f"{v:g}" for v in values)
+        lines.append(f"| {noun} (`{metric}`) | {shown} | " + " | ".join(cells) + " | " + " | ".join(verdicts) + " |")
+    return "\n".join([*lines, "", f"(Here: {record['baseline']}'s median over its seeds, then the arm's paired effect against it — a ratio, or a "
+                                  "difference for losses and rates — with its interval; a direction is stated only when established after "
+                                  f"{record['correction']['method']}. The paper's are single runs.)", ""])
+
+
+def peak_sweep(record: dict) -> str:
+    """The sweep of scripts/peak_sweep.py: per variant, its runs' residual peak (median over seeds, with the range and
+    the layers it sat in), the seeds reaching 10x, the other faces of the sink, and the steps its growth line predicts."""
+    lines = ["| variant | seeds | residual peak, token 0 / early (layer) | seeds >= 10x | token-0 norm | sink alpha | R_GS max | val loss "
+             "| growth per 1k steps | steps to 10x / 100x (fit) |", "|" + " --- |" * 10]
+    for name, v in record["variants"].items():
+        runs = list(v["runs"].values())
+        layers = ", ".join(str(x) for x in sorted({r["layer"] for r in runs}))
+        reach = [" / ".join(_median([r["growth"]["steps_to"][str(t)] for r in runs], "{:.0f}") for t in record["targets"])]
+        lines.append(f"| {name} (`{' '.join(v['overrides']) or 'configs/bb-peak.yaml'}`) | {len(runs)} | {median_cell([r['peak'] for r in runs])} ({layers}) "
+                     f"| {sum(r['peak'] >= 10 for r in runs)}/{len(runs)} | {median_cell([r['act/h_out_t0/max'] for r in runs])} "
+                     f"| {median_cell([r['sink/alpha/max'] for r in runs])} | {median_cell([r['gsink/ratio/max'] for r in runs])} "
+                     f"| {median_cell([r['val/loss'] for r in runs])} | {median_cell([r['growth']['slope_per_1k'] for r in runs])} | {reach[0]} |")
+    return "\n".join([*lines, "", f"(Late window: the median over the last {record['window']:.0%} of each run's logged steps; a cell is the median "
+                                  "over seeds with the range; the fit is a line through the second half of the peak layer's logged ratios, "
+                                  "'-' where it does not rise.)", ""])
+
+
+def _median(values: list, form: str) -> str:
+    known = sorted(v for v in values if v is not None)
+    if len(known) < len(values) / 2 or not known:
+        return "-"
+    return form.format(known[len(known) // 2])
+
+
+
+
+RENDER = {"bb-sweep": sweep, "needle-tiny": needle, "bb-peak": partial(study, headlines=PEAK_HEADLINES), "bb-peak-paper": paper, "bb-peak-sweep": peak_sweep}
+RESULT = {"bb-peak-paper": "bb-peak"}
+"""A block rendered from another block's result file."""
 
 
 def render(name: str) -> str:
-    record = json.loads((ROOT / "docs" / "results" / f"{name}.json").read_text())
+    record = json.loads((ROOT / "docs" / "results" / f"{RESULT.get(name, name)}.json").read_text())
     return RENDER.get(name, study)(record)
 
 

@@ -158,7 +158,7 @@ def summary_lines(record: dict) -> list[str]:
              "A cell is the median over the arm's runs with their range; an arm of one run shows its value alone.", "",
              "| arm | runs | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 2)]
     for arm, a in arms.items():
-        lines.append(f"| {arm} | {len(a['runs'])} | " + " | ".join(_cell(list(a["late"][m].values())) for m in metrics) + " |")
+        lines.append(f"| {arm} | {len(a['runs'])} | " + " | ".join(median_cell(list(a["late"][m].values())) for m in metrics) + " |")
     lines.append("")
     tests = record["correction"]["tests"]
     if effects:
@@ -284,7 +284,8 @@ def seeds_needed(record: dict, metric: str, noun: str) -> str:
     return sentence + "."
 
 
-def _cell(values: list[float]) -> str:
+def median_cell(values: list[float]) -> str:
+    """A table cell: the median of the values with their range (one value alone)."""
     if not values:
         return "-"
     ordered = sorted(values)

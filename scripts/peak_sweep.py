@@ -1,0 +1,120 @@
+"""The sweep behind configs/bb-peak.yaml (docs/bb-peak.md, "The sweep"): which levers grow a token-0 residual peak
+(a massive activation) on the Bigram-Backcopy task, in the paper's model class.
+
+Every variant trains the baseline (V-scale off) through train.py, pinned to AVX2 kernels as the config is, two
+processes of one thread at a time; a finished run is not run again:
+
+    python scripts/peak_sweep.py --out runs/peak-sweep --seeds 0 1 2
+    python scripts/peak_sweep.py --out runs/peak-sweep --seeds 0 1 2 --summary docs/results/bb-peak-sweep.json
+
+A run's peak is the largest over layers of each layer's late-window `act/h_out_ratio` (the token-0 norm of the
+layer's output over the mean of tokens 1..15, SPEC §3); its growth curve is that layer's ratio at log-spaced logged
+steps, and a straight line fitted to the second half of its logged steps (Guo et al. see linear growth under a
+constant learning rate) predicts the steps to 10x and 100x.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+BASE = "configs/bb-peak.yaml"
+VARIANTS = {  # name -> train.py overrides of BASE; each moves one lever (back to configs/bb.yaml's value, or beyond)
+    "bb-peak": [],
+    "layers-3": ["--model.model_config.num_hidden_layers=3"],
+    "silu": ["--model.model_config.hidden_act=silu"],
+    "embed-0.02": ["--model.embedding_std=null"],
+    "cosine": ["--model.min_lr=5e-4", "--model.warmup_steps=20"],
+    "betas-0.95": ["--model.betas=[0.9, 0.95]"],
+    "wd-1e-4": ["--model.weight_decay=1e-4"],
+    "wd-1": ["--model.weight_decay=1.0"],
+    "lr-1e-2": ["--model.lr=1e-2", "--model.min_lr=1e-2"],
+    "lr-2e-3": ["--model.lr=2e-3", "--model.min_lr=2e-3"],
+    "batch-128": ["--data.batch_size=128"],
+    "d-128": ["--model.model_config.hidden_size=128", "--model.model_config.intermediate_size=512"],
+    "triggers-1": ["--data.synthetic.triggers=1"],
+    "rate-0.1": ["--data.synthetic.trigger_rate=0.1"],
+    "no-bos": ["--data.synthetic.bos=false"],
+}
+PEAK = "act/h_out_ratio"
+OTHERS = ("act/h_ratio/max", "act/h_out_t0/max", "sink/alpha/max", "sink/rate/mean", "gsink/ratio/max", "val/loss")
+TARGETS = (10, 100)
+
+
+def run(out: Path, variant: str, seed: int) -> None:
+    run_dir = out / variant / f"off-seed{seed}"
+    if (run_dir / "late.json").is_file():
+        return
+    command = [sys.executable, "train.py", "fit", "--config", BASE, f"--run.root={out}", f"--run.experiment={variant}",
+               f"--seed_everything={seed}", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+               *VARIANTS[variant]]
+    subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True, capture_output=True)
+    print(f"done {run_dir}", flush=True)
+
+
+def layer_series(series: dict, quantity: str) -> dict[int, list[tuple[int, float]]]:
+    prefix = f"{quantity}/layer_"
+    return {int(k[len(prefix):]): v for k, v in series.items() if k.startswith(prefix)}
+
+
+def growth(points: list[tuple[int, float]]) -> dict:
+    """Log-spaced points of one layer's ratio, and a line fitted to its second half with the steps it predicts for each
+    target (None where the fit does not rise)."""
+    points = sorted(points)
+    steps = np.array([s for s, _ in points], dtype=float)
+    values = np.array([v for _, v in points])
+    marks = sorted({int(np.argmin(np.abs(steps - m))) for m in np.geomspace(max(steps[0], 1), steps[-1], 8)})
+    half = steps >= steps[-1] / 2
+    slope, intercept = np.polyfit(steps[half], values[half], 1)
+    reach = {str(t): (max(0, round((t - intercept) / slope)) if slope > 0 else None) for t in TARGETS}
+    return {"curve": [[int(steps[i]), float(values[i])] for i in marks], "slope_per_1k": float(slope * 1000),
+            "intercept": float(intercept), "steps_to": reach}
+
+
+def run_summary(run_dir: Path) -> dict:
+    from vscale.diagnostics import late
+    from vscale.train.loggers import read_metrics
+
+    series = read_metrics(run_dir)
+    per_layer = {layer: late.late_median(points) for layer, points in layer_series(series, PEAK).items()}
+    layer = max(per_layer, key=per_layer.get)
+    return {"peak": per_layer[layer], "layer": layer, "per_layer": per_layer,
+            **{name: late.late_value(series, name) for name in OTHERS},
+            "growth": growth(layer_series(series, PEAK)[layer])}
+
+
+def summary(out: Path, seeds: list[int]) -> dict:
+    from vscale.diagnostics import late
+
+    table = {}
+    for variant, overrides in VARIANTS.items():
+        runs = {str(s): run_summary(out / variant / f"off-seed{s}") for s in seeds if (out / variant / f"off-seed{s}" / "late.json").is_file()}
+        if runs:
+            table[variant] = {"overrides": overrides, "runs": runs}
+    return {"base": BASE, "peak": PEAK, "window": late.WINDOW, "targets": list(TARGETS), "variants": table}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/peak-sweep"))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--summary", type=Path, help="write the summary JSON of the finished runs here instead of running")
+    args = p.parse_args()
+    if args.summary:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(json.dumps(summary(args.out, args.seeds), indent=1))
+        return
+    jobs = [(args.out, v, s) for s in args.seeds for v in args.variants]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda job: run(*job), jobs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""scripts/peak_sweep.py's growth fit: a straight line through the second half of a run's logged ratios, and the
+steps it predicts for each target, checked on points whose line is known."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("peak_sweep", ROOT / "scripts" / "peak_sweep.py")
+peak_sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peak_sweep)
+
+
+def test_a_line_through_the_second_half_predicts_the_steps_to_each_target():
+    points = [(s, 1.0 if s < 1000 else 2.0 + 0.004 * s) for s in range(49, 2000, 50)]  # the first half is ignored
+    fit = peak_sweep.growth(points)
+    assert fit["slope_per_1k"] == pytest.approx(4.0)
+    assert fit["intercept"] == pytest.approx(2.0)
+    assert fit["steps_to"] == {"10": 2000, "100": 24500}
+
+
+def test_a_ratio_that_does_not_rise_predicts_no_step():
+    fit = peak_sweep.growth([(s, 5.0 - 0.001 * s) for s in range(49, 2000, 50)])
+    assert fit["steps_to"] == {"10": None, "100": None}
+
+
+def test_the_curve_keeps_log_spaced_points_from_first_to_last():
+    points = [(s, float(s)) for s in range(49, 2000, 50)]
+    steps = [s for s, _ in peak_sweep.growth(points)["curve"]]
+    assert steps[0] == 49 and steps[-1] == 1999 and steps == sorted(steps)
+    assert all(b / a < 2.5 for a, b in zip(steps, steps[1:]))
