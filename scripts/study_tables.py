@@ -17,9 +17,11 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from vscale.diagnostics import late
 from vscale.eval import stats
 from vscale.eval.compare import analysis, headline, median_cell, seeds_needed, summary_lines
 from vscale.eval.needle import KINDS
+from vscale.train.loggers import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/bb.md", "docs/bb-peak.md", "docs/method.md")
@@ -136,14 +138,33 @@ def _median(values: list, form: str) -> str:
     return form.format(known[len(known) // 2])
 
 
+def peak_layers(kept: Path) -> str:
+    """Per baseline run kept by scripts/keep_runs.py (late window): the block whose MLP writes most at token 0, and
+    after it the token-0 norm, the early tokens' norm and their ratio; then the largest ratio of any layer."""
+    lines = ["| run | block writing most at token 0 (`act/r_mlp_t0`) | token-0 norm after it | early tokens' norm after it | ratio "
+             "after it | largest ratio (layer) |", "|" + " --- |" * 6]
+    for run in sorted(kept.glob("off-seed*"), key=lambda r: int(r.name.removeprefix("off-seed"))):
+        series = read_metrics(run)
+        at = {q: {int(k.rsplit("_", 1)[1]): late.late_median(v) for k, v in series.items() if k.startswith(f"{q}/layer_")}
+              for q in ("act/r_mlp_t0", "act/h_out_t0", "act/h_out_ratio")}
+        block, top = max(at["act/r_mlp_t0"], key=at["act/r_mlp_t0"].get), max(at["act/h_out_ratio"], key=at["act/h_out_ratio"].get)
+        t0, ratio = at["act/h_out_t0"][block], at["act/h_out_ratio"][block]
+        lines.append(f"| {run.name} | {block} | {t0:.0f} | {t0 / ratio:.0f} | {ratio:.2f} | {at['act/h_out_ratio'][top]:.2f} ({top}) |")
+    return "\n".join([*lines, "", "(Late-window medians of the per-layer `act/r_mlp_t0`, `act/h_out_t0` and `act/h_out_ratio`; the early "
+                                  "tokens' norm is the quotient of the last two.)", ""])
 
 
-RENDER = {"bb-sweep": sweep, "needle-tiny": needle, "bb-peak": partial(study, headlines=PEAK_HEADLINES), "bb-peak-paper": paper, "bb-peak-sweep": peak_sweep}
+RENDER = {"bb-sweep": sweep, "needle-tiny": needle, "bb-peak": partial(study, headlines=PEAK_HEADLINES), "bb-peak-paper": paper,
+          "bb-peak-sweep": peak_sweep}
 RESULT = {"bb-peak-paper": "bb-peak"}
 """A block rendered from another block's result file."""
+KEPT = {"bb-peak-layers": "bb-peak-runs"}
+"""A block rendered from the runs scripts/keep_runs.py kept in docs/results/<dir>."""
 
 
 def render(name: str) -> str:
+    if name in KEPT:
+        return peak_layers(ROOT / "docs" / "results" / KEPT[name])
     record = json.loads((ROOT / "docs" / "results" / f"{RESULT.get(name, name)}.json").read_text())
     return RENDER.get(name, study)(record)
 

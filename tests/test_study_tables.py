@@ -19,7 +19,9 @@ def test_every_generated_block_equals_its_result_file():
 
 def test_every_result_file_is_shown_in_a_document():
     shown = {m.group("name") for doc in study_tables.DOCS for m in study_tables.BLOCK.finditer((ROOT / doc).read_text())}
-    assert shown == {p.stem for p in (ROOT / "docs" / "results").glob("*.json")}
+    files = {study_tables.RESULT.get(name, name) for name in shown - study_tables.KEPT.keys()}
+    assert files == {p.stem for p in (ROOT / "docs" / "results").glob("*.json")}
+    assert {study_tables.KEPT[name] for name in shown & study_tables.KEPT.keys()} == {p.name for p in (ROOT / "docs" / "results").glob("*-runs")}
 
 
 def test_a_summary_from_before_the_correction_upgrades_to_the_committed_one(tmp_path):
