@@ -7,7 +7,7 @@
 # CPU torch 2.13.0 exists on these machines only for Python 3.11, so this runs on 3.11 (the image is 3.12): the same
 # versions, with the cp311 build of the wheels that have compiled parts (pydantic-core, multiprocess), and numpy
 # 2.4.6 for the image's 2.5.2 (which needs 3.12). Versions KINDS.md does not give are pinned to recent releases.
-#     bash benchmarks/gpu_rehearsal.sh          # about 6 minutes on 2 busy cores (a cold pip cache: more)
+#     bash benchmarks/gpu_rehearsal.sh          # 6 to 7 minutes on 2 busy cores (a cold pip cache: more)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
