@@ -1,11 +1,19 @@
 """Bad input fails with an error naming the field and the fix, before any compute is spent."""
 
 import argparse
+import re
+import subprocess
+import sys
 
 import pytest
 from conftest import QUIET, save_tiny_pretrained, tiny_config, write_config
 
+from vscale.errors import ConfigError
+from vscale.eval.cli import main as eval_main
 from vscale.train.cli import main
+
+BROKEN_YAML = "model:\n  vscale: [off, learned\ndata:\n  seq_len: 8\n"
+"""A flow sequence left open: PyYAML notices at `data:`, line 3, column 5."""
 
 
 def fit(tmp_path, *overrides, config: dict | None = None):
@@ -112,3 +120,35 @@ def test_non_positive_embedding_std_is_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"model\.embedding_std=0\.0 must be > 0"):
         fit(tmp_path, "--model.embedding_std=0")
     assert_nothing_ran(tmp_path)
+
+
+def broken_config(tmp_path) -> str:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN_YAML)
+    return str(path)
+
+
+def names_file_and_line(path: str) -> str:
+    return re.escape(f"{path}, line 3, column 5: expected ',' or ']', but got ':' (while parsing a flow sequence at line 2, "
+                     "column 11). Fix the YAML there")
+
+
+def test_a_training_config_that_does_not_parse_is_refused_naming_its_file_and_line(tmp_path):
+    path = broken_config(tmp_path)
+    with pytest.raises(ConfigError, match=names_file_and_line(path)):
+        main(["fit", "--config", path, f"--run.root={tmp_path / 'runs'}", *QUIET])
+    assert_nothing_ran(tmp_path)
+
+
+def test_an_eval_config_that_does_not_parse_is_refused_naming_its_file_and_line(tmp_path):
+    path = broken_config(tmp_path)
+    with pytest.raises(SystemExit, match=f"^error: {names_file_and_line(path)}"):
+        eval_main(["run", f"--config={path}"])
+
+
+def test_a_launcher_config_that_does_not_parse_is_refused_in_one_line_naming_its_file_and_line(tmp_path):
+    path = broken_config(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "vscale.launch", "--config", path, "--gpus-per-node", "0", "--dry-run"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert re.match(f"error: {names_file_and_line(path)}", done.stderr.strip().splitlines()[-1]), done.stderr

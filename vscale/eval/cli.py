@@ -9,11 +9,12 @@
 """
 
 import re
+import sys
 
 import jsonargparse
 import yaml
 
-from vscale.console import one_line_errors, quiet
+from vscale.console import check_config_files, one_line_errors, quiet
 from vscale.eval.compare import compare
 from vscale.eval.export import export
 from vscale.eval.interpolate import interpolate
@@ -41,4 +42,5 @@ def main(args: list[str] | None = None):
     load, errors = _yaml12_loader()
     jsonargparse.set_loader("yaml12", load, errors)
     with one_line_errors("python eval.py <command> --help"):
+        check_config_files(sys.argv[1:] if args is None else args)
         return jsonargparse.CLI(COMMANDS, args=args, parser_mode="yaml12", exit_on_error=False)

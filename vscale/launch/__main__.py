@@ -1,3 +1,5 @@
+from vscale.console import one_line_errors
 from vscale.launch.sweep import main
 
-main()
+with one_line_errors("python -m vscale.launch --help"):
+    main()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from vscale.console import OneLineParser
+from vscale.console import OneLineParser, read_config
 from vscale.model import ARMS, MODES
 from vscale.train.config import RunConfig, accumulation
 
@@ -84,7 +84,7 @@ def find_template(name: str) -> Path | None:
 
 def config_section(config: Path, overrides: list[str], section: str) -> dict:
     """One section of the YAML (run:, data:) with its --<section>.* overrides after `--`, as train.py will see it."""
-    fields = dict((yaml.safe_load(config.read_text()) or {}).get(section) or {})
+    fields = dict((read_config(config) or {}).get(section) or {})
     for i, arg in enumerate(overrides):
         key, eq, value = arg.partition("=")
         if key.startswith(f"--{section}."):

@@ -9,6 +9,7 @@ checkpoints is continued with `--ckpt_path last` and never trained over from scr
 """
 
 import re
+import sys
 
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar, ThroughputMonitor
@@ -18,7 +19,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
-from vscale.console import quiet
+from vscale.console import check_config_files, quiet
 from vscale.data import PackedTextData
 from vscale.errors import ConfigError
 from vscale.model import check_model
@@ -34,6 +35,7 @@ from vscale.train.module import VScaleLM
 class VScaleCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True):
         quiet()
+        check_config_files(sys.argv[1:] if args is None else args)
         self._command_line = args is None  # a command-line run may restart itself to pin its CPU kernels
         super().__init__(
             VScaleLM,
