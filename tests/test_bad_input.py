@@ -146,9 +146,11 @@ def test_an_eval_config_that_does_not_parse_is_refused_naming_its_file_and_line(
         eval_main(["run", f"--config={path}"])
 
 
-def test_a_launcher_config_that_does_not_parse_is_refused_in_one_line_naming_its_file_and_line(tmp_path):
+@pytest.mark.parametrize("module, flags", [("vscale.launch", ["--gpus-per-node", "0", "--dry-run"]), ("vscale.prepare", ["--out", "unused"])],
+                         ids=["launcher", "prepare"])
+def test_a_config_of_another_entry_point_that_does_not_parse_is_refused_in_one_line_naming_its_file_and_line(tmp_path, module, flags):
     path = broken_config(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "vscale.launch", "--config", path, "--gpus-per-node", "0", "--dry-run"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", module, "--config", path, *flags], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert re.match(f"error: {names_file_and_line(path)}", done.stderr.strip().splitlines()[-1]), done.stderr
+

@@ -30,9 +30,8 @@ import sys
 from pathlib import Path
 
 import datasets
-import yaml
 
-from vscale.console import OneLineParser, one_line_errors, quiet
+from vscale.console import OneLineParser, one_line_errors, quiet, read_config
 from vscale.data.packing import load_tokenizer, tokenize_documents
 from vscale.data.prepared import FORMAT, META, abandoned_partials, partial_dir, token_dtype, write_splits
 from vscale.data.source import DataSource
@@ -148,7 +147,7 @@ def resolve(args: argparse.Namespace) -> dict:
     if args.config:
         if not args.config.is_file():
             raise PrepareRefused(f"--config {args.config}: no such file.")
-        data = (yaml.safe_load(args.config.read_text()) or {}).get("data") or {}
+        data = (read_config(args.config) or {}).get("data") or {}
     if data.get("messages_field"):
         raise PrepareRefused(f"{args.config}: data.messages_field={data['messages_field']!r}: chat data is not supported by "
                              "prepare yet; train on it directly (it is tokenized in memory at setup).")
