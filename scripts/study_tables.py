@@ -43,12 +43,22 @@ PAPER_03B = (  # docs/method.md §4: the paper's 0.3B at step 20000 (baseline, V
 )
 
 
-def study(record: dict, headlines=HEADLINES) -> str:
+def compared(record: dict, faces) -> list[tuple[str, str]]:
+    """The (metric, noun) faces the study compared."""
+    return [(metric, noun) for metric, noun in faces if any(metric in by_metric for by_metric in record["effects"].values())]
+
+
+def study(record: dict, faces=HEADLINES) -> str:
     """An `eval.py compare` summary: one sentence per face of the sink, what its seeds can resolve, then the table and
     the paired effects."""
-    faces = [(metric, noun) for metric, noun in headlines if any(metric in by_metric for by_metric in record["effects"].values())]
+    faces = compared(record, faces)
     return "\n".join([*(f"**{headline(record, *face)}**" for face in faces), "", " ".join(seeds_needed(record, *face) for face in faces), "",
                       *summary_lines(record)])
+
+
+def headlines(record: dict, faces=HEADLINES) -> str:
+    """A study's sentences alone (the README's short form; the whole block is in the study's own document)."""
+    return "\n".join(f"- {headline(record, *face)}" for face in compared(record, faces)) + "\n"
 
 
 def upgrade(path: Path) -> None:
@@ -117,7 +127,7 @@ def peak_sweep(record: dict) -> str:
     """The sweep of scripts/peak_sweep.py: per variant, its runs' residual peak (median over seeds, with the range and
     the layers it sat in), the seeds reaching 10x, the other faces of the sink, and the steps its growth line predicts."""
     lines = ["| variant | seeds | residual peak, token 0 / early (layer) | seeds >= 10x | token-0 norm | sink alpha | R_GS max | val loss "
-             "| growth per 1k steps | steps to 10x / 100x (fit) |", "|" + " --- |" * 10]
+             "| growth exponent k (ratio ~ step^k) | steps to 10x / 100x (fit) |", "|" + " --- |" * 10]
     for name, v in record["variants"].items():
         runs = list(v["runs"].values())
         layers = ", ".join(str(x) for x in sorted({r["layer"] for r in runs}))
@@ -125,10 +135,10 @@ def peak_sweep(record: dict) -> str:
         lines.append(f"| {name} (`{' '.join(v['overrides']) or 'configs/bb-peak.yaml'}`) | {len(runs)} | {median_cell([r['peak'] for r in runs])} ({layers}) "
                      f"| {sum(r['peak'] >= 10 for r in runs)}/{len(runs)} | {median_cell([r['act/h_out_t0/max'] for r in runs])} "
                      f"| {median_cell([r['sink/alpha/max'] for r in runs])} | {median_cell([r['gsink/ratio/max'] for r in runs])} "
-                     f"| {median_cell([r['val/loss'] for r in runs])} | {median_cell([r['growth']['slope_per_1k'] for r in runs])} | {reach[0]} |")
+                     f"| {median_cell([r['val/loss'] for r in runs])} | {median_cell([r['growth']['exponent'] for r in runs])} | {reach[0]} |")
     return "\n".join([*lines, "", f"(Late window: the median over the last {record['window']:.0%} of each run's logged steps; a cell is the median "
-                                  "over seeds with the range; the fit is a line through the second half of the peak layer's logged ratios, "
-                                  "'-' where it does not rise.)", ""])
+                                  "over seeds with the range; the fit is a power law through the peak layer's logged ratios, its "
+                                  "steps the median over seeds, '-' where it does not rise.)", ""])
 
 
 def _median(values: list, form: str) -> str:
@@ -154,9 +164,9 @@ def peak_layers(kept: Path) -> str:
                                   "tokens' norm is the quotient of the last two.)", ""])
 
 
-RENDER = {"bb-sweep": sweep, "needle-tiny": needle, "bb-peak": partial(study, headlines=PEAK_HEADLINES), "bb-peak-paper": paper,
-          "bb-peak-sweep": peak_sweep}
-RESULT = {"bb-peak-paper": "bb-peak"}
+RENDER = {"bb-sweep": sweep, "needle-tiny": needle, "bb-peak": partial(study, faces=PEAK_HEADLINES), "bb-peak-paper": paper,
+          "bb-peak-headlines": partial(headlines, faces=PEAK_HEADLINES), "bb-peak-sweep": peak_sweep}
+RESULT = {"bb-peak-paper": "bb-peak", "bb-peak-headlines": "bb-peak"}
 """A block rendered from another block's result file."""
 KEPT = {"bb-peak-layers": "bb-peak-runs"}
 """A block rendered from the runs scripts/keep_runs.py kept in docs/results/<dir>."""

@@ -1,5 +1,5 @@
-"""scripts/peak_sweep.py's growth fit: a straight line through the second half of a run's logged ratios, and the
-steps it predicts for each target, checked on points whose line is known."""
+"""scripts/peak_sweep.py's growth fit: a power law through a run's logged ratios, and the steps it predicts for each
+target, checked on points whose law is known."""
 
 import importlib.util
 from pathlib import Path
@@ -12,12 +12,12 @@ peak_sweep = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(peak_sweep)
 
 
-def test_a_line_through_the_second_half_predicts_the_steps_to_each_target():
-    points = [(s, 1.0 if s < 1000 else 2.0 + 0.004 * s) for s in range(49, 2000, 50)]  # the first half is ignored
+def test_a_power_law_predicts_the_steps_to_each_target():
+    points = [(s, 0.1 * s**0.5) for s in range(49, 2000, 50)]  # 10x at step 10^4, 100x at 10^6
     fit = peak_sweep.growth(points)
-    assert fit["slope_per_1k"] == pytest.approx(4.0)
-    assert fit["intercept"] == pytest.approx(2.0)
-    assert fit["steps_to"] == {"10": 2000, "100": 24500}
+    assert fit["exponent"] == pytest.approx(0.5)
+    assert fit["scale"] == pytest.approx(0.1)
+    assert fit["steps_to"] == {"10": 10_000, "100": 1_000_000}
 
 
 def test_a_ratio_that_does_not_rise_predicts_no_step():
