@@ -105,7 +105,8 @@ def paper(record: dict) -> str:
     """The paper's 0.3B table beside a study's, quantity by quantity: each V-scale arm's direction against the baseline
     in the paper (the sign of its change) and in the study (an established direction after correction, else none)."""
     arms = [a for a in ("learned", "backward") if a in record["effects"]]
-    lines = ["| quantity | paper: baseline / V-scale / backward | " + " | ".join(f"here: {record['baseline']} / {a} (95% CI)" for a in arms)
+    lines = ["| quantity | paper: baseline / V-scale / backward | " + " | ".join(f"here: {record['baseline']} median (range); {a}'s effect (95% CI)"
+                                                                          for a in arms)
              + " | " + " | ".join(f"{a}: paper, here, agree" for a in arms) + " |", "|" + " --- |" * (2 + 2 * len(arms))]
     for noun, metric, values in PAPER_03B:
         if not all(metric in record["effects"][a] for a in arms):
@@ -115,7 +116,8 @@ def paper(record: dict) -> str:
             e = stats.Effect(**record["effects"][arm][metric])
             cells.append(f"{median_cell(list(record['arms'][record['baseline']]['late'][metric].values()))}; {e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})")
             said = None if values[i] is None else "lower" if values[i] < values[0] else "higher"
-            verdicts.append(f"{said or '-'}, {e.verdict}, " + ("-" if said is None or e.verdict == "none" else "yes" if said == e.verdict else "no"))
+            here = e.verdict if e.established else f"none ({'lower' if e.estimate < e.null else 'higher'} by estimate)"
+            verdicts.append(f"{said or '-'}, {here}, " + ("-" if said is None or e.verdict == "none" else "yes" if said == e.verdict else "no"))
         shown = " / ".join("-" if v is None else f"{v:g}" for v in values)
         lines.append(f"| {noun} (`{metric}`) | {shown} | " + " | ".join(cells) + " | " + " | ".join(verdicts) + " |")
     return "\n".join([*lines, "", f"(Here: {record['baseline']}'s median over its seeds, then the arm's paired effect against it — a ratio, or a "
