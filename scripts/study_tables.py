@@ -144,10 +144,12 @@ def peak_sweep(record: dict) -> str:
 
 
 def _median(values: list, form: str) -> str:
+    """The median of the values a fit predicted ('-' where most predicted none; past 10^9 steps, said so)."""
     known = sorted(v for v in values if v is not None)
     if len(known) < len(values) / 2 or not known:
         return "-"
-    return form.format(known[len(known) // 2])
+    middle = known[len(known) // 2]
+    return form.format(middle) if middle < 1e9 else "> 1e9"
 
 
 def peak_layers(kept: Path) -> str:
