@@ -63,11 +63,6 @@ def run(out: Path, variant: str, seed: int) -> None:
     subprocess.run([sys.executable, "scripts/keep_runs.py", str(out / variant), "--out", str(KEPT / variant)], check=True)
 
 
-def layer_series(series: dict, quantity: str) -> dict[int, list[tuple[int, float]]]:
-    prefix = f"{quantity}/layer_"
-    return {int(k[len(prefix):]): v for k, v in series.items() if k.startswith(prefix)}
-
-
 def growth(points: list[tuple[int, float]]) -> dict:
     """Log-spaced points of one layer's ratio, and a power law `ratio = c * step^k` fitted to all its logged steps (a
     line in log-log; the ratio's run-to-run noise is too large for a line through its last half), with the steps it
@@ -87,11 +82,11 @@ def run_summary(run_dir: Path) -> dict:
     from vscale.train.loggers import read_metrics
 
     series = read_metrics(run_dir)
-    per_layer = {layer: late.late_median(points) for layer, points in layer_series(series, PEAK).items()}
+    per_layer = late.layer_medians(series, PEAK)
     layer = max(per_layer, key=per_layer.get)
     return {"peak": per_layer[layer], "layer": layer, "per_layer": per_layer,
             **{name: late.late_value(series, name) for name in OTHERS},
-            "growth": growth(layer_series(series, PEAK)[layer])}
+            "growth": growth(series[f"{PEAK}/layer_{layer}"])}
 
 
 def summary() -> dict:

@@ -127,17 +127,17 @@ def paper(record: dict) -> str:
 
 def peak_sweep(record: dict) -> str:
     """The sweep of scripts/peak_sweep.py: per variant, its runs' residual peak (median over seeds, with the range and
-    the layers it sat in), the seeds reaching 10x, the other faces of the sink, and the steps its growth line predicts."""
+    the layers it sat in), the seeds reaching 10x, the other faces of the sink, and the steps its fitted power law predicts."""
     lines = ["| variant | seeds | residual peak, token 0 / early (layer) | seeds >= 10x | token-0 norm | sink alpha | R_GS max | val loss "
              "| growth exponent k (ratio ~ step^k) | steps to 10x / 100x (fit) |", "|" + " --- |" * 10]
     for name, v in record["variants"].items():
         runs = list(v["runs"].values())
         layers = ", ".join(str(x) for x in sorted({r["layer"] for r in runs}))
-        reach = [" / ".join(_median([r["growth"]["steps_to"][str(t)] for r in runs], "{:.0f}") for t in record["targets"])]
+        reach = " / ".join(_median([r["growth"]["steps_to"][str(t)] for r in runs], "{:.0f}") for t in record["targets"])
         lines.append(f"| {name} (`{' '.join(v['overrides']) or 'configs/bb-peak.yaml'}`) | {len(runs)} | {median_cell([r['peak'] for r in runs])} ({layers}) "
                      f"| {sum(r['peak'] >= 10 for r in runs)}/{len(runs)} | {median_cell([r['act/h_out_t0/max'] for r in runs])} "
                      f"| {median_cell([r['sink/alpha/max'] for r in runs])} | {median_cell([r['gsink/ratio/max'] for r in runs])} "
-                     f"| {median_cell([r['val/loss'] for r in runs])} | {median_cell([r['growth']['exponent'] for r in runs])} | {reach[0]} |")
+                     f"| {median_cell([r['val/loss'] for r in runs])} | {median_cell([r['growth']['exponent'] for r in runs])} | {reach} |")
     return "\n".join([*lines, "", f"(Late window: the median over the last {record['window']:.0%} of each run's logged steps; a cell is the median "
                                   "over seeds with the range; the fit is a power law through the peak layer's logged ratios, its "
                                   "steps the median over seeds, '-' where it does not rise.)", ""])
@@ -159,8 +159,7 @@ def peak_layers(kept: Path) -> str:
              "after it | largest ratio (layer) |", "|" + " --- |" * 6]
     for run in sorted(kept.glob("off-seed*"), key=lambda r: int(r.name.removeprefix("off-seed"))):
         series = read_metrics(run)
-        at = {q: {int(k.rsplit("_", 1)[1]): late.late_median(v) for k, v in series.items() if k.startswith(f"{q}/layer_")}
-              for q in ("act/r_mlp_t0", "act/h_out_t0", "act/h_out_ratio")}
+        at = {q: late.layer_medians(series, q) for q in ("act/r_mlp_t0", "act/h_out_t0", "act/h_out_ratio")}
         block, top = max(at["act/r_mlp_t0"], key=at["act/r_mlp_t0"].get), max(at["act/h_out_ratio"], key=at["act/h_out_ratio"].get)
         t0, ratio = at["act/h_out_t0"][block], at["act/h_out_ratio"][block]
         lines.append(f"| {run.name} | {block} | {t0:.0f} | {t0 / ratio:.0f} | {ratio:.2f} | {at['act/h_out_ratio'][top]:.2f} ({top}) |")

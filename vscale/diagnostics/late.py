@@ -23,14 +23,21 @@ def late_median(points: list[tuple[int, float]], window: float = WINDOW) -> floa
     return float(np.median(values[-max(1, math.ceil(window * len(values))):]))
 
 
+def layer_medians(series: dict[str, list[tuple[int, float]]], quantity: str, window: float = WINDOW) -> dict[int, float]:
+    """{layer: late median} of a per-layer quantity's `<quantity>/layer_<l>` columns, in layer order (layers with no
+    finite value left out)."""
+    found = {int(m.group(1)): points for k, points in series.items()
+             if k.startswith(f"{quantity}/layer_") and (m := LAYER.search(k))}
+    return {layer: v for layer in sorted(found) if (v := late_median(found[layer], window)) is not None}
+
+
 def late_value(series: dict[str, list[tuple[int, float]]], name: str, window: float = WINDOW) -> float | None:
     """A metric's late-window value in one run. For `<quantity>/<mean|median|max|min|iqr>` of a per-layer
     quantity: each layer's late median first, then that aggregate over the layers; otherwise the
     metric's own late median. None where the run did not log it."""
     base, _, aggregate = name.rpartition("/")
-    layers = sorted((k for k in series if k.startswith(f"{base}/layer_")), key=lambda k: int(LAYER.search(k).group(1)))
-    if aggregate in AGGREGATES and layers:
-        per_layer = [v for v in (late_median(series[k], window) for k in layers) if v is not None]
+    if aggregate in AGGREGATES and any(k.startswith(f"{base}/layer_") for k in series):
+        per_layer = list(layer_medians(series, base, window).values())
         return float(AGGREGATES[aggregate](per_layer)) if per_layer else None
     return late_median(series[name], window) if name in series else None
 
