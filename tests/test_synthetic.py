@@ -2,7 +2,9 @@
 the task's rules and statistics checked by independent counting, its loss breakdown against a hand
 computation, and the data module and CLI that serve it, resume included."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,19 +35,11 @@ def test_a_row_is_a_function_of_seed_stream_and_position_only():
     assert not torch.equal(forward, rows(6, stream=VAL_STREAM))
 
 
-def token_at_a_time(task: BigramBackcopy, seq_len: int, seed: int, stream: int, index: int) -> list[int]:
-    """The task's definition read literally: each token drawn from its predecessor's transition row by inverse CDF
-    (np.searchsorted), or copied after a trigger. Rows generated before the batched generator were made this way."""
-    import numpy as np
-
-    u = np.random.default_rng([seed, stream, index]).random(seq_len)
-    cdf = task.transitions[:, :-1].numpy().cumsum(1)
-    cdf[:, -1] = 1.0
-    ids, prev = ([task.bos_id] if task.bos else []), task.bos_id
-    for t in range(len(ids), seq_len):
-        ids.append(ids[t - 2] if prev < task.triggers else int(np.searchsorted(cdf[prev], u[t], side="right")))
-        prev = ids[t]
-    return ids
+spec = importlib.util.spec_from_file_location("synthetic_rows", Path(__file__).resolve().parents[1] / "benchmarks" / "synthetic_rows.py")
+synthetic_rows = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(synthetic_rows)
+token_at_a_time = synthetic_rows.token_at_a_time
+"""The task's definition read literally, one token at a time (benchmarks/synthetic_rows.py times it against the batch)."""
 
 
 @pytest.mark.parametrize("task", [TASK, BigramBackcopy(bos=False, triggers=1, trigger_rate=0.5)], ids=["bos", "no-bos"])
