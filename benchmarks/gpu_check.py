@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from vscale.diagnostics.late import late_median
 from vscale.eval.curves import training_curves
 from vscale.model import ARMS, MODES, apply_interventions, build_config, build_model
+from vscale.runs import read_metrics
+from vscale.runs.late import late_median
 from vscale.train.callbacks.throughput import flops_per_micro_batch
-from vscale.train.loggers import read_metrics
 from vscale.train.optim import build_optimizer
 from vscale.train.peaks import device_peak
 

@@ -42,8 +42,7 @@ def run(out: Path, variant: str, dispatch: str, seed: int) -> None:
 
 
 def summary(out: Path, dispatches: list[str]) -> dict:
-    from vscale.diagnostics import late
-    from vscale.train.loggers import read_metrics
+    from vscale.runs import late, read_metrics
 
     table = {}
     for variant in VARIANTS:

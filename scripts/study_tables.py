@@ -17,11 +17,10 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from vscale.diagnostics import late
 from vscale.eval import stats
 from vscale.eval.compare import analysis, headline, median_cell, seeds_needed, summary_lines
 from vscale.eval.needle import KINDS
-from vscale.train.loggers import read_metrics
+from vscale.runs import late, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/bb.md", "docs/bb-peak.md", "docs/method.md")

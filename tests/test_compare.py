@@ -11,7 +11,7 @@ import pytest
 from vscale.eval import cli as eval_cli
 from vscale.eval import runs
 from vscale.eval.compare import analysis, comparisons, headline, seeds_needed, summary_lines
-from vscale.train.loggers import read_metrics
+from vscale.runs import read_metrics
 
 STEPS = [9, 19, 29]
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import train
 
-from vscale.diagnostics import late
-from vscale.train.loggers import read_metrics
+from vscale.runs import late, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("keep_runs", ROOT / "scripts" / "keep_runs.py")

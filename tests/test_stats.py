@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
-from vscale.diagnostics import late
+from vscale.runs import late
 from vscale.eval import stats
 
 

@@ -7,7 +7,7 @@ import wandb
 from conftest import train
 
 from vscale.eval import cli as eval_cli
-from vscale.train.config import wandb_offline
+from vscale.runs import wandb_offline
 
 
 @pytest.fixture

@@ -13,12 +13,11 @@ from itertools import combinations
 from pathlib import Path
 
 from vscale.cli_values import Strings, as_list
-from vscale.diagnostics import late
 from vscale.diagnostics.figures import layer_profile
+from vscale.errors import ConfigError
 from vscale.eval import runs, stats
 from vscale.eval.curves import paired_effects, training_curves
-from vscale.train.loggers import Series, read_metrics
-from vscale.errors import ConfigError
+from vscale.runs import Series, late, read_metrics, seed_of
 
 CURVES = ["train/loss", "val/loss", "sink/alpha/max", "sink/rate/mean", "gsink/ratio/median", "gsink/ratio/max", "act/v_ratio/mean",
           "act/h_out_ratio/max"]
@@ -90,7 +89,7 @@ def late_by_seed(members: list[Path], series: list[Series], metric: str, window:
     for path, s in zip(members, series):
         value = late.late_value(s, metric, window)
         if value is not None:
-            seed = runs.seed_of(path)
+            seed = seed_of(path.name)
             out[str(seed) if seed is not None else path.name] = value
     return out
 

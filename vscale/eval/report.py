@@ -6,7 +6,7 @@ import math
 import wandb
 
 from vscale.eval.needle import KINDS
-from vscale.train.config import wandb_offline
+from vscale.runs import wandb_offline
 
 FULL = "full"  # vscale.eval.measure.FULL, not imported: the report needs no model code
 

@@ -1,7 +1,7 @@
 """`eval.py compare`: training runs grouped into arms (the seeds of one configuration), every
 metric as mean ± std over an arm's seeds, by step and at the end of training, from each run's
 metrics.csv. An arm is a run directory's name minus its `-seed<N>` suffix (`off`, `learned`,
-`gated-off`, ...; see `RunConfig.run_name`), or an explicit label. `eval.py run` pools the
+`gated-off`, ...; see `vscale.runs.identity`), or an explicit label. `eval.py run` pools the
 measurements of an arm's checkpoints the same way (`checkpoint_arms`, `pool`)."""
 
 import glob
@@ -10,25 +10,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vscale.diagnostics import late
 from vscale.errors import ConfigError
-from vscale.train.loggers import Series
+from vscale.runs import Series, arm_of, late
 
-SEED_SUFFIX = re.compile(r"-seed(\d+)$")
 PROFILE = (("sink/alpha", "attention to token 0 (alpha)"), ("gsink/ratio", "gradient-sink ratio R_GS"),
            ("act/v_ratio", "value norm, token 0 / early"), ("act/h_out_ratio", "h_out, token 0 / early"))
 """Panels of the per-layer profile at the end of training: (metric, title)."""
-
-
-def seed_of(run_dir: Path) -> int | None:
-    """The seed in the run directory's `-seed<N>` suffix, which pairs runs of two arms; None without one."""
-    match = SEED_SUFFIX.search(Path(run_dir).name)
-    return int(match.group(1)) if match else None
-
-
-def arm_of(run_dir: Path) -> str:
-    """The run directory's name minus its `-seed<N>` suffix."""
-    return SEED_SUFFIX.sub("", Path(run_dir).name)
 
 
 def expand(runs: list[str]) -> list[Path]:
@@ -54,7 +41,7 @@ def checkpoint_arms(ckpts: list[str], labels: list[str], labelled: bool) -> dict
     for ckpt, label in zip(ckpts, labels):
         path = Path(ckpt)
         name = label if labelled else path.parent.parent.name if path.parent.name == "checkpoints" else path.name
-        arms.setdefault(SEED_SUFFIX.sub("", name), []).append(label)
+        arms.setdefault(arm_of(name), []).append(label)
     return arms
 
 
@@ -84,7 +71,7 @@ BASELINES = ("off", "softmax")
 def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[Path]]:
     """{arm: its runs}, a baseline arm (`BASELINES`) first, the others in order of first appearance. `labels` names the arm of each run (runs sharing a
     label are pooled), or renames the default arms (run name minus `-seed<N>`) in their order."""
-    arms = [arm_of(r) for r in runs]
+    arms = [arm_of(Path(r).name) for r in runs]
     default = list(dict.fromkeys(arms))
     if labels is not None:
         if len(labels) == len(runs):

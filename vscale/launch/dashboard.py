@@ -23,8 +23,7 @@ import wandb_workspaces.workspaces as ws
 
 from vscale.console import OneLineParser, one_line_errors
 from vscale.errors import MissingInput
-from vscale.train.config import wandb_offline
-from vscale.train.loggers import read_metrics
+from vscale.runs import read_metrics, wandb_offline
 
 SECTIONS = (("Loss", ("train/loss", "val/", "lr-", "train/skipped")), ("Attention sink", ("sink/",)), ("Gradient sink", ("gsink/",)),
             ("Activations", ("act/", "reshape/")), ("V-scale lambda", ("vscale/",)),

@@ -31,7 +31,8 @@ import yaml
 
 from vscale.console import OneLineParser, read_config
 from vscale.model import ARMS, MODES
-from vscale.train.config import RunConfig, accumulation
+from vscale.runs import RunConfig, RunId
+from vscale.runs.steps import accumulation
 
 REPO = Path(__file__).resolve().parents[2]  # where train.py is; every job runs there (--chdir)
 # train.py flags the launcher sets itself, and the launcher flag to use instead
@@ -127,8 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     p, args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     # Every check runs before the first submission, so bad input never leaves half a sweep queued.
     template, run, overrides = check(p, args, overrides)
-    jobs = [(REPO / run.run_dir(mode, seed, attention), script(p, template, run, args, overrides, attention, mode, seed))
-            for attention, mode, seed in product(dict.fromkeys(args.attention), dict.fromkeys(args.modes), dict.fromkeys(args.seeds))]
+    ids = [run.identity(mode, seed, attention)
+           for attention, mode, seed in product(dict.fromkeys(args.attention), dict.fromkeys(args.modes), dict.fromkeys(args.seeds))]
+    jobs = [(REPO / run_id.dir, script(p, template, run_id, args, overrides)) for run_id in ids]
     if not (args.dry_run or args.local) and shutil.which("sbatch") is None:
         p.error("sbatch is not on PATH: run on a Slurm login node, or add --dry-run to print the scripts")
     prepared = config_section(args.config, overrides, "data").get("prepared")
@@ -203,15 +205,15 @@ def check_batch(p: argparse.ArgumentParser, args: argparse.Namespace, overrides:
             f"x accumulate_grad_batches {accumulate} (derived) = {batch * devices * accumulate} rows per optimizer step")
 
 
-def script(p: argparse.ArgumentParser, template: Path, run: RunConfig, args: argparse.Namespace, overrides: list[str],
-           attention: str, mode: str, seed: int) -> str:
+def script(p: argparse.ArgumentParser, template: Path, run_id: RunId, args: argparse.Namespace, overrides: list[str]) -> str:
     """The sbatch script of one job, checked to give Slurm and the trainer the same nodes and devices."""
     devices = args.gpus_per_node or 1
     values = dict(
-        job_name=f"{run.experiment}-{run.run_name(mode, seed, attention)}", nodes=args.nodes, devices=devices,
+        job_name=f"{run_id.experiment}-{run_id.name}", nodes=args.nodes, devices=devices,
         gpus_per_node=args.gpus_per_node or None, cpus_per_task=args.cpus_per_task, mem=args.mem,
-        time=args.time, partition=args.partition, account=args.account, run_dir=REPO / run.run_dir(mode, seed, attention), repo=REPO,
-        config=shlex.quote(str(args.config.resolve())), attention=attention, mode=mode, seed=seed, overrides=shlex.join(overrides),
+        time=args.time, partition=args.partition, account=args.account, run_dir=REPO / run_id.dir, repo=REPO,
+        config=shlex.quote(str(args.config.resolve())), attention=run_id.attention, mode=run_id.mode, seed=run_id.seed,
+        overrides=shlex.join(overrides),
     )  # jobs run in REPO: a relative run.root is relative to it
     try:
         text = render(template.read_text(), values)

@@ -1,4 +1,4 @@
-"""`train.py`: LightningCLI over VScaleLM and PackedTextData, with the run layout of RunConfig.
+"""`train.py`: LightningCLI over VScaleLM and PackedTextData, with the run layout of `vscale.runs`.
 
 A run directory holds config.yaml, metrics.csv, checkpoints/ (last.ckpt and periodic ones) and,
 when enabled, wandb/. Resume with `--ckpt_path last`. Every run gets, besides the configured
@@ -8,13 +8,12 @@ crash loses at most the steps since the last checkpoint. A run directory that al
 checkpoints is continued with `--ckpt_path last` and never trained over from scratch.
 """
 
-import re
 import sys
+from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar, ThroughputMonitor
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelSummary, ProgressBar, ThroughputMonitor
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
@@ -24,15 +23,20 @@ from vscale.data import PackedTextData
 from vscale.errors import ConfigError
 from vscale.model import check_model
 from vscale.model.fsdp import keep_vscale_float32
+from vscale.runs import RunConfig, RunId
+from vscale.runs.steps import accumulation, val_check_interval
 from vscale.train import cpu
 from vscale.train.callbacks import Diagnostics, Preemption, RunCheckpoint, RunModelSummary, StepProgressBar, Throughput
 from vscale.train.checkpoint import AtomicCheckpointIO
-from vscale.train.config import RunConfig, accumulation, check_run_dir, val_check_interval, wandb_offline, wandb_run_id
-from vscale.train.loggers import ResumableCSVLogger, close
+from vscale.train.config import check_run_dir
+from vscale.train.loggers import close, run_loggers
 from vscale.train.module import VScaleLM
 
 
 class VScaleCLI(LightningCLI):
+    run_id: RunId
+    """The run's identity, computed from its config before the model and trainer are built."""
+
     def __init__(self, args=None, run: bool = True):
         quiet()
         check_config_files(sys.argv[1:] if args is None else args)
@@ -63,9 +67,11 @@ class VScaleCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        """Before anything computes: the CPU kernels of `run.cpu_capability` (`vscale.train.cpu`)."""
+        """Before anything computes: the CPU kernels of `run.cpu_capability` (`vscale.train.cpu`), and the run's
+        identity, which names its directory, its wandb run and its arm."""
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         cpu.pin(cfg["run"]["cpu_capability"], may_restart=self._command_line)
+        self.run_id = RunConfig(**cfg["run"].as_dict()).identity(cfg["model"]["vscale"], cfg["seed_everything"], cfg["model"]["attention"])
 
     def _config(self):
         """The instantiated config of this command (`fit`), or the whole one without a subcommand (run=False)."""
@@ -73,61 +79,26 @@ class VScaleCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         cfg = self._config()
-        run: RunConfig = cfg["run"]
-        mode, seed, attention = self.model.hparams.vscale, cfg["seed_everything"], self.model.hparams.attention
-        run_dir = run.run_dir(mode, seed, attention)
+        run_dir = self.run_id.dir
         cfg["ckpt_path"] = check_run_dir(run_dir, cfg.get("ckpt_path"))
-        loggers = [ResumableCSVLogger(save_dir=run_dir, name="", version="")]
-        if run.wandb:
-            loggers.append(
-                WandbLogger(
-                    project=run.wandb_project,
-                    entity=run.wandb_entity,
-                    group=run.experiment,
-                    name=f"{run.experiment}/{run.run_name(mode, seed, attention)}",
-                    tags=[f"vscale={mode}", f"attention={attention}", f"seed={seed}", *run.wandb_tags],
-                    save_dir=str(run_dir),
-                    offline=wandb_offline(),
-                    id=wandb_run_id(run_dir),
-                    resume="allow",
-                )
-            )
-            loggers[-1]._wandb_init.pop("anonymous")  # Lightning always passes it; wandb warns that it has no effect
-        configured = cfg["trainer"].get("callbacks") or []
-        if any(isinstance(c, Diagnostics) for c in configured):
-            raise ConfigError("trainer.callbacks lists vscale.train.callbacks.Diagnostics: configure it under diagnostics: "
-                              "(every_n_steps, profile_figure; every run has it) and remove it from trainer.callbacks.")
-        wants_bar = cfg["trainer"].get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured)
-        wants_summary = cfg["trainer"].get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in configured)
-        callbacks = [
-            RunCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                filename="step{step:07d}",
-                auto_insert_metric_name=False,
-                every_n_train_steps=run.ckpt_every,
-                save_top_k=-1,
-            ),
-            LearningRateMonitor(logging_interval="step"),
-            *([] if any(isinstance(c, Preemption) for c in configured) else [Preemption()]),
-            *([] if any(isinstance(c, ThroughputMonitor) for c in configured) else [Throughput()]),
-            *([StepProgressBar()] if wants_bar else []),
-            *([RunModelSummary()] if wants_summary else []),
-            *configured,
-        ]
-        plugins = [*(cfg["trainer"].get("plugins") or []), AtomicCheckpointIO()]
-        if SLURMEnvironment.detect():  # Preemption handles the signals, not Lightning's auto-requeue
-            plugins.append(SLURMEnvironment(auto_requeue=False))
         trainer = super().instantiate_trainer(
-            logger=loggers, callbacks=callbacks, plugins=plugins, default_root_dir=str(run_dir),
+            logger=run_loggers(cfg["run"], self.run_id), callbacks=run_callbacks(cfg["run"], run_dir, cfg["trainer"]),
+            plugins=run_plugins(cfg["trainer"]), default_root_dir=str(run_dir),
             enable_model_summary=False,  # the summary is RunModelSummary's; Lightning would only say it adds none
             **kwargs,
         )
         if isinstance(trainer.strategy, FSDPStrategy):
             trainer.strategy.mixed_precision = keep_vscale_float32(trainer.strategy.mixed_precision_config)
-        data = self.datamodule.hparams
-        trainer.accumulate_grad_batches = accumulation(data.global_batch, data.batch_size, trainer.world_size, trainer.accumulate_grad_batches)
-        trainer.val_check_interval = val_check_interval(run.val_every_n_steps, trainer.accumulate_grad_batches, cfg["trainer"].get("val_check_interval"))
+        self._set_steps(trainer)
         return trainer
+
+    def _set_steps(self, trainer) -> None:
+        """The accumulation `data.global_batch` asks for and the validation interval `run.val_every_n_steps` asks for,
+        in micro-batches, once the trainer knows its device count."""
+        cfg, data = self._config(), self.datamodule.hparams
+        trainer.accumulate_grad_batches = accumulation(data.global_batch, data.batch_size, trainer.world_size, trainer.accumulate_grad_batches)
+        trainer.val_check_interval = val_check_interval(cfg["run"].val_every_n_steps, trainer.accumulate_grad_batches,
+                                                        cfg["trainer"].get("val_check_interval"))
 
     def before_fit(self) -> None:
         data, trainer = self.datamodule.hparams, self.trainer
@@ -146,16 +117,49 @@ class VScaleCLI(LightningCLI):
             logger.log_hyperparams({"effective_global_batch": rows, "effective_accumulate_grad_batches": trainer.accumulate_grad_batches,
                                     "world_size": trainer.world_size, **self._arm(), **cpu.description()})
 
-
     def _arm(self) -> dict:
         """The config fields that define an arm, top-level (wandb groups and dashboards group runs by them)."""
-        run, hp = self._config()["run"], self.model.hparams
-        name = run.run_name(hp.vscale, self._config()["seed_everything"], hp.attention)
         size = sum(p.numel() for p in self.model.model.parameters())
-        return {"experiment": run.experiment, "arm": re.sub(r"-seed\d+$", "", name), "model_size": size}
+        return {"experiment": self.run_id.experiment, "arm": self.run_id.arm, "model_size": size}
 
     def after_fit(self) -> None:
         close(self.trainer.loggers)
+
+
+def run_callbacks(run: RunConfig, run_dir: Path, trainer: dict) -> list[Callback]:
+    """Every run's callbacks (periodic checkpoints, the learning rate, preemption, throughput, the step progress bar and
+    model summary unless turned off), each left out where `trainer.callbacks` configures its kind, then those."""
+    configured = trainer.get("callbacks") or []
+    if any(isinstance(c, Diagnostics) for c in configured):
+        raise ConfigError("trainer.callbacks lists vscale.train.callbacks.Diagnostics: configure it under diagnostics: "
+                          "(every_n_steps, profile_figure; every run has it) and remove it from trainer.callbacks.")
+    has = lambda kind: any(isinstance(c, kind) for c in configured)
+    wants_bar = trainer.get("enable_progress_bar") is not False and not has(ProgressBar)
+    wants_summary = trainer.get("enable_model_summary") is not False and not has(ModelSummary)
+    return [
+        RunCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="step{step:07d}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=run.ckpt_every,
+            save_top_k=-1,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+        *([] if has(Preemption) else [Preemption()]),
+        *([] if has(ThroughputMonitor) else [Throughput()]),
+        *([StepProgressBar()] if wants_bar else []),
+        *([RunModelSummary()] if wants_summary else []),
+        *configured,
+    ]
+
+
+def run_plugins(trainer: dict) -> list:
+    """The configured plugins, atomic checkpoint writes, and on Slurm its environment without Lightning's auto-requeue
+    (Preemption handles the signals)."""
+    plugins = [*(trainer.get("plugins") or []), AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
 
 
 def main(args=None) -> VScaleCLI:

@@ -1,4 +1,5 @@
-"""A CSV logger whose metrics.csv survives restarts of the same run, one row per step.
+"""The loggers of a run: a CSV logger whose metrics.csv survives restarts of the same run, one row per step, and
+wandb when `run.wandb` is on, both named by the run's identity.
 
 Lightning's CSVLogger deletes an existing metrics.csv. Here the rows of earlier segments are
 kept, and the rows of steps that a resumed run does again (those after its checkpoint) are
@@ -9,15 +10,16 @@ rate, the diagnostics, the loss) share that step's row.
 import csv
 import json
 import sys
+import uuid
 from pathlib import Path
 
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from vscale.diagnostics.late import late_summary
-from vscale.errors import MissingInput
+from vscale.runs import RunConfig, RunId, read_metrics, wandb_offline
+from vscale.runs.late import late_summary
 
 
 class _ContinuingWriter(ExperimentWriter):
@@ -67,24 +69,43 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
-Series = dict[str, list[tuple[int, float]]]
-"""One run's metrics.csv: {name: [(step, value), ...]}."""
 TIMING = ("per_sec", "train/time", "mfu", "/batches", "/samples", "/lengths", "epoch")
 """Wall-clock and counter columns, which a late-window median does not summarise."""
 
 
-def read_metrics(run_dir: Path) -> Series:
-    """A run's metrics.csv as {name: [(step, value), ...]}."""
-    path = Path(run_dir) / "metrics.csv"
-    if not path.is_file():
-        raise MissingInput(f"{run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>).")
-    series: Series = {}
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            for name, value in row.items():
-                if value and name not in ("step", "epoch"):
-                    series.setdefault(name, []).append((int(row["step"]), float(value)))
-    return series
+def run_loggers(run: RunConfig, run_id: RunId) -> list[Logger]:
+    """metrics.csv in the run directory; with `run.wandb`, a wandb run grouped by experiment and tagged with the mode,
+    attention arm and seed, resumed under the same id when the run is."""
+    loggers: list[Logger] = [ResumableCSVLogger(save_dir=run_id.dir, name="", version="")]
+    if run.wandb:
+        loggers.append(
+            WandbLogger(
+                project=run.wandb_project,
+                entity=run.wandb_entity,
+                group=run_id.experiment,
+                name=f"{run_id.experiment}/{run_id.name}",
+                tags=[f"vscale={run_id.mode}", f"attention={run_id.attention}", f"seed={run_id.seed}", *run.wandb_tags],
+                save_dir=str(run_id.dir),
+                offline=wandb_offline(),
+                id=wandb_run_id(run_id.dir),
+                resume="allow",
+            )
+        )
+        loggers[-1]._wandb_init.pop("anonymous")  # Lightning always passes it; wandb warns that it has no effect
+    return loggers
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The run's wandb id, kept in the run directory so a restarted or requeued run logs into
+    the same wandb run; created by rank 0 on first use."""
+    path = run_dir / "wandb_id"
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id)
+    return run_id
 
 
 def close(loggers) -> None:
