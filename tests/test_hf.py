@@ -1,6 +1,7 @@
 """apply_vscale on real transformers models: Llama and Qwen3, MHA and GQA (docs/method.md §2)."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -178,6 +179,17 @@ def test_non_pre_norm_model_is_refused():
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
     with pytest.raises(ValueError, match="pre-norm RMSNorm.*model_type='gpt2'"):
         apply_vscale(gpt2, "learned")
+
+
+def test_a_non_pre_norm_checkpoint_is_refused_as_its_config_is_read(tmp_path):
+    from transformers import GPT2Config
+
+    from vscale.model import build_config
+
+    GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50).save_pretrained(tmp_path)
+    refusal = rf"model.pretrained={re.escape(repr(str(tmp_path)))} must be a pre-norm RMSNorm decoder.*model_type='gpt2'"
+    with pytest.raises(ValueError, match=refusal):
+        build_config(None, str(tmp_path))
 
 
 @pytest.mark.parametrize("mode", ["on", "Learned", ""])

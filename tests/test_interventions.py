@@ -11,7 +11,7 @@ from conftest import metrics, save_tiny_pretrained, tiny_model, train
 
 from vscale import diagnose
 from vscale.model import apply_interventions, attention_arm, decoder_layers, from_pretrained, save_pretrained
-from vscale.model.interventions import ARMS
+from vscale.model.interventions import ARMS, Arm
 
 ARCHS = [("llama", 4), ("llama", 2), ("qwen3", 4), ("qwen3", 2), ("mistral", 2), ("qwen2", 4)]
 T = 40  # at least the diagnostics' window (32 tokens)
@@ -322,3 +322,32 @@ def test_unknown_arm_is_refused(value):
 
     with pytest.raises(ValueError, match="unknown attention arm.*choose one of softmax, gated, sink_logit, softpick, kv_bias, diff"):
         VScaleLM(model_config={"model_type": "llama", "vocab_size": 97}, attention=value)
+
+
+def test_every_arm_implements_the_arm_interface_and_none_extends_another():
+    assert {name: cls.__bases__ for name, cls in ARMS.items()} == {name: (Arm,) for name in ARMS}
+
+
+def test_an_arm_without_its_token0_weights_cannot_be_made():
+    """The diagnostics read every arm's own weights on token 0: an arm must say what they are."""
+
+    class Unmeasured(Arm):
+        name = "unmeasured"
+
+        @classmethod
+        def build(cls, config, layer_index):
+            return cls()
+
+        def forward(self, module, query, key, value, attention_mask, kernel, **kwargs):
+            return kernel(module, query, key, value, attention_mask, **kwargs)
+
+    with pytest.raises(TypeError, match="token0"):
+        Unmeasured()
+
+
+def test_an_arm_and_vscale_switch_the_model_to_the_pipeline_once(monkeypatch):
+    model = tiny_model()
+    switched, switch = [], model.set_attn_implementation
+    monkeypatch.setattr(model, "set_attn_implementation", lambda name: switched.append(name) or switch(name))
+    apply_interventions(model, "learned", "gated")
+    assert switched == ["vscale_sdpa"]

@@ -6,22 +6,25 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from vscale.errors import ConfigError
 from vscale.hub import from_hub
-
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
-"""Pre-norm RMSNorm decoders (method §1) whose attention goes through transformers' function registry."""
+from vscale.model.checks import SUPPORTED_MODEL_TYPES, check_model
 
 
 def build_config(model_config: dict | None, pretrained: str | None):
     """The model's config, from a dict (`model_type` plus its fields) or a pretrained model's
-    config.json: read before any weights, so every check runs first."""
+    config.json: read before any weights, so every check runs first. Its model type is checked
+    here, where it enters: a dict's before transformers is asked for the type, a checkpoint's once read."""
     if (model_config is None) == (pretrained is None):
-        raise ConfigError("model: give exactly one of model.model_config (a dict with model_type, e.g. llama) or model.pretrained (a local directory or hub name).")
+        raise ConfigError("model: give exactly one of model.model_config (a dict with model_type, e.g. llama) "
+                          "or model.pretrained (a local directory or hub name).")
     if pretrained is not None:
-        return from_hub(AutoConfig.from_pretrained, pretrained, "model.pretrained")
+        config = from_hub(AutoConfig.from_pretrained, pretrained, "model.pretrained")
+        check_model(config, f"model.pretrained={pretrained!r}")
+        return config
     fields = dict(model_config)
     model_type = fields.pop("model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(f"model.model_config.model_type={model_type!r}: choose one of {', '.join(SUPPORTED_MODEL_TYPES)} (pre-norm RMSNorm decoders).")
+        raise ConfigError(f"model.model_config.model_type={model_type!r}: choose one of "
+                          f"{', '.join(SUPPORTED_MODEL_TYPES)} (pre-norm RMSNorm decoders).")
     return AutoConfig.for_model(model_type, **fields)
 
 

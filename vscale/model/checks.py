@@ -2,10 +2,12 @@
 module's constructor, or a public `apply_*` call), before any compute; the code below trusts them."""
 
 from vscale.errors import ConfigError
-from vscale.model.build import SUPPORTED_MODEL_TYPES
 from vscale.model.interventions import ARMS, check_attention
 from vscale.model.interventions.value_scale import check_mode
 from vscale.model.pipeline import PREFIX
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+"""Pre-norm RMSNorm decoders (method §1) whose attention goes through transformers' function registry."""
 
 
 def check_model(config, who: str = "the model", tokenizer=None, tokenizer_field: str = "data.tokenizer",
@@ -35,13 +37,19 @@ def check_model(config, who: str = "the model", tokenizer=None, tokenizer_field:
 
 def check_interventions(config, vscale: str | None = None, lam: float = 1.0, attention: str | None = None,
                         kernel: str | None = None, who: str = "the model") -> None:
-    """The model of `config` can take the interventions asked: V-scale `vscale` with lambda `lam`
-    and the attention arm `attention` (None: not asked) on the attention kernel `kernel` (default:
-    the config's own)."""
+    """A model that exists (`apply_*`, the config of `config`) can take the interventions asked:
+    it is a model `check_model` accepts, and `check_asked` holds."""
+    check_model(config, who)
+    check_asked(config, vscale, lam, attention, kernel)
+
+
+def check_asked(config, vscale: str | None = None, lam: float = 1.0, attention: str | None = None,
+                kernel: str | None = None) -> None:
+    """V-scale `vscale` with lambda `lam` and the attention arm `attention` (None: not asked) on the
+    attention kernel `kernel` (default: the config's own), for a config already checked to be a
+    supported decoder (`check_model`, or `build_config`'s, which checks it where it enters)."""
     if vscale is not None:
         check_mode(vscale, lam)
     if attention is not None:
         check_attention(attention)
-    check_model(config, who)
-    if attention is not None:
         ARMS[attention].check(config, kernel or config._attn_implementation.removeprefix(PREFIX))

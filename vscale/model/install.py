@@ -9,22 +9,17 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from vscale.model.checks import check_interventions
-from vscale.model.interventions import ARMS
+from vscale.model.interventions import ARMS, Arm
 from vscale.model.interventions.value_scale import SIGMA, VScale
 from vscale.model.pipeline import decoder_layers, route_through_pipeline, unroute
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def install_vscale(model: PreTrainedModel, mode: str, lam: float = 1.0, sigma: float = SIGMA) -> None:
-    """V-scale in every layer (replacing any), trusting `mode` and `lam` to be checked."""
-    config, device = model.config, _device(model)
+def _install_vscale(model: PreTrainedModel, mode: str, lam: float, sigma: float) -> None:
+    """V-scale in every layer, replacing any."""
+    config, device = model.config, next(model.parameters()).device
     for layer in decoder_layers(model):
         attn = layer.self_attn
         attn.vscale = VScale(mode, config.num_key_value_heads, config.hidden_size, attn.head_dim, lam, sigma).to(device)
-    route_through_pipeline(model)
 
 
 def _remove_arm(attn: nn.Module) -> None:
@@ -33,8 +28,8 @@ def _remove_arm(attn: nn.Module) -> None:
         del attn.arm
 
 
-def install_attention(model: PreTrainedModel, attention: str) -> None:
-    """The arm `attention` in every layer (replacing any), initialised as its paper does; trusting it to be checked."""
+def _install_arm(model: PreTrainedModel, attention: str) -> None:
+    """The arm `attention` in every layer, replacing any, initialised as its paper does."""
     parameter = next(model.parameters())
     for index, layer in enumerate(decoder_layers(model)):
         attn = layer.self_attn
@@ -43,17 +38,22 @@ def install_attention(model: PreTrainedModel, attention: str) -> None:
         if arm is not None:
             attn.arm = arm.to(device=parameter.device, dtype=parameter.dtype)
             arm.install(attn)
+
+
+def install(model: PreTrainedModel, vscale: str | None = None, attention: str | None = None, lam: float = 1.0,
+            sigma: float = SIGMA) -> PreTrainedModel:
+    """The arm, then V-scale (None: keep what is installed), trusting them to be checked; the two compose on
+    every arm. The model is switched to the pipeline once, whatever was installed."""
+    if attention is not None:
+        _install_arm(model, attention)
+    if vscale is not None:
+        _install_vscale(model, vscale, lam, sigma)
     route_through_pipeline(model)
-
-
-def install(model: PreTrainedModel, vscale: str, attention: str, lam: float = 1.0, sigma: float = SIGMA) -> PreTrainedModel:
-    """The arm, then V-scale: the two compose on every arm."""
-    install_attention(model, attention)
-    install_vscale(model, vscale, lam, sigma)
     return model
 
 
-def apply_vscale(model: PreTrainedModel, mode: str = "learned", lam: float = 1.0, sigma: float = SIGMA) -> PreTrainedModel:
+def apply_vscale(model: PreTrainedModel, mode: str = "learned", lam: float = 1.0,
+                 sigma: float = SIGMA) -> PreTrainedModel:
     """Install V-scale in place on a Llama/Mistral/Qwen2/Qwen3 causal LM and return it.
 
     `mode` is one of off|fixed|learned|backward (docs/method.md §2); `lam` is lambda for `fixed` and
@@ -61,19 +61,18 @@ def apply_vscale(model: PreTrainedModel, mode: str = "learned", lam: float = 1.0
     replaces the previous mode; the attention arm and the kernel (sdpa, eager, ...) are kept.
     """
     check_interventions(getattr(model, "config", None), vscale=mode, lam=lam, who=type(model).__name__)
-    install_vscale(model, mode, lam, sigma)
-    return model
+    return install(model, vscale=mode, lam=lam, sigma=sigma)
 
 
 def apply_attention(model: PreTrainedModel, attention: str = "softmax") -> PreTrainedModel:
     """Install an attention arm (`vscale.ARMS`) in every layer, initialised as its paper does;
     `softmax` removes any. V-scale, if installed, is kept."""
     check_interventions(getattr(model, "config", None), attention=attention, who=type(model).__name__)
-    install_attention(model, attention)
-    return model
+    return install(model, attention=attention)
 
 
-def apply_interventions(model: PreTrainedModel, vscale: str = "off", attention: str = "softmax", lam: float = 1.0, sigma: float = SIGMA) -> PreTrainedModel:
+def apply_interventions(model: PreTrainedModel, vscale: str = "off", attention: str = "softmax", lam: float = 1.0,
+                        sigma: float = SIGMA) -> PreTrainedModel:
     """`apply_attention` then `apply_vscale`, checked together first."""
     check_interventions(getattr(model, "config", None), vscale, lam, attention, who=type(model).__name__)
     return install(model, vscale, attention, lam, sigma)
@@ -96,4 +95,4 @@ def vscale_modules(model: nn.Module) -> list[VScale]:
 
 def attention_arm(model: nn.Module) -> str:
     """The name of the attention arm installed in `model` (`softmax` when none is)."""
-    return next((m.name for m in model.modules() if isinstance(m, tuple(ARMS.values()))), "softmax")
+    return next((m.name for m in model.modules() if isinstance(m, Arm)), "softmax")

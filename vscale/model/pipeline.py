@@ -5,7 +5,7 @@ registered in transformers' attention-function registry, `vscale_<kernel>`, of f
 
 The tap (`module.diagnostics_tap`, set by `vscale.diagnostics.Probe` on measured steps only)
 sees q, k, v and the arm; V-scale (`module.vscale`, a `VScale`) rescales the values; the arm
-(`module.arm`, one of `vscale.model.interventions.ARMS`; none installed means `softmax`) forms
+(`module.arm`, an `Arm` of `vscale.model.interventions.ARMS`; none installed means `softmax`) forms
 the attention around the model's own kernel (`sdpa`, `eager`, ...). The kernel's mask function is
 registered under the same name: transformers builds no mask for an unregistered name, which
 would silently drop the causal and padding masks.

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vscale.errors import ConfigError
-from vscale.model.interventions.softmax import Softmax, head_dim
+from vscale.model.interventions.arm import Arm, head_dim
 from vscale.model.lse import token0_weights
 
 LAMBDA_STD = 0.1
@@ -38,7 +38,7 @@ def sub_heads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([first[..., 0::2], second[..., 0::2]], -1), torch.cat([first[..., 1::2], second[..., 1::2]], -1)
 
 
-class Diff(Softmax):
+class Diff(Arm):
     name = "diff"
     kernels = ("sdpa", "eager")
 

@@ -13,10 +13,11 @@ A model retrofitted with it starts with its attention outputs halved (sigmoid(0)
 import torch
 from torch import nn
 
-from vscale.model.interventions.softmax import Softmax, head_dim
+from vscale.model.interventions.arm import Arm, head_dim
+from vscale.model.lse import token0_weights
 
 
-class Gated(Softmax):
+class Gated(Arm):
     name = "gated"
 
     def __init__(self, d_model: int, heads: int, head_dim: int, std: float):
@@ -44,3 +45,8 @@ class Gated(Softmax):
         out, weights = kernel(module, query, key, value, attention_mask, **kwargs)  # (batch, tokens, heads, head_dim)
         h, self._input = self._input, None
         return out * torch.sigmoid(self.gate_proj(h)).view(out.shape), weights
+
+    @torch.no_grad()
+    def token0(self, query, key, scaling):
+        """The softmax's own weights: the gate scales what the head reads, not where it looks."""
+        return token0_weights(query, key, scaling)

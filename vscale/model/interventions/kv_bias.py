@@ -14,14 +14,14 @@ query reads it (`masking.slot_attention`).
 import torch
 from torch import nn
 
+from vscale.model.interventions.arm import Arm, head_dim
 from vscale.model.interventions.masking import slot_attention
-from vscale.model.interventions.softmax import Softmax, head_dim
 from vscale.model.lse import token0_weights
 
 INIT_STD = 0.02
 
 
-class KVBias(Softmax):
+class KVBias(Arm):
     name = "kv_bias"
     kernels = ("sdpa", "eager")
 

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vscale.model.interventions.arm import Arm
 from vscale.model.interventions.masking import slot_attention
-from vscale.model.interventions.softmax import Softmax
 from vscale.model.lse import token0_weights
 
 
-class SinkLogit(Softmax):
+class SinkLogit(Arm):
     name = "sink_logit"
     kernels = ("sdpa", "eager")
 

@@ -12,8 +12,8 @@ The mass a row leaves on no token, 1 - sum_j a_tj, is reported as its extra mass
 import torch
 import torch.nn.functional as F
 
+from vscale.model.interventions.arm import Arm
 from vscale.model.interventions.masking import allowed_keys
-from vscale.model.interventions.softmax import Softmax
 
 EPS = 1e-8
 MAX_SCORES = 2**25  # scores per chunk when the diagnostics recompute rows
@@ -35,7 +35,7 @@ def _scores(query, key, scaling):
     return (query.to(dtype) @ key.to(dtype).transpose(-1, -2)) * scaling
 
 
-class Softpick(Softmax):
+class Softpick(Arm):
     name = "softpick"
     kernels = ("sdpa", "eager")
 
