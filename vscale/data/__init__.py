@@ -10,12 +10,14 @@ One module per idea:
   - `prepared`: the on-disk token format of `python -m vscale.prepare`, its writer and memmap reader;
   - `prepare`: `python -m vscale.prepare`, which writes it;
   - `synthetic`: the Bigram-Backcopy task, rows generated from (seed, position);
-  - `module`: `PackedTextData`, the LightningDataModule, which picks the source of the rows.
+  - `rows`: one `RowSource` per source of rows (synthetic, prepared, files, hub, streaming), picked once by `pick_source`;
+  - `module`: `PackedTextData`, the LightningDataModule, which composes the picked source with resumable loaders.
 """
 
-from vscale.data.module import SOURCES, PackedTextData
+from vscale.data.module import PackedTextData
 from vscale.data.packing import LOCAL_FORMATS, load_tokenizer, local_format, pack, split_batch, tokenize_documents, tokenize_stream
 from vscale.data.prepared import PreparedRows, TokenFileWriter, read_meta, token_dtype, write_prepared, write_splits
+from vscale.data.rows import SOURCES
 from vscale.data.sampler import ResumableSampler
 from vscale.data.source import DataSource
 from vscale.data.streaming import StreamingRows

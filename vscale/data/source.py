@@ -5,6 +5,7 @@ eval commands, so all three read the same documents from the same fields."""
 import dataclasses
 import shlex
 from dataclasses import dataclass
+from itertools import islice
 
 import datasets
 
@@ -74,6 +75,17 @@ class DataSource:
                 val = val.select(range(min(val_documents, len(val))))
             return train, val
         return self._hub_split(self.train_split, max_documents, flags), self._hub_split(self.val_split, val_documents, flags)
+
+    def texts(self, n: int, streaming: bool = False) -> list[str]:
+        """Up to n raw texts for needle filler: the first of `val_files` (else `train_files`, hold-out
+        included), or of the hub's validation split, streamed when `streaming`."""
+        if self.train_files:
+            files = self.val_files or self.train_files
+            ds = datasets.load_dataset(local_format(files, FLAGS["val_files"]), data_files=files, split="train")
+            return ds[:n][self.text_field]
+        ds = from_hub(datasets.load_dataset, self.dataset, FLAGS["dataset"], self.dataset_config, split=self.val_split,
+                      streaming=streaming)
+        return [example[self.text_field] for example in islice(ds, n)]
 
     def _hub_split(self, split: str, n: int | None, flags: dict[str, str]):
         if n is None:

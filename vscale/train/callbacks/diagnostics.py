@@ -53,7 +53,7 @@ class Diagnostics(L.Callback):
                 f"diagnostic rows would fall on steps without a train/loss row; use a multiple of {log_every}."
             )
         if trainer.datamodule is not None:
-            check_seq_len(trainer.datamodule.hparams.seq_len, "data.seq_len")
+            check_seq_len(trainer.datamodule.seq_len, "data.seq_len")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if self.should_log(trainer):
