@@ -1,13 +1,17 @@
 """Packed rows (docs/method.md §1) and a data order that is a function of (seed, position)."""
 
 import json
+import shutil
 from itertools import islice
+from types import SimpleNamespace
 
 import datasets
 import pytest
+import torch
 
 from vscale.data import DataSource, PackedTextData, ResumableSampler, StreamingRows, load_tokenizer
 
+TINY = {"train_files": ["data/tiny/train.jsonl"], "val_files": ["data/tiny/val.jsonl"]}
 DOCS = ["The first document is short.", "A second one, a little longer than the first.", "Third.", "And a fourth to close."]
 
 
@@ -91,6 +95,41 @@ def test_tokenizer_without_eos_is_rejected(tmp_path):
 ], ids=["files", "files-over-dataset", "streamed-hub", "whole-hub"])
 def test_one_source_is_picked_from_the_fields(fields, source):
     assert PackedTextData("assets/tokenizer-tiny", **fields).source == source
+
+
+@pytest.fixture
+def hub_dir(tmp_path) -> str:
+    """The tiny corpus as a dataset directory, loaded as a hub dataset is (train and validation splits)."""
+    (tmp_path / "ds").mkdir()
+    for split, path in zip(("train", "validation"), (*TINY["train_files"], *TINY["val_files"])):
+        shutil.copy(path, tmp_path / "ds" / f"{split}.jsonl")
+    return str(tmp_path / "ds")
+
+
+def test_a_whole_hub_dataset_gives_the_rows_and_texts_of_its_files(hub_dir):
+    hub = PackedTextData("assets/tokenizer-tiny", seq_len=32, dataset=hub_dir, streaming=False, val_rows=None)
+    files = PackedTextData("assets/tokenizer-tiny", seq_len=32, **TINY, val_rows=None)
+    hub.setup("fit")
+    files.setup("fit")
+    assert torch.equal(hub.train_data, files.train_data) and torch.equal(hub.val_data, files.val_data)
+    assert hub.validation_texts(5) == files.validation_texts(5)
+
+
+def test_a_streamed_hub_dataset_validates_on_the_rows_and_texts_of_its_files(hub_dir):
+    stream = PackedTextData("assets/tokenizer-tiny", seq_len=32, batch_size=4, dataset=hub_dir, val_rows=10)
+    files = PackedTextData("assets/tokenizer-tiny", seq_len=32, **TINY, val_rows=10)
+    stream.setup("fit")
+    files.setup("fit")
+    assert torch.equal(torch.cat(list(stream.val_dataloader())), files.val_data)
+    assert stream.validation_texts(5) == files.validation_texts(5)
+
+
+def test_a_streamed_training_loader_resumed_at_a_step_continues_the_same_batches(hub_dir):
+    stream = PackedTextData("assets/tokenizer-tiny", seq_len=32, batch_size=4, dataset=hub_dir, shuffle_buffer=100)
+    full = list(islice(stream.train_dataloader(), 5))
+    stream.trainer = SimpleNamespace(global_step=2, accumulate_grad_batches=1, world_size=1, global_rank=0)
+    resumed = list(islice(stream.train_dataloader(), 3))
+    assert all(torch.equal(a, b) for a, b in zip(resumed, full[2:], strict=True))
 
 
 def test_a_new_source_location_replaces_the_old_one_whole_but_keeps_the_text_column():
