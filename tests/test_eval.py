@@ -9,6 +9,7 @@ from conftest import train
 from vscale.eval import cli as eval_cli
 from vscale.eval.checkpoints import load_checkpoint
 from vscale.eval.measure import measure
+from vscale.eval.run import RunOptions
 
 SMALL = dict(batches=2, calib_batches=1, needle_context_lens=[128], needle_seeds=[0, 1], needle_n=2)
 PRECISIONS = ["full", "per_token", "per_tensor", "per_tensor_down_proj"]
@@ -24,7 +25,7 @@ def runs(tmp_path_factory):
 
 def test_eval_writes_results_report_and_figures_for_two_checkpoints(runs, tmp_path):
     ckpts = [str(runs[m] / "checkpoints" / "last.ckpt") for m in ("off", "learned")]
-    eval_cli.run(ckpts, label=["baseline", "vscale"], out=str(tmp_path), **SMALL)
+    eval_cli.run(RunOptions(ckpts, label=["baseline", "vscale"], out=str(tmp_path), **SMALL))
     results = json.loads((tmp_path / "results.json").read_text())
     for label, mode in (("baseline", "off"), ("vscale", "learned")):
         c = results["checkpoints"][label]
@@ -55,8 +56,8 @@ def test_eval_pools_the_checkpoints_of_one_arm_into_mean_and_std(runs, tmp_path)
     """Labels equal but for -seed<N> form an arm: here the same checkpoint twice, so the mean is its value and the
     std 0, beside an arm of one checkpoint (no std)."""
     off, learned = (str(runs[m] / "checkpoints" / "last.ckpt") for m in ("off", "learned"))
-    eval_cli.run([off, off, learned], label=["off-seed0", "off-seed1", "learned-seed0"], out=str(tmp_path), batches=1, calib_batches=1,
-                 quant=["per_tensor"], needle_context_lens=[])
+    eval_cli.run(RunOptions([off, off, learned], label=["off-seed0", "off-seed1", "learned-seed0"], out=str(tmp_path), batches=1, calib_batches=1,
+                 quant=["per_tensor"], needle_context_lens=[]))
     results = json.loads((tmp_path / "results.json").read_text())
     ppl = results["checkpoints"]["off-seed0"]["results"]["perplexity"]["ppl"]
     assert results["arms"]["off"]["checkpoints"] == ["off-seed0", "off-seed1"]
@@ -68,8 +69,8 @@ def test_eval_pools_the_checkpoints_of_one_arm_into_mean_and_std(runs, tmp_path)
 
 def test_eval_reports_context_beyond_the_trained_length_and_logs_to_wandb(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    results = eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], out=str(tmp_path), quant=[], batches=1,
-                           needle_context_lens=[200], needle_seeds=[0], needle_n=1, wandb=True)
+    results = eval_cli.run(RunOptions([str(runs["off"] / "checkpoints" / "last.ckpt")], out=str(tmp_path), quant=[], batches=1,
+                           needle_context_lens=[200], needle_seeds=[0], needle_n=1, wandb=True))
     offline = list(tmp_path.glob("wandb/offline-run-*"))
     assert len(offline) == 1 and len(list(offline[0].glob("files/media/images/eval/*.png"))) == 6
     assert list(offline[0].glob("files/media/table/eval/summary_*.table.json"))
@@ -107,18 +108,18 @@ def test_checkpoint_with_a_smaller_vocabulary_than_the_tokenizer_is_rejected(tmp
 
     tiny_model().save_pretrained(tmp_path / "hf")
     with pytest.raises(ValueError, match=r"the eval tokenizer has 4096 tokens but checkpoint .*'s vocab_size is 97"):
-        eval_cli.run([str(tmp_path / "hf")], out=str(tmp_path / "out"), tokenizer="assets/tokenizer-tiny",
-                     val_files=["data/tiny/val.jsonl"], seq_len=32, batch_size=2, needle_context_lens=[])
+        eval_cli.run(RunOptions([str(tmp_path / "hf")], out=str(tmp_path / "out"), tokenizer="assets/tokenizer-tiny",
+                     val_files=["data/tiny/val.jsonl"], seq_len=32, batch_size=2, needle_context_lens=[]))
 
 
 def test_unknown_quant_mode_is_rejected_before_loading(tmp_path):
     with pytest.raises(ValueError, match="unknown quant='int4'"):
-        eval_cli.run([str(tmp_path / "never-loaded.ckpt")], quant=["int4"])
+        eval_cli.run(RunOptions([str(tmp_path / "never-loaded.ckpt")], quant=["int4"]))
 
 
 def test_context_the_model_cannot_address_is_rejected(runs, tmp_path):
     with pytest.raises(ValueError, match=r"--needle_context_lens=1000 exceeds checkpoint .*'s max_position_embeddings=256"):
-        eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], out=str(tmp_path), needle_context_lens=[1000])
+        eval_cli.run(RunOptions([str(runs["off"] / "checkpoints" / "last.ckpt")], out=str(tmp_path), needle_context_lens=[1000]))
 
 
 def test_export_then_from_pretrained_gives_the_same_logits(runs, tmp_path):
@@ -145,11 +146,12 @@ def test_exported_weights_load_in_plain_transformers_without_vscale(runs, tmp_pa
 
 def test_an_explicit_eval_source_replaces_the_checkpoint_data_source():
     from vscale.eval.checkpoints import eval_data
+    from vscale.eval.options import EvalData
 
     recorded = {"tokenizer": "assets/tokenizer-tiny", "train_files": ["data/tiny/train.jsonl"], "val_files": ["data/tiny/val.jsonl"], "seq_len": 64}
-    data = eval_data({"dataset": "allenai/c4", "dataset_config": "en", "seq_len": None}, recorded)
+    data = eval_data(EvalData(dataset="allenai/c4", dataset_config="en", seq_len=None), recorded)
     assert data.hparams.train_files is None and data.hparams.dataset == "allenai/c4" and data.hparams.seq_len == 64
-    data = eval_data({"val_files": ["data/tiny/val.jsonl"]}, recorded)
+    data = eval_data(EvalData(val_files=["data/tiny/val.jsonl"]), recorded)
     assert data.hparams.train_files == data.hparams.val_files == ["data/tiny/val.jsonl"]
 
 
@@ -163,8 +165,8 @@ def test_the_documented_command_line_works(runs, tmp_path):
 
 
 def test_a_failing_context_length_is_reported_and_the_others_measured(runs, tmp_path):
-    results = eval_cli.run([str(runs["off"] / "checkpoints" / "last.ckpt")], label=["baseline"], out=str(tmp_path), quant=[],
-                           batches=1, needle_context_lens=[20, 128], needle_seeds=[0], needle_n=1)
+    results = eval_cli.run(RunOptions([str(runs["off"] / "checkpoints" / "last.ckpt")], label=["baseline"], out=str(tmp_path), quant=[],
+                           batches=1, needle_context_lens=[20, 128], needle_seeds=[0], needle_n=1))
     c = results["checkpoints"]["baseline"]
     assert "too short" in c["errors"]["full/needle_single@20"] and set(c["results"]["needle"]["full"]["single"]) == {128}
     assert "baseline / full/needle_single@20" in (tmp_path / "report.md").read_text()
@@ -173,9 +175,9 @@ def test_a_failing_context_length_is_reported_and_the_others_measured(runs, tmp_
 def test_lm_eval_runs_local_and_ruler_style_tasks_on_the_vscale_model_in_full_precision_and_under_w8a8(runs, tmp_path):
     """The RULER path: the eval tokenizer and max_seq_lengths reach the task as metadata, its samples are sized to them,
     RULER's scorer reports by length, and the lengths it did not run (its -1 placeholders) are dropped."""
-    results = eval_cli.run([str(runs["learned"] / "checkpoints" / "last.ckpt")], label=["vscale"], out=str(tmp_path), quant=["per_tensor"],
+    results = eval_cli.run(RunOptions([str(runs["learned"] / "checkpoints" / "last.ckpt")], label=["vscale"], out=str(tmp_path), quant=["per_tensor"],
                            batches=1, calib_batches=1, needle_context_lens=[], lm_eval_tasks=["vscale_local_lastword", "vscale_local_ruler_niah"],
-                           lm_eval_include_path="tests/data/lmeval", lm_eval_limit=4, lm_eval_max_seq_lengths=[256])
+                           lm_eval_include_path="tests/data/lmeval", lm_eval_limit=4, lm_eval_max_seq_lengths=[256]))
     c = results["checkpoints"]["vscale"]
     assert c["errors"] == {} and list(c["results"]["lm_eval"]) == ["full", "per_tensor"]
     for scores in c["results"]["lm_eval"].values():
@@ -191,16 +193,16 @@ def test_lm_eval_runs_local_and_ruler_style_tasks_on_the_vscale_model_in_full_pr
 def test_an_lm_eval_limit_applies_to_each_length(runs, tmp_path):
     """lm-eval keeps a task's first `limit` documents, and RULER's come grouped by length: with one call, a limit below the
     samples per length (4 here) would score the first length only."""
-    results = eval_cli.run([str(runs["learned"] / "checkpoints" / "last.ckpt")], label=["vscale"], out=str(tmp_path), quant=[],
+    results = eval_cli.run(RunOptions([str(runs["learned"] / "checkpoints" / "last.ckpt")], label=["vscale"], out=str(tmp_path), quant=[],
                            batches=1, calib_batches=1, needle_context_lens=[], lm_eval_tasks=["vscale_local_ruler_niah"],
-                           lm_eval_include_path="tests/data/lmeval", lm_eval_limit=2, lm_eval_max_seq_lengths=[200, 256])
+                           lm_eval_include_path="tests/data/lmeval", lm_eval_limit=2, lm_eval_max_seq_lengths=[200, 256]))
     ruler = results["checkpoints"]["vscale"]["results"]["lm_eval"]["full"]["vscale_local_ruler_niah"]
     assert {m for m in ruler if m[0].isdigit() and "stderr" not in m} == {"200,none", "256,none"}
 
 
 def test_unknown_lm_eval_task_is_rejected_before_loading(tmp_path):
     with pytest.raises(ValueError, match="unknown task.*no_such_task"):
-        eval_cli.run([str(tmp_path / "never-loaded.ckpt")], lm_eval_tasks=["no_such_task"], lm_eval_include_path="tests/data/lmeval")
+        eval_cli.run(RunOptions([str(tmp_path / "never-loaded.ckpt")], lm_eval_tasks=["no_such_task"], lm_eval_include_path="tests/data/lmeval"))
 
 
 def report_of(ppl: dict[str, float], sink_rate: dict[str, float] | None = None) -> str:

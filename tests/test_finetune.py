@@ -114,10 +114,11 @@ def test_chat_data_needs_a_chat_template(pretrained):
 
 def test_a_chat_finetune_checkpoint_evaluates_on_its_own_chat_data(tmp_path, pretrained):
     from vscale.eval import cli as eval_cli
+    from vscale.eval.run import RunOptions
 
     finetune(tmp_path, pretrained, "--model.vscale=learned", "--trainer.max_steps=2")
     ckpt = tmp_path / "finetune-tiny" / "learned-seed0" / "checkpoints" / "last.ckpt"
-    results = eval_cli.run([str(ckpt)], out=str(tmp_path / "eval"), quant=[], batches=1, needle_context_lens=[])
+    results = eval_cli.run(RunOptions([str(ckpt)], out=str(tmp_path / "eval"), quant=[], batches=1, needle_context_lens=[]))
     assert results["checkpoints"][str(ckpt)]["results"]["perplexity"]["loss"] > 0
 
 

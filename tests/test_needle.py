@@ -205,13 +205,13 @@ def test_needle_accuracy_is_measured_in_full_precision_and_under_each_w8a8_mode(
     import contextlib
 
     from vscale.eval.checkpoints import Loaded
-    from vscale.eval.measure import evaluate_checkpoint
+    from vscale.eval.measure import Plan, evaluate_checkpoint
     from vscale.eval.quant import QUANT_MODES, w8a8
 
     model, case = learned
     calibration = [torch.tensor([case.prompt_ids])]
-    measured = evaluate_checkpoint(Loaded(model, "oracle", "off"), calibration, calibration, TOKENIZER, TEXTS, QUANT_MODES, [LENGTH],
-                                   [0, 1], 1, trained_len=LENGTH)
+    plan = Plan(calibration, calibration, TOKENIZER, TEXTS, list(QUANT_MODES), [LENGTH], [0, 1], 1)
+    measured = evaluate_checkpoint(Loaded(model, "oracle", "off", data={"seq_len": LENGTH}), plan)
     assert measured["errors"] == {}
     needle = measured["results"]["needle"]
     assert list(needle) == ["full", *QUANT_MODES] and all(list(needle[p]) == list(KINDS) for p in needle)

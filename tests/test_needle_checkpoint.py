@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 from vscale.data import PackedTextData
 from vscale.eval import cli as eval_cli
 from vscale.eval.needle import accuracy, make_cases
+from vscale.eval.run import RunOptions
 from vscale.model import from_pretrained
 
 CHECKPOINT = "assets/needle-tiny"
@@ -47,9 +48,9 @@ def test_the_needle_checkpoint_retrieves_at_its_trained_length_in_full_precision
 
 
 def test_eval_reports_the_pairs_needle_accuracies_in_full_precision_and_under_w8a8_in_report_md(tmp_path):
-    eval_cli.run([CHECKPOINT, VSCALE_CHECKPOINT], label=["baseline", "vscale"], out=str(tmp_path), tokenizer=CHECKPOINT,
+    eval_cli.run(RunOptions([CHECKPOINT, VSCALE_CHECKPOINT], label=["baseline", "vscale"], out=str(tmp_path), tokenizer=CHECKPOINT,
                  val_files=["data/tiny/val.jsonl"], seq_len=TRAINED_LENGTH, batches=1, calib_batches=1, quant=["per_token", "per_tensor"],
-                 needle_context_lens=[TRAINED_LENGTH], needle_seeds=[0], needle_n=10)
+                 needle_context_lens=[TRAINED_LENGTH], needle_seeds=[0], needle_n=10))
     checkpoints = json.loads((tmp_path / "results.json").read_text())["checkpoints"]
     for label in ("baseline", "vscale"):
         for precision in ("full", "per_token", "per_tensor"):

@@ -11,8 +11,10 @@ from conftest import save_tiny_pretrained
 
 import vscale
 from vscale.eval import cli as eval_cli
+from vscale.eval.interpolate import InterpolateOptions
 from vscale.eval.probes.interpolate import interpolate, progress, steepest
 from vscale.eval.probes.truncate import attended_distance, truncation
+from vscale.eval.truncate import TruncateOptions
 from vscale.model import vscale_modules
 
 SIGMA = 0.02  # method §2
@@ -238,7 +240,7 @@ def pair(tmp_path_factory):
 
 
 def test_truncate_writes_json_and_figures_for_a_baseline_and_vscale_pair(pair, tmp_path):
-    eval_cli.truncate(pair, label=["baseline", "vscale"], out=str(tmp_path), windows=[1, 4, 16], batches=1, **TEXT)
+    eval_cli.truncate(TruncateOptions(pair, label=["baseline", "vscale"], out=str(tmp_path), windows=[1, 4, 16], batches=1, **TEXT))
     result = json.loads((tmp_path / "truncate.json").read_text())
     assert result["windows"] == [1, 4, 16] and result["rows"] == 2 and result["queries"] == "t >= k of rows of 64 tokens"
     for label, mode in (("baseline", "off"), ("vscale", "learned")):
@@ -252,8 +254,8 @@ def test_truncate_writes_json_and_figures_for_a_baseline_and_vscale_pair(pair, t
 
 
 def test_interpolate_writes_json_and_a_figure_for_two_tokens_in_one_prompt(pair, tmp_path):
-    eval_cli.interpolate(pair, label=["baseline", "vscale"], out=str(tmp_path), prompts=["Return the number of items in the list"],
-                         tokens=[" list", " set"], layer=1, position=-1, steps=5, tokenizer="assets/tokenizer-tiny")
+    eval_cli.interpolate(InterpolateOptions(pair, label=["baseline", "vscale"], out=str(tmp_path), prompts=["Return the number of items in the list"],
+                         tokens=[" list", " set"], layer=1, position=-1, steps=5, tokenizer="assets/tokenizer-tiny"))
     result = json.loads((tmp_path / "interpolate.json").read_text())
     assert (result["layer"], result["steps"], result["tokens"]) == (1, 5, [" list", " set"])
     for c in result["checkpoints"].values():
@@ -264,17 +266,17 @@ def test_interpolate_writes_json_and_a_figure_for_two_tokens_in_one_prompt(pair,
 
 def test_truncate_refuses_a_window_of_zero_before_loading(tmp_path):
     with pytest.raises(ValueError, match=r"--windows \[0, 4\]: give one or more windows of at least 1"):
-        eval_cli.truncate([str(tmp_path / "never-loaded.ckpt")], windows=[0, 4])
+        eval_cli.truncate(TruncateOptions([str(tmp_path / "never-loaded.ckpt")], windows=[0, 4]))
 
 
 def test_truncate_refuses_windows_that_do_not_cut_the_rows(pair, tmp_path):
     with pytest.raises(ValueError, match=r"--windows: the window 64 does not cut rows of 64 tokens"):
-        eval_cli.truncate(pair[:1], out=str(tmp_path), windows=[1, 64], **TEXT)
+        eval_cli.truncate(TruncateOptions(pair[:1], out=str(tmp_path), windows=[1, 64], **TEXT))
 
 
 def test_interpolate_runs_between_two_key_aligned_ends_of_one_prompt(pair, tmp_path):
-    eval_cli.interpolate(pair[:1], label=["baseline"], out=str(tmp_path), prompts=["Return the number of items in the list"],
-                         align_keys=[0, 3], targets=[0, 3], layer=1, position=-1, steps=3, tokenizer="assets/tokenizer-tiny")
+    eval_cli.interpolate(InterpolateOptions(pair[:1], label=["baseline"], out=str(tmp_path), prompts=["Return the number of items in the list"],
+                         align_keys=[0, 3], targets=[0, 3], layer=1, position=-1, steps=3, tokenizer="assets/tokenizer-tiny"))
     result = json.loads((tmp_path / "interpolate.json").read_text())
     (c,) = result["checkpoints"].values()
     assert result["align_keys"] == [0, 3] and c["targets"] == [0, 3] and len(c["logits"]["top_token"]) == 3
@@ -282,17 +284,17 @@ def test_interpolate_runs_between_two_key_aligned_ends_of_one_prompt(pair, tmp_p
 
 def test_interpolate_refuses_one_prompt_without_tokens_before_loading(tmp_path):
     with pytest.raises(ValueError, match=r"--prompts \['only one'\]: give two prompts"):
-        eval_cli.interpolate([str(tmp_path / "never-loaded.ckpt")], prompts=["only one"])
+        eval_cli.interpolate(InterpolateOptions([str(tmp_path / "never-loaded.ckpt")], prompts=["only one"]))
 
 
 def test_interpolate_refuses_tokens_that_are_not_one_token(pair, tmp_path):
     with pytest.raises(ValueError, match=r"--tokens \[' list', ' dictionaries'\]: each must be one token"):
-        eval_cli.interpolate(pair[:1], out=str(tmp_path), prompts=["Return the list"], tokens=[" list", " dictionaries"], tokenizer="assets/tokenizer-tiny")
+        eval_cli.interpolate(InterpolateOptions(pair[:1], out=str(tmp_path), prompts=["Return the list"], tokens=[" list", " dictionaries"], tokenizer="assets/tokenizer-tiny"))
 
 
 def test_interpolate_refuses_a_layer_the_model_does_not_have(pair, tmp_path):
     with pytest.raises(ValueError, match=r"--layer 2: the model has 2 decoder layers; give 0..1"):
-        eval_cli.interpolate(pair[:1], out=str(tmp_path), prompts=["Return the list", "Return the set"], layer=2, tokenizer="assets/tokenizer-tiny")
+        eval_cli.interpolate(InterpolateOptions(pair[:1], out=str(tmp_path), prompts=["Return the list", "Return the set"], layer=2, tokenizer="assets/tokenizer-tiny"))
 
 
 def test_command_line_lists_keep_off_on_yes_no_as_strings(pair, tmp_path):

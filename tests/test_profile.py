@@ -12,6 +12,7 @@ from conftest import save_tiny_pretrained
 
 import vscale
 from vscale.eval import cli as eval_cli
+from vscale.eval.profile import ProfileOptions
 from vscale.model import vscale_modules
 
 VAL = "data/tiny/val.jsonl"
@@ -44,7 +45,7 @@ def packed_batches(tokenizer_dir: str, seq_len: int, batch_size: int, batches: i
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
 def test_profile_writes_per_layer_metrics_of_every_layer_and_the_four_figures(models, arch, tmp_path):
-    eval_cli.profile(models[arch], out=str(tmp_path), **SMALL)
+    eval_cli.profile(ProfileOptions(model=models[arch], out=str(tmp_path), **SMALL))
     result = json.loads((tmp_path / "profile.json").read_text())
     assert result["model"] == models[arch] and result["model_type"] == arch and result["vscale"] is None
     assert (result["dtype"], result["seq_len"], result["batches"], result["rows"], result["seed"]) == ("float32", 64, 2, 4, 0)
@@ -59,7 +60,7 @@ def test_profile_values_pool_the_rows_of_the_same_packed_batches(models, tmp_pat
     """Two batches of 2 rows pooled equal one batch of the 4 rows, whose mean loss halves each row's gradient."""
     from transformers import AutoModelForCausalLM
 
-    metrics = eval_cli.profile(models["llama"], out=str(tmp_path), **SMALL)["metrics"]
+    metrics = eval_cli.profile(ProfileOptions(model=models["llama"], out=str(tmp_path), **SMALL))["metrics"]
     model = AutoModelForCausalLM.from_pretrained(models["llama"], attn_implementation="sdpa").eval()
     all_rows = vscale.diagnose(model, torch.cat(packed_batches(models["llama"], 64, 2, 2)))
     for name, scale in (("gsink/ratio/layer_0", 1), ("gsink/ratio/layer_1", 1), ("sink/alpha/layer_1", 1), ("act/h_out_ratio/layer_1", 1),
@@ -73,27 +74,27 @@ def test_a_model_that_is_not_a_pre_norm_rmsnorm_decoder_is_refused_naming_it(tmp
     GPT2LMHeadModel(GPT2Config(vocab_size=4096, n_positions=128, n_embd=32, n_layer=1, n_head=2)).save_pretrained(tmp_path / "gpt2")
     AutoTokenizer.from_pretrained("assets/tokenizer-tiny").save_pretrained(tmp_path / "gpt2")
     with pytest.raises(ValueError, match=rf"--model '{tmp_path / 'gpt2'}' must be a pre-norm RMSNorm decoder \(llama.*model_type='gpt2'"):
-        eval_cli.profile(str(tmp_path / "gpt2"), out=str(tmp_path / "out"), **SMALL)
+        eval_cli.profile(ProfileOptions(model=str(tmp_path / "gpt2"), out=str(tmp_path / "out"), **SMALL))
 
 
 def test_rows_shorter_than_the_diagnostics_window_are_refused_naming_seq_len(models, tmp_path):
     with pytest.raises(ValueError, match="--seq_len.*at least 32"):
-        eval_cli.profile(models["llama"], out=str(tmp_path), **(SMALL | {"seq_len": 16}))
+        eval_cli.profile(ProfileOptions(model=models["llama"], out=str(tmp_path), **(SMALL | {"seq_len": 16})))
 
 
 def test_rows_beyond_the_models_positions_are_refused_naming_seq_len(models, tmp_path):
     with pytest.raises(ValueError, match=r"--seq_len=256 exceeds .*max_position_embeddings=128"):
-        eval_cli.profile(models["llama"], out=str(tmp_path), **(SMALL | {"seq_len": 256}))
+        eval_cli.profile(ProfileOptions(model=models["llama"], out=str(tmp_path), **(SMALL | {"seq_len": 256})))
 
 
 def test_missing_data_files_are_refused_naming_files(models, tmp_path):
     with pytest.raises(FileNotFoundError, match="--files.*no-such.jsonl"):
-        eval_cli.profile(models["llama"], out=str(tmp_path), **(SMALL | {"files": [str(tmp_path / "no-such.jsonl")]}))
+        eval_cli.profile(ProfileOptions(model=models["llama"], out=str(tmp_path), **(SMALL | {"files": [str(tmp_path / "no-such.jsonl")]})))
 
 
 def test_a_profile_without_a_text_source_is_refused(models, tmp_path):
     with pytest.raises(ValueError, match="--files / --dataset"):
-        eval_cli.profile(models["llama"], out=str(tmp_path), seq_len=64)
+        eval_cli.profile(ProfileOptions(model=models["llama"], out=str(tmp_path), seq_len=64))
 
 
 def test_an_exported_vscale_model_is_profiled_with_its_vscale(tmp_path):
@@ -106,7 +107,7 @@ def test_an_exported_vscale_model_is_profiled_with_its_vscale(tmp_path):
         for scaler, theta in zip(vscale_modules(model), thetas):
             scaler.theta.fill_(theta)
     vscale.save_pretrained(model, tmp_path / "export", AutoTokenizer.from_pretrained("assets/tokenizer-tiny"))
-    result = eval_cli.profile(str(tmp_path / "export"), out=str(tmp_path / "out"), **SMALL)
+    result = eval_cli.profile(ProfileOptions(model=str(tmp_path / "export"), out=str(tmp_path / "out"), **SMALL))
     assert result["vscale"] == "learned"
     for layer, theta in enumerate(thetas):
         assert result["metrics"][f"vscale/lambda_median/layer_{layer}"] == pytest.approx(math.exp(theta), rel=1e-6)

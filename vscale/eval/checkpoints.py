@@ -9,10 +9,11 @@ from tqdm import tqdm
 
 from vscale.data import DataSource, PackedTextData, split_batch
 from vscale.diagnostics import check_seq_len
+from vscale.errors import ConfigError, MissingInput
+from vscale.eval.options import EvalData
 from vscale.hub import from_hub
 from vscale.model import from_pretrained, vscale_modules
-from vscale.train.module import VScaleLM
-from vscale.errors import ConfigError, MissingInput
+from vscale.model.load import load_trained
 
 
 @dataclass
@@ -44,21 +45,10 @@ def load_checkpoint(path: str) -> Loaded:
         if not hp or "state_dict" not in ckpt or "vscale" not in hp:
             raise ConfigError(f"checkpoint {path!r} is not a vscale training checkpoint (no hyper_parameters/state_dict); give a .ckpt written by train.py.")
         hp, data = _init_args(hp), _init_args(ckpt.get("datamodule_hyper_parameters") or {}) or None
-        module = VScaleLM(**{**hp, "compile": False})  # measured eagerly; a compiled run's weights are the same
-        module.load_state_dict(ckpt["state_dict"])
-        return Loaded(module.model.eval(), path, hp["vscale"], hp, data, data.get("seed") if data else None)
+        model = load_trained(ckpt["state_dict"], hp, f"checkpoint {path!r}")  # measured eagerly; a compiled run's weights are the same
+        return Loaded(model.eval(), path, hp["vscale"], hp, data, data.get("seed") if data else None)
     model = from_hub(from_pretrained, path, "--ckpt", dtype=torch.float32)
     return Loaded(model.eval(), path, vscale_modules(model)[0].mode if vscale_modules(model) else "off")
-
-
-def labels_for(ckpt: list[str] | None, label: list[str] | None) -> list[str]:
-    """One distinct label per checkpoint (default: the paths), checked before anything loads."""
-    if not ckpt:
-        raise ConfigError('--ckpt: give one or more checkpoints, e.g. --ckpt "[a.ckpt, b.ckpt]".')
-    labels = label or ckpt
-    if len(labels) != len(ckpt) or len(set(labels)) != len(labels):
-        raise ConfigError(f"--label: give one distinct label per --ckpt ({len(ckpt)} checkpoints, labels {labels}).")
-    return labels
 
 
 def check_exists(path: str) -> None:
@@ -84,12 +74,11 @@ def recorded_data(loaded: dict[str, Loaded]) -> dict | None:
     return next((x.data for x in loaded.values() if x.data), None)
 
 
-def eval_data(overrides: dict, fallback: dict | None) -> PackedTextData:
-    """The eval data: the first checkpoint's own training data config, with the given fields
-    replacing it. A new source (files or a hub dataset) replaces the recorded one entirely; its
-    first rows also calibrate the static W8A8 ranges."""
-    args = dict(fallback or {})
-    given = {k: v for k, v in overrides.items() if v is not None}
+def eval_data(options: EvalData, recorded: dict | None) -> PackedTextData:
+    """The data of `options` over the `recorded` training data config (`EvalData`); the first rows of its
+    training split calibrate the static W8A8 ranges."""
+    args = dict(recorded or {})
+    given = options.given()
     if given.keys() & {"val_files", "dataset"}:
         given.setdefault("train_files", given.get("val_files"))
         args.pop("prepared", None)

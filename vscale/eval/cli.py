@@ -17,12 +17,16 @@ import yaml
 from vscale.console import check_config_files, one_line_errors, quiet
 from vscale.eval.compare import compare
 from vscale.eval.export import export
-from vscale.eval.interpolate import interpolate
-from vscale.eval.profile import profile
-from vscale.eval.run import run
-from vscale.eval.truncate import truncate
+from vscale.eval.interpolate import InterpolateOptions, interpolate
+from vscale.eval.profile import ProfileOptions, profile
+from vscale.eval.run import RunOptions, run
+from vscale.eval.truncate import TruncateOptions, truncate
 
-COMMANDS = [run, compare, export, profile, truncate, interpolate]
+COMMANDS = {"run": RunOptions, "compare": compare, "export": export, "profile": ProfileOptions, "truncate": TruncateOptions,
+            "interpolate": InterpolateOptions}
+"""The subcommands: a function's parameters are its flags, as are an options dataclass's fields."""
+MEASURE = {RunOptions: run, ProfileOptions: profile, TruncateOptions: truncate, InterpolateOptions: interpolate}
+"""What runs on the options the command line gave."""
 
 
 def _yaml12_loader():
@@ -43,4 +47,5 @@ def main(args: list[str] | None = None):
     jsonargparse.set_loader("yaml12", load, errors)
     with one_line_errors("python eval.py <command> --help"):
         check_config_files(sys.argv[1:] if args is None else args)
-        return jsonargparse.CLI(COMMANDS, args=args, parser_mode="yaml12", exit_on_error=False)
+        parsed = jsonargparse.CLI(COMMANDS, args=args, parser_mode="yaml12", exit_on_error=False, return_instance=True)
+        return MEASURE[type(parsed)](parsed) if type(parsed) in MEASURE else parsed

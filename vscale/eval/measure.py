@@ -7,6 +7,8 @@ and the others go on."""
 import contextlib
 import math
 import traceback
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -58,34 +60,62 @@ FULL = "full"
 """The precision key of measurements on the unquantized (float32) model."""
 
 
-def evaluate_checkpoint(loaded: Loaded, batches, calibration, tokenizer, texts, quant_modes, needle_context_lens, needle_seeds, needle_n, trained_len,
-                        lm_eval_tasks=(), lm_eval_managers=(), lm_eval_limit=None) -> dict:
+@dataclass
+class Plan:
+    """What every checkpoint is measured on, and how: everything checked before the first measurement."""
+
+    rows: list[torch.Tensor]
+    """Eval batches of perplexity and the method §3 profile."""
+    calibration: list[torch.Tensor]
+    """Training batches that calibrate the static W8A8 ranges."""
+    tokenizer: Any
+    texts: list[str]
+    """The eval documents needle prompts are filled from."""
+    quant: list[str]
+    needle_lens: list[int]
+    needle_seeds: list[int]
+    needle_n: int
+    lm_eval_tasks: list[str] = field(default_factory=list)
+    lm_eval_lens: list[int] = field(default_factory=list)
+    """RULER's `max_seq_lengths`."""
+    lm_eval_managers: list = field(default_factory=list)
+    """One lm-eval TaskManager per group of RULER lengths (`harness.managers`)."""
+    lm_eval_limit: int | None = None
+
+
+def evaluate_checkpoint(loaded: Loaded, plan: Plan) -> dict:
     """Every measurement of one checkpoint: {'results': ..., 'errors': ...}. Needle retrieval and
     lm-eval run at each precision, `FULL` and every W8A8 mode, under one calibration per mode;
     their results are keyed by precision first."""
     model, results, errors = loaded.model, {}, {}
-    measure("perplexity", results, errors, perplexity, model, batches)
-    profiled = measure("profile", {}, errors, diagnose_batches, model, batches)
+    measure("perplexity", results, errors, perplexity, model, plan.rows)
+    profiled = measure("profile", {}, errors, diagnose_batches, model, plan.rows)
     norms = None
     if profiled:
         results["profile"], all_norms, results["heads"] = profiled
-        norms = all_norms[:, : batches[0].shape[0]]  # the violin shows the first batch
-    for precision in (FULL, *quant_modes):
+        norms = all_norms[:, : plan.rows[0].shape[0]]  # the violin shows the first batch
+    for precision in (FULL, *plan.quant):
         with contextlib.ExitStack() as stack:
             if precision != FULL:
                 key = f"w8a8_{precision}"
-                if measure(key, {}, errors, stack.enter_context, quant.w8a8(model, precision, calibration)) is None:
+                if measure(key, {}, errors, stack.enter_context, quant.w8a8(model, precision, plan.calibration)) is None:
                     continue  # calibration failed: recorded under the mode, nothing else measured in it
-                measure(key, results.setdefault("w8a8", {}), errors, perplexity, model, batches)
-            for kind in needle.KINDS if needle_context_lens else ():
-                by_length = results.setdefault("needle", {}).setdefault(precision, {}).setdefault(kind, {})
-                for length in needle_context_lens:
-                    row = measure(f"{precision}/needle_{kind}@{length}", {}, errors, needle.evaluate, model, tokenizer, texts, [length], needle_seeds, needle_n, kind)
-                    if row:
-                        by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}
-            for task in lm_eval_tasks:  # one call each: a task that cannot run (a length it cannot fill) leaves the others
-                scores = measure(f"{precision}/lm_eval/{task}", {}, errors, harness.evaluate, model, tokenizer, task, lm_eval_managers, lm_eval_limit)
+                measure(key, results.setdefault("w8a8", {}), errors, perplexity, model, plan.rows)
+            _needles(loaded, plan, precision, results, errors)
+            for task in plan.lm_eval_tasks:  # one call each: a task that cannot run (a length it cannot fill) leaves the others
+                scores = measure(f"{precision}/lm_eval/{task}", {}, errors, harness.evaluate, model, plan.tokenizer, task,
+                                 plan.lm_eval_managers, plan.lm_eval_limit)
                 results.setdefault("lm_eval", {}).setdefault(precision, {}).update(scores or {})
     return {"results": results, "errors": errors, "gradient_norms": norms}
 
 
+def _needles(loaded: Loaded, plan: Plan, precision: str, results: dict, errors: dict) -> None:
+    """Needle retrieval of every kind and length at one precision, each length marked beyond the trained rows or not."""
+    trained_len = (loaded.data or {}).get("seq_len")
+    for kind in needle.KINDS if plan.needle_lens else ():
+        by_length = results.setdefault("needle", {}).setdefault(precision, {}).setdefault(kind, {})
+        for length in plan.needle_lens:
+            row = measure(f"{precision}/needle_{kind}@{length}", {}, errors, needle.evaluate, loaded.model, plan.tokenizer, plan.texts,
+                          [length], plan.needle_seeds, plan.needle_n, kind)
+            if row:
+                by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}

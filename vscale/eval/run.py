@@ -2,47 +2,36 @@
 
 import json
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from vscale.cli_values import Ints, Strings, as_list
-from vscale.data import split_batch
+from vscale.data import PackedTextData, split_batch
 from vscale.eval import harness, measure, plots, runs, violin
-from vscale.eval.checkpoints import eval_batches, eval_data, labels_for, load_all, recorded_data
+from vscale.eval.checkpoints import Loaded, eval_batches, eval_data, load_all, recorded_data
 from vscale.eval.needle import KINDS as NEEDLE_KINDS
+from vscale.eval.options import Checkpoints, EvalData
 from vscale.eval.quant import QUANT_MODES, check_quant_mode
 from vscale.eval.report import log_to_wandb, render
 
 
-def run(ckpt: Strings | None = None, label: Strings | None = None, out: str = "eval", tokenizer: str | None = None,
-        val_files: Strings | None = None, dataset: str | None = None, dataset_config: str | None = None, seq_len: int | None = None,
-        batch_size: int | None = None, batches: int = 8, calib_batches: int = 4, quant: Strings = list(QUANT_MODES),
-        needle_context_lens: Ints | None = None, needle_seeds: Ints = [0, 1, 2, 3, 4], needle_n: int = 10, seed: int = 0,
-        lm_eval_tasks: Strings = [], lm_eval_include_path: str | None = None, lm_eval_limit: int | None = None,
-        lm_eval_max_seq_lengths: Ints | None = None, wandb: bool = False, wandb_project: str = "vscale", wandb_group: str | None = None):
+@dataclass
+class RunOptions(EvalData, Checkpoints):
     """Measure checkpoints side by side; writes results.json, report.md and PNGs into `out`.
 
     Args:
-        ckpt: Checkpoints: a train.py .ckpt, or a Hugging Face model directory or hub name.
         label: One label per checkpoint (default: the checkpoint paths). Checkpoints of one arm (labels, or run
             directory names, equal but for a -seed<N> suffix) are also pooled: each measurement as mean ± std over them
             (results.json `arms`, the report's Arms table).
-        out: Output directory.
-        tokenizer: Eval tokenizer (default: the first .ckpt's training data config, as are the data fields below).
-        val_files: Local eval text files.
-        dataset: Hub eval dataset (streamed).
-        dataset_config: Hub dataset configuration.
-        seq_len: Tokens per eval row.
-        batch_size: Rows per eval batch.
         batches: Eval batches for perplexity and the method §3 profile (pooled over their rows).
         calib_batches: Training batches that calibrate the static W8A8 ranges.
         quant: W8A8 modes (docs/method.md §5): per_token, per_tensor, per_tensor_down_proj; [] skips them. Perplexity, needle retrieval and lm-eval tasks are measured under each.
         needle_context_lens: Needle-retrieval context lengths (default: the paper's 1024 and 2048, seq_len and twice it, up to twice seq_len and as far as the models' max_position_embeddings); [] skips it.
         needle_seeds: Seeds of the needle cases; accuracy is mean and std over them.
         needle_n: Needle cases per seed, context length and kind (single, single_uuid, multi).
-        seed: Seed of everything random in the evaluation.
         lm_eval_tasks: lm-evaluation-harness tasks run on each model with its V-scale, in full precision and under each W8A8 mode (needs `pip install "lm-eval[hf,ruler]"`), e.g. RULER's needle tasks [niah_single_1, niah_multikey_2, niah_multikey_3].
         lm_eval_include_path: Directory of local lm-eval task YAMLs.
         lm_eval_limit: Examples per lm-eval task and length (None: all); with several --lm_eval_max_seq_lengths each length gets its own lm-eval call, since lm-eval keeps a task's first examples and RULER's come grouped by length.
@@ -51,70 +40,82 @@ def run(ckpt: Strings | None = None, label: Strings | None = None, out: str = "e
         wandb_project: wandb project.
         wandb_group: wandb group, e.g. the experiment the checkpoints come from.
     """
-    o = _checked({k: as_list(v) if k in LISTS else v for k, v in locals().items()})
-    ckpt, labels, quant = o["ckpt"], o["labels"], o["quant"]
-    torch.manual_seed(seed)
-    random.seed(seed)
-    loaded = load_all(ckpt, labels)
-    data = eval_data({k: o[k] for k in ("tokenizer", "val_files", "dataset", "dataset_config", "seq_len", "batch_size")},
-                     recorded_data(loaded))
+
+    batches: int = 8
+    calib_batches: int = 4
+    quant: Strings = field(default_factory=lambda: list(QUANT_MODES))
+    needle_context_lens: Ints | None = None
+    needle_seeds: Ints = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    needle_n: int = 10
+    lm_eval_tasks: Strings = field(default_factory=list)
+    lm_eval_include_path: str | None = None
+    lm_eval_limit: int | None = None
+    lm_eval_max_seq_lengths: Ints | None = None
+    wandb: bool = False
+    wandb_project: str = "vscale"
+    wandb_group: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("quant", "needle_context_lens", "needle_seeds", "lm_eval_tasks", "lm_eval_max_seq_lengths"):
+            setattr(self, name, as_list(getattr(self, name)))
+        for mode in self.quant:
+            check_quant_mode(mode)
+        if self.lm_eval_tasks:  # unknown names fail before loading; the tasks load later, with their metadata
+            harness.lm_eval_manager(self.lm_eval_tasks, self.lm_eval_include_path)
+
+
+def run(o: RunOptions) -> dict:
+    """`RunOptions`: every measurement of every checkpoint, the arms pooled, the report and figures written."""
+    torch.manual_seed(o.seed)
+    random.seed(o.seed)
+    loaded = load_all(o.ckpt, o.labels)
+    data = eval_data(o, recorded_data(loaded))
     plan = _plan(loaded, data, o)
-    results = {"eval": plan["record"], "checkpoints": {}}
-    norms = _measure_all(loaded, plan, o, results)
-    arms = runs.checkpoint_arms(ckpt, labels, label is not None)
+    results = {"eval": _record(o, loaded, data, plan), "checkpoints": {}}
+    norms = _measure_all(loaded, plan, results)
+    arms = runs.checkpoint_arms(o.ckpt, o.labels, o.label is not None)
     if any(len(members) > 1 for members in arms.values()):
         results["arms"] = runs.pool({k: c["results"] for k, c in results["checkpoints"].items()}, arms)
-    out_dir = Path(out)
-    results["figures"] = [f.name for f in _figures(results, norms, plan["lens"], quant, out_dir)]
+    out_dir = Path(o.out)
+    results["figures"] = [f.name for f in _figures(results, norms, plan.needle_lens, o.quant, out_dir)]
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (out_dir / "report.md").write_text(render(results))
-    if wandb:
-        log_to_wandb(results, out_dir, wandb_project, wandb_group)
+    if o.wandb:
+        log_to_wandb(results, out_dir, o.wandb_project, o.wandb_group)
     print(f"wrote {out_dir / 'report.md'}, {out_dir / 'results.json'} and {len(results['figures'])} figures")
     return results
 
 
-LISTS = ("ckpt", "label", "val_files", "quant", "lm_eval_tasks", "needle_context_lens", "needle_seeds", "lm_eval_max_seq_lengths")
-"""The list options, each of which also takes one value."""
-
-
-def _checked(o: dict) -> dict:
-    """The options, with the labels added, checked before anything loads."""
-    o["labels"] = labels_for(o["ckpt"], o["label"])
-    for mode in o["quant"]:
-        check_quant_mode(mode)
-    if o["lm_eval_tasks"]:
-        harness.lm_eval_manager(o["lm_eval_tasks"], o["lm_eval_include_path"])  # unknown names fail before loading; the tasks load later, with their metadata
-    return o
-
-
-def _plan(loaded: dict, data, o: dict) -> dict:
+def _plan(loaded: dict[str, Loaded], data: PackedTextData, o: RunOptions) -> measure.Plan:
     """Everything checked before any measurement, and the inputs every checkpoint is measured on:
     eval rows, calibration rows, needle filler text, the needle and RULER lengths."""
     seq = data.hparams.seq_len
     max_pos = min(x.model.config.max_position_embeddings for x in loaded.values())
-    lens = measure.needle_lengths(seq, max_pos) if o["needle_context_lens"] is None else o["needle_context_lens"]
-    ruler_lens = [n for n in lens if n >= 2 * harness.RULER_ANSWER_TOKENS] if o["lm_eval_max_seq_lengths"] is None else o["lm_eval_max_seq_lengths"]
+    lens = measure.needle_lengths(seq, max_pos) if o.needle_context_lens is None else o.needle_context_lens
+    ruler_lens = [n for n in lens if n >= 2 * harness.RULER_ANSWER_TOKENS] if o.lm_eval_max_seq_lengths is None else o.lm_eval_max_seq_lengths
     for x in loaded.values():
-        measure.check_fits(x, data.tokenizer, seq, lens, ruler_lens if o["lm_eval_tasks"] else [])
-    managers = harness.managers(o["lm_eval_tasks"], o["lm_eval_include_path"], data.hparams.tokenizer, ruler_lens, o["lm_eval_limit"])
-    rows = eval_batches(data, o["batches"])
+        measure.check_fits(x, data.tokenizer, seq, lens, ruler_lens if o.lm_eval_tasks else [])
+    managers = harness.managers(o.lm_eval_tasks, o.lm_eval_include_path, data.hparams.tokenizer, ruler_lens, o.lm_eval_limit)
+    rows = eval_batches(data, o.batches)
     data.setup("fit")
-    calibration = [split_batch(b)[0] for _, b in zip(range(o["calib_batches"]), data.train_dataloader())]
-    record = {"ckpt": o["ckpt"], "labels": list(loaded), "data": dict(data.hparams), **{k: o[k] for k in ("batches", "calib_batches", "quant")},
-              "needle_context_lens": lens, **{k: o[k] for k in ("needle_seeds", "needle_n", "seed", "lm_eval_tasks")},
-              "lm_eval_max_seq_lengths": ruler_lens if o["lm_eval_tasks"] else None}
-    return {"rows": rows, "calibration": calibration, "texts": data.validation_texts() if lens else [], "tokenizer": data.tokenizer,
-            "lens": lens, "managers": managers, "record": record}
+    calibration = [split_batch(b)[0] for _, b in zip(range(o.calib_batches), data.train_dataloader())]
+    return measure.Plan(rows, calibration, data.tokenizer, data.validation_texts() if lens else [], o.quant, lens, o.needle_seeds, o.needle_n,
+                        o.lm_eval_tasks, ruler_lens, managers, o.lm_eval_limit)
 
 
-def _measure_all(loaded: dict, plan: dict, o: dict, results: dict) -> dict:
+def _record(o: RunOptions, loaded: dict[str, Loaded], data: PackedTextData, plan: measure.Plan) -> dict:
+    """What was measured on what, as results.json `eval` records it."""
+    return {"ckpt": o.ckpt, "labels": list(loaded), "data": dict(data.hparams), "batches": o.batches, "calib_batches": o.calib_batches,
+            "quant": o.quant, "needle_context_lens": plan.needle_lens, "needle_seeds": o.needle_seeds, "needle_n": o.needle_n, "seed": o.seed,
+            "lm_eval_tasks": o.lm_eval_tasks, "lm_eval_max_seq_lengths": plan.lm_eval_lens if o.lm_eval_tasks else None}
+
+
+def _measure_all(loaded: dict[str, Loaded], plan: measure.Plan, results: dict) -> dict:
     """Every measurement of every checkpoint into `results`; the gradient norms of the violin, by label."""
     norms = {}
     for name, x in tqdm(loaded.items(), desc="checkpoints"):
-        measured = measure.evaluate_checkpoint(x, plan["rows"], plan["calibration"], plan["tokenizer"], plan["texts"], o["quant"], plan["lens"],
-                                               o["needle_seeds"], o["needle_n"], trained_len=(x.data or {}).get("seq_len"),
-                                               lm_eval_tasks=o["lm_eval_tasks"], lm_eval_managers=plan["managers"], lm_eval_limit=o["lm_eval_limit"])
+        measured = measure.evaluate_checkpoint(x, plan)
         if measured["gradient_norms"] is not None:
             norms[name] = measured["gradient_norms"]
         results["checkpoints"][name] = {"path": x.path, "vscale": x.vscale, "config": x.hparams, "data": x.data, "seed": x.seed,

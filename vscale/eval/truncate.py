@@ -2,23 +2,22 @@
 
 import json
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 from tqdm import tqdm
 
-from vscale.cli_values import Ints, Strings, as_list
+from vscale.cli_values import Ints, as_list
 from vscale.eval import measure, plots
-from vscale.eval.checkpoints import eval_batches, eval_data, labels_for, load_all, recorded_data
+from vscale.eval.checkpoints import eval_batches, eval_data, load_all, recorded_data
+from vscale.eval.options import Checkpoints, EvalData, at_least_one
 from vscale.eval.probes.truncate import WINDOWS, attended_distance, check_kernel, check_windows, truncation
-from vscale.errors import ConfigError
 
 
-def truncate(ckpt: Strings | None = None, label: Strings | None = None, out: str = "truncate", windows: Ints = list(WINDOWS),
-             tokenizer: str | None = None, val_files: Strings | None = None, dataset: str | None = None, dataset_config: str | None = None,
-             seq_len: int | None = None, batch_size: int | None = None, batches: int = 2, seed: int = 0, keep_sink: bool = True,
-             queries: Literal["past_window", "common"] = "past_window"):
+@dataclass
+class TruncateOptions(EvalData, Checkpoints):
     """How much of each layer's residual stream comes from beyond the last k tokens: 1 - cos between
     each layer's output with the full context and with attention limited to the last k tokens (a
     banded causal mask, which drops token 0 for queries t >= k), one line per k over layers, and the
@@ -27,50 +26,50 @@ def truncate(ckpt: Strings | None = None, label: Strings | None = None, out: str
     attended_distance.png into `out` (vscale.eval.probes.truncate).
 
     Args:
-        ckpt: Checkpoints: a train.py .ckpt, or a Hugging Face model directory or hub name.
-        label: One label per checkpoint (default: the checkpoint paths).
-        out: Output directory.
         windows: Window sizes k, in tokens; each below --seq_len.
-        tokenizer: Eval tokenizer (default: the first .ckpt's training data config, as are the data fields below).
-        val_files: Local eval text files.
-        dataset: Hub eval dataset (streamed).
-        dataset_config: Hub dataset configuration.
-        seq_len: Tokens per eval row.
-        batch_size: Rows per eval batch.
         batches: Eval batches whose rows are averaged.
-        seed: Seed of everything random.
         keep_sink: Also measure with token 0 kept in every window (one_minus_cos_keep_sink; dashed in the figure), which
             separates the loss of the sink from the loss of distant context.
         queries: Which queries a window is measured on: past_window, every query whose context it cuts (t >= k), or
             common, t >= the largest window for every window (the same positions).
     """
-    ckpt, label, windows, val_files = map(as_list, (ckpt, label, windows, val_files))
-    labels = labels_for(ckpt, label)
-    check_windows(windows)
-    if batches < 1:
-        raise ConfigError(f"--batches {batches}: give at least 1.")
-    torch.manual_seed(seed)
-    random.seed(seed)
-    loaded = load_all(ckpt, labels)
-    data = eval_data(dict(tokenizer=tokenizer, val_files=val_files, dataset=dataset, dataset_config=dataset_config, seq_len=seq_len,
-                          batch_size=batch_size), recorded_data(loaded))
+
+    out: str = "truncate"
+    windows: Ints = field(default_factory=lambda: list(WINDOWS))
+    batches: int = 2
+    keep_sink: bool = True
+    queries: Literal["past_window", "common"] = "past_window"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.windows = as_list(self.windows)
+        check_windows(self.windows)
+        at_least_one(batches=self.batches)
+
+
+def truncate(o: TruncateOptions) -> dict:
+    """`TruncateOptions`: the truncation and attended distance of every checkpoint, written with their figures."""
+    torch.manual_seed(o.seed)
+    random.seed(o.seed)
+    loaded = load_all(o.ckpt, o.labels)
+    data = eval_data(o, recorded_data(loaded))
     seq = data.hparams.seq_len
-    check_windows(windows, seq)
+    check_windows(o.windows, seq)
     for x in loaded.values():
         measure.check_fits(x, data.tokenizer, seq, [])
         check_kernel(x.model, f"checkpoint {x.path!r}")
-    rows = eval_batches(data, batches)
+    rows = eval_batches(data, o.batches)
 
-    where = f"t >= {max(windows)}" if queries == "common" else "t >= k"
-    result = {"windows": windows, "queries": f"{where} of rows of {seq} tokens", "rows": sum(b.shape[0] for b in rows),
-              "data": dict(data.hparams), "seed": seed, "checkpoints": {}}
+    where = f"t >= {max(o.windows)}" if o.queries == "common" else "t >= k"
+    result = {"windows": o.windows, "queries": f"{where} of rows of {seq} tokens", "rows": sum(b.shape[0] for b in rows),
+              "data": dict(data.hparams), "seed": o.seed, "checkpoints": {}}
+    common = o.queries == "common"
     for name, x in tqdm(loaded.items(), desc="checkpoints"):
-        c = result["checkpoints"][name] = {"path": x.path, "vscale": x.vscale,
-                                           "one_minus_cos": truncation(x.model, rows, windows, common=queries == "common")}
-        if keep_sink:
-            c["one_minus_cos_keep_sink"] = truncation(x.model, rows, windows, keep_sink=True, common=queries == "common")
+        c = result["checkpoints"][name] = {"path": x.path, "vscale": x.vscale, "one_minus_cos": truncation(x.model, rows, o.windows, common=common)}
+        if o.keep_sink:
+            c["one_minus_cos_keep_sink"] = truncation(x.model, rows, o.windows, keep_sink=True, common=common)
         c["attended_distance"] = attended_distance(x.model, rows).tolist()
-    _write(result, Path(out))
+    _write(result, Path(o.out))
     return result
 
 
