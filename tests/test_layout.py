@@ -3,12 +3,13 @@ the stages below it, no import cycles, imports at the top of modules (optional e
 modules of at most 300 lines and functions of at most 60."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vscale"
-STAGES = {"errors": 0, "cli_values": 0, "hub": 1, "console": 1, "model": 2, "data": 2, "diagnostics": 3, "train": 4, "eval": 5, "launch": 5, "prepare": 6, "dashboard": 6}
+STAGES = {"errors": 0, "cli_values": 0, "runs": 1, "hub": 1, "console": 1, "model": 2, "data": 2, "diagnostics": 3, "train": 4, "eval": 5, "launch": 5, "prepare": 6, "dashboard": 6}
 """Each top-level module or subpackage of vscale, by layer: a module may import its own stage and lower layers only."""
 OPTIONAL = ("lm_eval",)
 """Optional extras, imported inside the functions that use them."""
@@ -78,3 +79,26 @@ def test_modules_and_functions_stay_short(path):
     long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(path.read_text()))
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
     assert long == []
+
+
+def test_eval_and_launch_do_not_import_train():
+    """Issue 32: evaluation and the launcher read runs through vscale.runs and checkpoints through vscale.model."""
+    known = modules()
+    wrong = [(m, t) for m, path in known.items() if stage(m) in ("eval", "launch")
+             for node in imports(path) for t in vscale_targets(node, known) if stage(t) == "train"]
+    assert wrong == []
+
+
+def test_the_run_name_is_written_and_parsed_in_vscale_runs_identity_only():
+    """`-seed` followed by a number's placeholder or pattern (an f-string part, a regex) only where the name is defined."""
+    found = [f"{path.relative_to(PACKAGE)}:{n.lineno}" for m, path in modules().items() if m != "vscale.runs.identity"
+             for n in ast.walk(ast.parse(path.read_text()))
+             if isinstance(n, ast.Constant) and isinstance(n.value, str) and re.search(r"-seed(\(|\\d|$)", n.value)]
+    assert found == []
+
+
+def test_attention_arms_implement_the_arm_interface_not_each_other():
+    """Issue 32: every arm, the plain softmax included, names `Arm` as its only base."""
+    from vscale.model.interventions import ARMS, Arm
+
+    assert {name: cls.__bases__ for name, cls in ARMS.items()} == {name: (Arm,) for name in ARMS}

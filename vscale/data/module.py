@@ -88,7 +88,7 @@ class PackedTextData(L.LightningDataModule):
         self.save_hyperparameters()
         self.hparams.synthetic = asdict(task) if task else None  # plain values: checkpoints load with weights_only
         self.hparams.train_files, self.hparams.val_files = as_list(train_files), as_list(val_files)  # one file: a list of one
-        self.seq_len, self.batch_size = seq_len, batch_size
+        self.seq_len, self.batch_size = seq_len, batch_size  # checked, typed: what callbacks and the CLI read
         self.rows: RowSource = pick_source(self.hparams, task)
         self.tokenizer, self.task = self.rows.tokenizer, self.rows.task
 

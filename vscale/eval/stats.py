@@ -1,5 +1,5 @@
 """Statistics for comparing arms (the seeds of one configuration), in SPEC §3's order: a run is summarised
-first, over the late window of its logged steps (`vscale.diagnostics.late`); arms are compared last,
+first, over the late window of its logged steps (`vscale.runs.late`); arms are compared last,
 paired by seed against a reference arm, with scipy's bootstrap interval and Wilcoxon signed-rank test, the
 p-values of a family of tests adjusted together (Benjamini-Hochberg).
 

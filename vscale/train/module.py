@@ -11,7 +11,7 @@ from vscale.cli_values import Strings, as_list
 from vscale.data import split_batch
 from vscale.data.synthetic import TASK_LOSSES
 from vscale.errors import ConfigError
-from vscale.model import build_config, build_model, check_interventions, install
+from vscale.model import build_config, build_model, check_asked, install
 from vscale.model.interventions.value_scale import Mode
 from vscale.train.checkpoint import rng_state, set_rng_state
 from vscale.train.optim import build_optimizer
@@ -100,7 +100,7 @@ class VScaleLM(L.LightningModule):
         super().__init__()
         check_recipe(lr, min_lr, warmup_steps, weight_decay, betas, eps)
         config = build_config(model_config, pretrained)
-        check_interventions(config, vscale, vscale_lambda, attention, attn_implementation, who=f"model.pretrained={pretrained!r}" if pretrained else "model.model_config")
+        check_asked(config, vscale, vscale_lambda, attention, attn_implementation)
         self.save_hyperparameters()
         self.hparams.trainable = trainable = as_list(trainable)  # one pattern: a list of one
         self.model = install(build_model(config, pretrained, attn_implementation, embedding_std), vscale, attention, vscale_lambda)
