@@ -155,6 +155,17 @@ def test_an_explicit_eval_source_replaces_the_checkpoint_data_source():
     assert data.hparams.train_files == data.hparams.val_files == ["data/tiny/val.jsonl"]
 
 
+def test_a_recorded_seq_len_too_short_for_the_diagnostics_is_refused_naming_where_it_came_from():
+    """A given --seq_len is checked by EvalData; one read from the checkpoint's data config is checked where it is read."""
+    from vscale.eval.checkpoints import eval_data
+    from vscale.eval.options import EvalData
+
+    recorded = {"tokenizer": "assets/tokenizer-tiny", "train_files": ["data/tiny/train.jsonl"], "seq_len": 16}
+    with pytest.raises(ValueError, match=r"--seq_len \(the checkpoint's data.seq_len\): diagnostics need rows of at least 32"):
+        eval_data(EvalData(), recorded)
+    assert eval_data(EvalData(seq_len=32), recorded).seq_len == 32
+
+
 def test_the_documented_command_line_works(runs, tmp_path):
     import subprocess
     import sys

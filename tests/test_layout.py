@@ -137,3 +137,26 @@ def test_no_function_has_more_than_twelve_parameters_but_the_cli_entry_points():
             for name, node in functions(ast.parse(path.read_text())) if len(parameters(node)) > MAX_PARAMETERS}
     assert set(many) - set(CLI_ENTRY_POINTS) == set(), many
     assert set(CLI_ENTRY_POINTS) <= set(many), "an allowed entry point no longer needs its exception"
+
+
+def source_name_tests(tree: ast.AST, names: tuple[str, ...]) -> list[ast.AST]:
+    """Comparisons (`==`, `in`, ...) and match cases with a source name among their operands, tuples of them included."""
+
+    def named(node: ast.AST) -> bool:
+        elements = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        return any(isinstance(e, ast.Constant) and e.value in names for e in elements)
+
+    return [n for n in ast.walk(tree) if (isinstance(n, ast.Compare) and any(named(o) for o in (n.left, *n.comparators)))
+            or (isinstance(n, ast.MatchValue) and named(n.value))]
+
+
+def test_the_source_of_the_data_is_picked_in_one_place():
+    """Issue 32: which of the five sources a data config names (synthetic, prepared, files, hub, streaming) is decided by
+    vscale.data.rows.pick_source alone, from the data fields; everything after asks the RowSource it returned, so no
+    module compares a source's name."""
+    from vscale.data import SOURCES
+
+    assert sorted(SOURCES) == ["files", "hub", "prepared", "streaming", "synthetic"]
+    found = [f"{path.relative_to(PACKAGE)}:{n.lineno}" for path in modules().values()
+             for n in source_name_tests(ast.parse(path.read_text()), SOURCES)]
+    assert found == []

@@ -85,7 +85,8 @@ def eval_data(options: EvalData, recorded: dict | None) -> PackedTextData:
     args |= vars(DataSource.of(args).replaced(given)) | given
     if "tokenizer" not in args:
         raise ConfigError("eval data: give --tokenizer and --val_files (or --dataset), or a train.py checkpoint, which records its data config.")
-    check_seq_len(args.get("seq_len", 1024), "--seq_len")
+    if "seq_len" not in given:  # a given --seq_len was checked by EvalData
+        check_seq_len(args.get("seq_len", 1024), "--seq_len (the checkpoint's data.seq_len)")
     return PackedTextData(**args)
 
 
