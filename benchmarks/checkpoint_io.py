@@ -30,8 +30,11 @@ def main():
 
     model_config = yaml.safe_load(Path(args.config).read_text())["model"]["model_config"]
     weights = build_model(build_config(model_config, None), None, "sdpa").state_dict()
-    checkpoint = {"state_dict": weights, "exp_avg": {k: torch.zeros_like(v) for k, v in weights.items()},
-                  "exp_avg_sq": {k: torch.zeros_like(v) for k, v in weights.items()}}
+    checkpoint = {
+        "state_dict": weights,
+        "exp_avg": {k: torch.zeros_like(v) for k, v in weights.items()},
+        "exp_avg_sq": {k: torch.zeros_like(v) for k, v in weights.items()},
+    }
     writers = {"lightning": TorchCheckpointIO(), "A/A control": TorchCheckpointIO(), "atomic": AtomicCheckpointIO()}
     times = {name: [] for name in writers}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

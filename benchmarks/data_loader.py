@@ -50,8 +50,15 @@ def synthetic_prepared(directory: Path, tokens: int, vocab: int, eos_id: int, do
             yield pa.ListArray.from_arrays(np.arange(0, (n + 1) * doc_len, doc_len, dtype=np.int32), values)
 
     n_train = tokens // (doc_len + 1)
-    write_prepared(directory, {"train": batches(n_train), "val": batches(8)}, tokenizer=TOKENIZER, vocab_size=vocab,
-                   eos_id=eos_id, source=source, totals={"train": n_train, "val": 8})
+    write_prepared(
+        directory,
+        {"train": batches(n_train), "val": batches(8)},
+        tokenizer=TOKENIZER,
+        vocab_size=vocab,
+        eos_id=eos_id,
+        source=source,
+        totals={"train": n_train, "val": 8},
+    )
     return directory
 
 
@@ -61,7 +68,9 @@ def data_module(prepared: Path, workers: int, start_sample: int = 0):
 
     data = PackedTextData(TOKENIZER, seq_len=SEQ, batch_size=BATCH, prepared=str(prepared), num_workers=workers)
     data.setup("fit")
-    data.trainer = SimpleNamespace(global_step=start_sample // BATCH, accumulate_grad_batches=1, world_size=1, global_rank=0)
+    data.trainer = SimpleNamespace(
+        global_step=start_sample // BATCH, accumulate_grad_batches=1, world_size=1, global_rank=0
+    )
     return data
 
 
@@ -123,11 +132,21 @@ def hours(seconds: float) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/vscale-bench-prepared"), help="synthetic prepared directory (made if absent)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/tmp/vscale-bench-prepared"),
+        help="synthetic prepared directory (made if absent)",
+    )
     parser.add_argument("--tokens", type=int, default=300_000_000, help="tokens in the synthetic train.bin")
     parser.add_argument("--batches", type=int, default=300, help="batches timed per throughput pass")
     parser.add_argument("--repeats", type=int, default=5, help="passes / measurements per figure (median)")
-    parser.add_argument("--steps_per_s", type=float, default=2.5, help="assumed paper-0.1b optimizer steps/s on --gpus GPUs (not measured)")
+    parser.add_argument(
+        "--steps_per_s",
+        type=float,
+        default=2.5,
+        help="assumed paper-0.1b optimizer steps/s on --gpus GPUs (not measured)",
+    )
     parser.add_argument("--gpus", type=int, default=8, help="GPUs of the assumed paper-0.1b run, one loader each")
     args = parser.parse_args()
 
@@ -141,30 +160,49 @@ def main():
     n_tokens = meta["splits"]["train"]["tokens"]
 
     need = GLOBAL_BATCH * SEQ * args.steps_per_s
-    print(f"\nprepared: {prepared} ({n_tokens / 1e6:,.0f}M tokens, {meta['dtype']}, {n_tokens // SEQ:,} rows of {SEQ}); "
-          f"batch {BATCH} x {SEQ}; median of {args.repeats}\n")
-    print(f"(a) loader throughput, prepared rows; paper-0.1b consumes {GLOBAL_BATCH} x {SEQ} tokens per optimizer step, "
-          f"at an ASSUMED {args.steps_per_s} steps/s on {args.gpus} GPUs (no GPU measured): {need / 1e6:.2f}M tokens/s in all, "
-          f"{need / args.gpus / 1e3:.0f}k tokens/s per GPU's loader\n")
-    print("| num_workers | tokens/s | batches/s | x one GPU's need | x all 8 GPUs' need |\n| --- | --- | --- | --- | --- |")
+    print(
+        f"\nprepared: {prepared} ({n_tokens / 1e6:,.0f}M tokens, {meta['dtype']}, {n_tokens // SEQ:,} rows of {SEQ}); "
+        f"batch {BATCH} x {SEQ}; median of {args.repeats}\n"
+    )
+    print(
+        f"(a) loader throughput, prepared rows; paper-0.1b consumes {GLOBAL_BATCH} x {SEQ} tokens per optimizer step, "
+        f"at an ASSUMED {args.steps_per_s} steps/s on {args.gpus} GPUs (no GPU measured): {need / 1e6:.2f}M tokens/s in all, "
+        f"{need / args.gpus / 1e3:.0f}k tokens/s per GPU's loader\n"
+    )
+    print(
+        "| num_workers | tokens/s | batches/s | x one GPU's need | x all 8 GPUs' need |\n| --- | --- | --- | --- | --- |"
+    )
     for workers in (0, 2):
         rate = throughput(prepared, workers, args.batches, args.repeats)
-        print(f"| {workers} | {rate / 1e6:.1f}M | {rate / (BATCH * SEQ):,.0f} | {rate / (need / args.gpus):,.0f} | {rate / need:,.1f} |")
+        print(
+            f"| {workers} | {rate / 1e6:.1f}M | {rate / (BATCH * SEQ):,.0f} | {rate / (need / args.gpus):,.0f} | {rate / need:,.1f} |"
+        )
 
-    print(f"\n(b) time to the first batch of a resumed run, prepared rows (median of {4 * args.repeats}, starts alternated)\n")
+    print(
+        f"\n(b) time to the first batch of a resumed run, prepared rows (median of {4 * args.repeats}, starts alternated)\n"
+    )
     print("| num_workers | resume at sample 10^3 | resume at sample 10^8 | ratio |\n| --- | --- | --- | --- |")
     for workers in (0, 2):
         near, far = first_batch(prepared, workers, (10**3, 10**8), 4 * args.repeats)
         print(f"| {workers} | {near * 1e3:.1f} ms | {far * 1e3:.1f} ms | {far / near:.2f} |")
 
     rows_s, tokens_s, skipped = streaming_reread(args.repeats)
-    print(f"\n(c) streaming resume (StreamingRows, data/tiny/train.jsonl streamed from the local file, {TOKENIZER}, seq_len {SEQ}): "
-          f"re-reading {skipped} rows, median of {args.repeats}\n")
-    print(f"| re-read rate | rows/s | tokens/s |\n| --- | --- | --- |\n| measured | {rows_s:,.0f} | {tokens_s / 1e6:.2f}M |\n")
+    print(
+        f"\n(c) streaming resume (StreamingRows, data/tiny/train.jsonl streamed from the local file, {TOKENIZER}, seq_len {SEQ}): "
+        f"re-reading {skipped} rows, median of {args.repeats}\n"
+    )
+    print(
+        f"| re-read rate | rows/s | tokens/s |\n| --- | --- | --- |\n| measured | {rows_s:,.0f} | {tokens_s / 1e6:.2f}M |\n"
+    )
     print("| resume at | tokens re-read | time before the first batch (extrapolated) |\n| --- | --- | --- |")
-    for label, samples in (("sample 10^8", 10**8), ("paper-0.1b step 10,000 (5.12 x 10^6 samples)", 10_000 * GLOBAL_BATCH)):
+    for label, samples in (
+        ("sample 10^8", 10**8),
+        ("paper-0.1b step 10,000 (5.12 x 10^6 samples)", 10_000 * GLOBAL_BATCH),
+    ):
         print(f"| {label}, one loader | {samples * SEQ / 1e9:,.1f}B | {hours(samples / rows_s)} |")
-        print(f"| {label}, {args.gpus} ranks in parallel | {samples * SEQ / args.gpus / 1e9:,.1f}B per rank | {hours(samples / args.gpus / rows_s)} |")
+        print(
+            f"| {label}, {args.gpus} ranks in parallel | {samples * SEQ / args.gpus / 1e9:,.1f}B per rank | {hours(samples / args.gpus / rows_s)} |"
+        )
 
 
 if __name__ == "__main__":

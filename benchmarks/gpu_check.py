@@ -44,10 +44,28 @@ from step_time import time_round_robin  # noqa: E402  (the round-robin timing of
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY_IMPORTS = ("vscale.train.cli", "vscale.eval.cli", "datasets", "jsonargparse", "wandb")
-VERSIONS = ("torch", "transformers", "lightning", "torchmetrics", "tokenizers", "huggingface_hub", "numpy", "datasets",
-            "jsonargparse", "wandb", "pydantic")
-SCIENCE = ("act/h_out_ratio/layer_0", "act/h_out_ratio/max", "sink/alpha/max", "sink/rate/mean", "gsink/ratio/max",
-           "train/loss", "val/loss")
+VERSIONS = (
+    "torch",
+    "transformers",
+    "lightning",
+    "torchmetrics",
+    "tokenizers",
+    "huggingface_hub",
+    "numpy",
+    "datasets",
+    "jsonargparse",
+    "wandb",
+    "pydantic",
+)
+SCIENCE = (
+    "act/h_out_ratio/layer_0",
+    "act/h_out_ratio/max",
+    "sink/alpha/max",
+    "sink/rate/mean",
+    "gsink/ratio/max",
+    "train/loss",
+    "val/loss",
+)
 """What the science leg reports and draws: block 0's token-0 residual ratio (the peak of issue 28), sinks, R_GS, loss."""
 
 
@@ -55,7 +73,10 @@ def variants() -> dict[str, tuple[str, str, int, bool]]:
     """name -> (V-scale mode, attention arm, diagnostics interval, guard); the first is the baseline, the second its A/A control."""
     out = {"off": ("off", "softmax", 0, False), "A/A control": ("off", "softmax", 0, False)}
     out |= {m: (m, "softmax", 0, False) for m in MODES if m != "off"}
-    out |= {"diagnostics every 10": ("off", "softmax", 10, False), "diagnostics every step": ("off", "softmax", 1, False)}
+    out |= {
+        "diagnostics every 10": ("off", "softmax", 10, False),
+        "diagnostics every step": ("off", "softmax", 1, False),
+    }
     return out | {arm: ("off", arm, 0, False) for arm in ARMS if arm != "softmax"}
 
 
@@ -79,40 +100,93 @@ def smoke(a, report: dict) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
-    return {"ok": all(map(math.isfinite, losses)), "losses": losses, "versions": {p: importlib.metadata.version(p) for p in VERSIONS}}
+    return {
+        "ok": all(map(math.isfinite, losses)),
+        "losses": losses,
+        "versions": {p: importlib.metadata.version(p) for p in VERSIONS},
+    }
 
 
 def cuda_tests(a, report: dict) -> dict:
     """tests/test_gpu.py (the `gpu` marker); skipped, and said so, without CUDA."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "tests/test_gpu.py", "-m", "gpu", "-p", "no:xdist", "-o", "addopts=", "-q", "-rs"],
-                            cwd=REPO, capture_output=True, text=True, timeout=max(1, min(150, a.left())))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/test_gpu.py",
+            "-m",
+            "gpu",
+            "-p",
+            "no:xdist",
+            "-o",
+            "addopts=",
+            "-q",
+            "-rs",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=max(1, min(150, a.left())),
+    )
     return {"ok": result.returncode == 0, "summary": (result.stdout.strip().splitlines() or [""])[-1], "cuda": a.cuda}
 
 
 def step_time(a, report: dict) -> dict:
     model_config, seq_len = a.config["model"]["model_config"], a.config["data"]["seq_len"]
     batch = torch.randint(0, model_config["vocab_size"], (a.batch_size, seq_len), device=a.device)
-    runs = {name: (*new_model(model_config, a.device, mode, arm), every, guard, [], []) for name, (mode, arm, every, guard) in variants().items()}
+    runs = {
+        name: (*new_model(model_config, a.device, mode, arm), every, guard, [], [])
+        for name, (mode, arm, every, guard) in variants().items()
+    }
     if a.cuda:
         torch.cuda.reset_peak_memory_stats()
-    time_round_robin(runs, batch, warmup=3 if a.cuda else 1, steps=a.steps, bf16=a.cuda)  # CPU: the code path, not a timing
+    time_round_robin(
+        runs, batch, warmup=3 if a.cuda else 1, steps=a.steps, bf16=a.cuda
+    )  # CPU: the code path, not a timing
     base = statistics.median(runs["off"][4])
     flops = flops_per_micro_batch(runs["off"][0], a.batch_size, seq_len)
     peak = device_peak(torch.cuda.get_device_name() if a.cuda else "", torch.bfloat16 if a.cuda else torch.float32)
-    table = {name: {"median_ms": 1e3 * statistics.median(r[4]), "ratio": statistics.median(r[4]) / base} for name, r in runs.items()}
-    return {"ok": True, "batch": list(batch.shape), "steps": a.steps, "bf16": a.cuda, "variants": table, "tokens_per_sec": batch.numel() / base,
-            "flops_per_step": flops, "mfu": flops / base / peak if peak else None,
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if a.cuda else None}
+    table = {
+        name: {"median_ms": 1e3 * statistics.median(r[4]), "ratio": statistics.median(r[4]) / base}
+        for name, r in runs.items()
+    }
+    return {
+        "ok": True,
+        "batch": list(batch.shape),
+        "steps": a.steps,
+        "bf16": a.cuda,
+        "variants": table,
+        "tokens_per_sec": batch.numel() / base,
+        "flops_per_step": flops,
+        "mfu": flops / base / peak if peak else None,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if a.cuda else None,
+    }
 
 
 def fit(a, config: str, name: str, cap_s: float, extra: list[str]) -> tuple[dict, Path]:
     """One `train.py fit` run into the scratch directory (never --out: checkpoints stay behind), stopped by
     Lightning at `cap_s` or what the budget leaves, whichever is first, so it ends cleanly and writes late.json."""
     seconds = int(max(1, min(cap_s, a.left() - 15)))
-    command = [sys.executable, "train.py", "fit", "--config", config, f"--run.root={a.work}", "--run.experiment=gpu-check", f"--run.name={name}",
-               "--run.wandb=false", "--run.cpu_capability=null", "--run.ckpt_every=1000000", "--trainer.enable_progress_bar=false",
-               f"--trainer.accelerator={'gpu' if a.cuda else 'cpu'}", "--trainer.devices=1",
-               f"--trainer.precision={'bf16-mixed' if a.cuda else '32-true'}", f"--trainer.max_time=00:00:{seconds // 60:02d}:{seconds % 60:02d}", *extra]
+    command = [
+        sys.executable,
+        "train.py",
+        "fit",
+        "--config",
+        config,
+        f"--run.root={a.work}",
+        "--run.experiment=gpu-check",
+        f"--run.name={name}",
+        "--run.wandb=false",
+        "--run.cpu_capability=null",
+        "--run.ckpt_every=1000000",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.accelerator={'gpu' if a.cuda else 'cpu'}",
+        "--trainer.devices=1",
+        f"--trainer.precision={'bf16-mixed' if a.cuda else '32-true'}",
+        f"--trainer.max_time=00:00:{seconds // 60:02d}:{seconds % 60:02d}",
+        *extra,
+    ]
     started = time.monotonic()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=max(1, a.left()))
     out = {"ok": result.returncode == 0, "seconds": time.monotonic() - started, "command": " ".join(command[1:])}
@@ -126,10 +200,22 @@ def train(a, report: dict) -> dict:
     no gradient accumulation or validation, diagnostics every 10 (every 2 on CPU); tokens/s and MFU are the medians
     of the logged windows after the first, which holds the warm-up."""
     every = 10 if a.cuda else 2
-    extra = ["--data.prepared=null", "--data.tokenizer=null", "--data.dataset=null", "--data.train_files=null", "--data.val_files=null",
-             "--data.synthetic.vocab_size=64", f"--data.batch_size={a.batch_size}", "--data.global_batch=null",
-             f"--data.num_workers={8 if a.cuda else 0}", f"--trainer.max_steps={a.train_steps}", f"--trainer.log_every_n_steps={every}",
-             f"--diagnostics.every_n_steps={every}", "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0"]
+    extra = [
+        "--data.prepared=null",
+        "--data.tokenizer=null",
+        "--data.dataset=null",
+        "--data.train_files=null",
+        "--data.val_files=null",
+        "--data.synthetic.vocab_size=64",
+        f"--data.batch_size={a.batch_size}",
+        "--data.global_batch=null",
+        f"--data.num_workers={8 if a.cuda else 0}",
+        f"--trainer.max_steps={a.train_steps}",
+        f"--trainer.log_every_n_steps={every}",
+        f"--diagnostics.every_n_steps={every}",
+        "--trainer.limit_val_batches=0",
+        "--trainer.num_sanity_val_steps=0",
+    ]
     out, run_dir = fit(a, a.config_path, "train", 90, extra)
     if out["ok"]:
         series = read_metrics(run_dir)
@@ -149,23 +235,48 @@ def science(a, report: dict) -> dict:
     `learned` for as many steps as `off` reached; a few small steps on CPU), their late-window summaries (late.json,
     and block 0's token-0 ratio) and one figure."""
     if not (REPO / a.science_config).is_file():
-        return {"ok": False, "skipped": f"{a.science_config} does not exist yet (issue 28 makes it); give --science_config"}
-    extra = [] if a.cuda else [f"--trainer.max_steps={a.science_steps}", "--trainer.log_every_n_steps=5", "--diagnostics.every_n_steps=5",
-                               "--data.batch_size=16", "--data.val_rows=32", "--data.num_workers=0"]  # CPU: the code path, small
+        return {
+            "ok": False,
+            "skipped": f"{a.science_config} does not exist yet (issue 28 makes it); give --science_config",
+        }
+    extra = (
+        []
+        if a.cuda
+        else [
+            f"--trainer.max_steps={a.science_steps}",
+            "--trainer.log_every_n_steps=5",
+            "--diagnostics.every_n_steps=5",
+            "--data.batch_size=16",
+            "--data.val_rows=32",
+            "--data.num_workers=0",
+        ]
+    )  # CPU: the code path, small
     runs, curves = {}, {}
     for i, mode in enumerate(("off", "learned")):
-        same = [f"--trainer.max_steps={runs['off']['steps']}"] if a.cuda and runs.get("off", {}).get("ok") else []  # off may stop at its time cap
-        runs[mode], run_dir = fit(a, a.science_config, mode, min(160, (a.left() - 20) / (2 - i)), [f"--model.vscale={mode}", *extra, *same])
+        same = (
+            [f"--trainer.max_steps={runs['off']['steps']}"] if a.cuda and runs.get("off", {}).get("ok") else []
+        )  # off may stop at its time cap
+        runs[mode], run_dir = fit(
+            a, a.science_config, mode, min(160, (a.left() - 20) / (2 - i)), [f"--model.vscale={mode}", *extra, *same]
+        )
         if runs[mode]["ok"]:
             series = read_metrics(run_dir)
             late = json.loads((run_dir / "late.json").read_text())
             layer_0 = late_median(series.get(SCIENCE[0], []))
-            runs[mode] |= {"steps": max(s for s, _ in series["train/loss"]) + 1, "late": late | ({f"late/{SCIENCE[0]}": layer_0} if layer_0 else {})}
+            runs[mode] |= {
+                "steps": max(s for s, _ in series["train/loss"]) + 1,
+                "late": late | ({f"late/{SCIENCE[0]}": layer_0} if layer_0 else {}),
+            }
             curves[mode] = {n: [(s, [v]) for s, v in series[n]] for n in SCIENCE if n in series}
     names = [n for n in SCIENCE if any(n in c for c in curves.values())]
     if curves and names:
         training_curves(curves, names, a.out / "science.png", f"{a.science_config}: off vs learned")
-    return {"ok": all(r["ok"] for r in runs.values()), "config": a.science_config, "runs": runs, "figure": "science.png" if curves else None}
+    return {
+        "ok": all(r["ok"] for r in runs.values()),
+        "config": a.science_config,
+        "runs": runs,
+        "figure": "science.png" if curves else None,
+    }
 
 
 STAGES = {"smoke": smoke, "cuda_tests": cuda_tests, "step_time": step_time, "train": train, "science": science}
@@ -181,26 +292,48 @@ def stage_lines(name: str, r: dict) -> list[str]:
         return [f"{name}: {'failed: ' + r['error'] if 'error' in r else 'skipped: ' + r['skipped']}"]
     if name == "smoke":
         versions = ", ".join(f"{k} {v}" for k, v in r["versions"].items())
-        return [f"smoke (the entry points' imports, 5 steps): {'ok' if r['ok'] else 'NON-FINITE'}, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}; {versions}"]
+        return [
+            f"smoke (the entry points' imports, 5 steps): {'ok' if r['ok'] else 'NON-FINITE'}, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}; {versions}"
+        ]
     if name == "cuda_tests":
         return [f"CUDA tests: {r['summary']}" + ("" if r["cuda"] else " (GPU-only: skipped without CUDA)")]
     if name == "step_time":
-        lines = [f"hand-written loop, batch {r['batch']}, {r['steps']} timed steps per variant, bf16 {r['bf16']}", "",
-                 "| variant | median ms/step | ratio to off |", "| --- | --- | --- |"]
+        lines = [
+            f"hand-written loop, batch {r['batch']}, {r['steps']} timed steps per variant, bf16 {r['bf16']}",
+            "",
+            "| variant | median ms/step | ratio to off |",
+            "| --- | --- | --- |",
+        ]
         lines += [f"| {n} | {v['median_ms']:.1f} | {v['ratio']:.3f} |" for n, v in r["variants"].items()]
         memory = "n/a" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.1f} GiB"
-        return lines + ["", f"tokens/s (off): {r['tokens_per_sec']:.0f}; MFU (off): {number(r['mfu'])}; peak memory: {memory}"]
+        return lines + [
+            "",
+            f"tokens/s (off): {r['tokens_per_sec']:.0f}; MFU (off): {number(r['mfu'])}; peak memory: {memory}",
+        ]
     if name == "train":
         if not r["ok"]:
             return ["train.py fit: failed: " + " | ".join(r["last_lines"])]
-        return [f"train.py fit ({r['steps']} steps in {r['seconds']:.0f} s): tokens/s {number(r['tokens_per_sec'], '.0f')}, MFU {number(r['mfu'])}, "
-                f"ratio to the hand-written loop {number(r.get('ratio_to_loop'))}"]
+        return [
+            f"train.py fit ({r['steps']} steps in {r['seconds']:.0f} s): tokens/s {number(r['tokens_per_sec'], '.0f')}, MFU {number(r['mfu'])}, "
+            f"ratio to the hand-written loop {number(r.get('ratio_to_loop'))}"
+        ]
     runs = r["runs"]
-    lines = [f"science ({r['config']}): " + ", ".join(f"{m} {'ok, ' + str(x['steps']) + ' steps' if x['ok'] else 'failed: ' + ' | '.join(x['last_lines'])}"
-                                                      f" in {x['seconds']:.0f} s" for m, x in runs.items()), "",
-             "| late-window median | " + " | ".join(runs) + " |", "| --- |" + " --- |" * len(runs)]
-    lines += [f"| {n} | " + " | ".join(number(x.get("late", {}).get(f"late/{n}")) for x in runs.values()) + " |" for n in SCIENCE]
-    return lines + ([f"", f"figure: {r['figure']}"] if r["figure"] else [])
+    lines = [
+        f"science ({r['config']}): "
+        + ", ".join(
+            f"{m} {'ok, ' + str(x['steps']) + ' steps' if x['ok'] else 'failed: ' + ' | '.join(x['last_lines'])}"
+            f" in {x['seconds']:.0f} s"
+            for m, x in runs.items()
+        ),
+        "",
+        "| late-window median | " + " | ".join(runs) + " |",
+        "| --- |" + " --- |" * len(runs),
+    ]
+    lines += [
+        f"| {n} | " + " | ".join(number(x.get("late", {}).get(f"late/{n}")) for x in runs.values()) + " |"
+        for n in SCIENCE
+    ]
+    return lines + (["", f"figure: {r['figure']}"] if r["figure"] else [])
 
 
 def markdown(report: dict) -> str:
@@ -232,13 +365,21 @@ def arguments(argv: list[str] | None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--config", help="config whose model is timed and trained (default: paper-0.1b on cuda, tiny on cpu)")
+    p.add_argument(
+        "--config", help="config whose model is timed and trained (default: paper-0.1b on cuda, tiny on cpu)"
+    )
     p.add_argument("--steps", type=int, help="timed steps per variant (default 20 on cuda, 3 on cpu)")
-    p.add_argument("--batch_size", type=int, help="rows per step (default: the config's data.batch_size on cuda, 4 on cpu)")
+    p.add_argument(
+        "--batch_size", type=int, help="rows per step (default: the config's data.batch_size on cuda, 4 on cpu)"
+    )
     p.add_argument("--train_steps", type=int, help="steps of the train.py leg (default 150 on cuda, 6 on cpu)")
     p.add_argument("--science_config", default="configs/bb-peak-gpu.yaml", help="config of the science leg")
-    p.add_argument("--science_steps", type=int, default=10, help="steps of each science run on cpu (cuda: the config's)")
-    p.add_argument("--budget", type=float, default=540, help="seconds for all stages; a stage's runs stop within what is left")
+    p.add_argument(
+        "--science_steps", type=int, default=10, help="steps of each science run on cpu (cuda: the config's)"
+    )
+    p.add_argument(
+        "--budget", type=float, default=540, help="seconds for all stages; a stage's runs stop within what is left"
+    )
     p.add_argument("--work", type=Path, help="scratch directory of the train.py runs (default: a temporary one)")
     a = p.parse_args(argv)
     a.cuda = a.device == "cuda"
@@ -255,8 +396,13 @@ def arguments(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> dict:
     a = arguments(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    report = {"device": a.device, "device_name": torch.cuda.get_device_name() if a.cuda else "cpu", "torch": torch.__version__,
-              "config": a.config_path, "budget_s": a.budget}
+    report = {
+        "device": a.device,
+        "device_name": torch.cuda.get_device_name() if a.cuda else "cpu",
+        "torch": torch.__version__,
+        "config": a.config_path,
+        "budget_s": a.budget,
+    }
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         a.work = (a.work or Path(scratch)).resolve()
         for name in STAGES:

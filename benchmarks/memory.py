@@ -43,8 +43,18 @@ def child(steps: int, every: int, sample: int, root: str) -> None:
     config["trainer"]["callbacks"][0]["init_args"]["every_n_steps"] = every
     path = Path(root) / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    cli = VScaleCLI(args=["--config", str(path), f"--run.root={root}", f"--trainer.max_steps={steps}", "--trainer.enable_progress_bar=false",
-                          f"--run.val_every_n_steps={steps}", f"--run.ckpt_every={steps}"], run=False)
+    cli = VScaleCLI(
+        args=[
+            "--config",
+            str(path),
+            f"--run.root={root}",
+            f"--trainer.max_steps={steps}",
+            "--trainer.enable_progress_bar=false",
+            f"--run.val_every_n_steps={steps}",
+            f"--run.ckpt_every={steps}",
+        ],
+        run=False,
+    )
     sampler = RSSSampler(sample)
     cli.trainer.callbacks.append(sampler)
     cli.before_fit()
@@ -70,11 +80,20 @@ def main() -> None:
             return child(args.steps, args.child, args.sample, root)
     rows = {}
     for label, every in ((f"diagnostics every {args.every} steps", args.every), ("no diagnostics", 0)):
-        out = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--sample", str(args.sample), "--child", str(every)],
-                             capture_output=True, text=True, check=True, cwd=REPO).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--steps", str(args.steps), "--sample", str(args.sample), "--child", str(every)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        ).stdout
         rows[label] = json.loads(out.split("SAMPLES ", 1)[1])
     marks = [m for m in (100, 250, 500, 750, args.steps) if m <= args.steps]
-    print("| variant | " + " | ".join(f"RSS MiB @ step {m}" for m in marks) + " | growth MiB / 100 steps (after step 100) |")
+    print(
+        "| variant | "
+        + " | ".join(f"RSS MiB @ step {m}" for m in marks)
+        + " | growth MiB / 100 steps (after step 100) |"
+    )
     print("| --- |" + " --- |" * (len(marks) + 1))
     for label, samples in rows.items():
         at = dict(samples)

@@ -29,12 +29,23 @@ def variants(compare: str, mode: str) -> dict[str, tuple[str, str, int, bool]]:
     if compare == "modes":
         return {m: (m, "softmax", 0, False) for m in MODES}
     if compare == "arms":
-        return {"softmax": (mode, "softmax", 0, False), "A/A control": (mode, "softmax", 0, False),
-                **{arm: (mode, arm, 0, False) for arm in ARMS if arm != "softmax"}}
+        return {
+            "softmax": (mode, "softmax", 0, False),
+            "A/A control": (mode, "softmax", 0, False),
+            **{arm: (mode, arm, 0, False) for arm in ARMS if arm != "softmax"},
+        }
     if compare == "guard":
-        return {"no guard": (mode, "softmax", 0, False), "A/A control": (mode, "softmax", 0, False), "guard": (mode, "softmax", 0, True)}
-    return {"no diagnostics": (mode, "softmax", 0, False), "A/A control": (mode, "softmax", 0, False),
-            "every step": (mode, "softmax", 1, False), "every 10 steps": (mode, "softmax", 10, False)}
+        return {
+            "no guard": (mode, "softmax", 0, False),
+            "A/A control": (mode, "softmax", 0, False),
+            "guard": (mode, "softmax", 0, True),
+        }
+    return {
+        "no diagnostics": (mode, "softmax", 0, False),
+        "A/A control": (mode, "softmax", 0, False),
+        "every step": (mode, "softmax", 1, False),
+        "every 10 steps": (mode, "softmax", 10, False),
+    }
 
 
 def step(model, opt, batch: torch.Tensor, measure: bool, guard: bool, bf16: bool) -> None:
@@ -60,7 +71,7 @@ def time_round_robin(runs: dict, batch: torch.Tensor, warmup: int, steps: int, b
     sync = torch.cuda.synchronize if batch.device.type == "cuda" else (lambda: None)
     order = list(runs.values())
     for i in range(warmup + steps):
-        for model, opt, every, guard, all_steps, plain_steps in order[i % len(order):] + order[: i % len(order)]:
+        for model, opt, every, guard, all_steps, plain_steps in order[i % len(order) :] + order[: i % len(order)]:
             measure = every > 0 and i % every == 0
             sync()
             t0 = time.perf_counter()
@@ -86,7 +97,9 @@ def main():
 
     config = yaml.safe_load(open(args.config))
     m, d = config["model"], config["data"]
-    batch = torch.randint(0, m["model_config"]["vocab_size"], (args.batch_size or d["batch_size"], d["seq_len"]), device=args.device)
+    batch = torch.randint(
+        0, m["model_config"]["vocab_size"], (args.batch_size or d["batch_size"], d["seq_len"]), device=args.device
+    )
     runs = {}
     for name, (mode, arm, every, guard) in variants(args.compare, args.mode).items():
         torch.manual_seed(0)
@@ -98,8 +111,10 @@ def main():
     base_name = next(iter(runs))
     base_mean = statistics.mean(runs[base_name][4])
     base_median = statistics.median(runs[base_name][4])
-    print(f"{args.config} on {args.device} ({torch.get_num_threads()} threads), batch {tuple(batch.shape)}, "
-          f"{args.steps} steps per variant, bf16={args.bf16}")
+    print(
+        f"{args.config} on {args.device} ({torch.get_num_threads()} threads), batch {tuple(batch.shape)}, "
+        f"{args.steps} steps per variant, bf16={args.bf16}"
+    )
     print(f"{'variant':<16}{'mean ms/step':>14}{'ratio (mean)':>14}{'plain-step median ratio':>25}")
     for name, (_, _, _, _, all_steps, plain_steps) in runs.items():
         mean = statistics.mean(all_steps)

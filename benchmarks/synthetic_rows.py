@@ -38,8 +38,10 @@ def main() -> None:
     single = [token_at_a_time(task, args.seq_len, 0, 0, i) for i in indices]
     alone = time.perf_counter() - start
     assert batched.tolist() == single
-    print(f"{args.rows} rows x {args.seq_len}: batched {together * 1e3:.0f} ms, token at a time {alone * 1e3:.0f} ms, "
-          f"ratio {alone / together:.1f}x")
+    print(
+        f"{args.rows} rows x {args.seq_len}: batched {together * 1e3:.0f} ms, token at a time {alone * 1e3:.0f} ms, "
+        f"ratio {alone / together:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,12 @@ VARIANTS = {  # name -> train.py overrides (min_lr is lr / 10, as in configs/bb.
     "lr2e-2-w20-400": ["--model.lr=2e-2", "--model.min_lr=2e-3", "--model.warmup_steps=20", "--trainer.max_steps=400"],
     "lr1e-2-w20-400": ["--model.lr=1e-2", "--model.min_lr=1e-3", "--model.warmup_steps=20", "--trainer.max_steps=400"],
     "lr1e-2-w20-800": ["--model.lr=1e-2", "--model.min_lr=1e-3", "--model.warmup_steps=20", "--trainer.max_steps=800"],
-    "lr5e-3-w50-800": ["--model.lr=5e-3", "--model.min_lr=5e-4", "--model.warmup_steps=50", "--trainer.max_steps=800"],  # seed 0 only: no sink in either dispatch
+    "lr5e-3-w50-800": [
+        "--model.lr=5e-3",
+        "--model.min_lr=5e-4",
+        "--model.warmup_steps=50",
+        "--trainer.max_steps=800",
+    ],  # seed 0 only: no sink in either dispatch
 }
 SEEDS = range(10)
 EPS = 0.3
@@ -34,9 +39,21 @@ def run(out: Path, variant: str, dispatch: str, seed: int) -> None:
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": dispatch}
-    command = [sys.executable, "train.py", "fit", "--config", "configs/bb.yaml", f"--run.root={out}", f"--run.experiment={variant}-{dispatch}",
-               f"--seed_everything={seed}", "--run.cpu_capability=null", "--run.ckpt_every=100000", "--trainer.enable_progress_bar=false",
-               "--trainer.enable_model_summary=false", *VARIANTS[variant]]
+    command = [
+        sys.executable,
+        "train.py",
+        "fit",
+        "--config",
+        "configs/bb.yaml",
+        f"--run.root={out}",
+        f"--run.experiment={variant}-{dispatch}",
+        f"--seed_everything={seed}",
+        "--run.cpu_capability=null",
+        "--run.ckpt_every=100000",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        *VARIANTS[variant],
+    ]
     subprocess.run(command, env=env, check=True, capture_output=True)
     print(f"done {run_dir}", flush=True)
 
@@ -57,7 +74,13 @@ def summary(out: Path, dispatches: list[str]) -> dict:
         grows = {d: sorted(s for s, v in vals.items() if v is not None and v > EPS) for d, vals in outcome.items()}
         both = set.intersection(*(set(v) for v in outcome.values())) if outcome else set()
         flips = sorted(s for s in both if len({outcome[d][s] > EPS for d in dispatches}) > 1)
-        table[variant] = {"overrides": VARIANTS[variant], "late_alpha_max": outcome, "grows_sink": grows, "seeds": len(both), "flips": flips}
+        table[variant] = {
+            "overrides": VARIANTS[variant],
+            "late_alpha_max": outcome,
+            "grows_sink": grows,
+            "seeds": len(both),
+            "flips": flips,
+        }
     return {"window": late.WINDOW, "eps": EPS, "dispatches": dispatches, "variants": table}
 
 

@@ -32,11 +32,21 @@ from transformers import PreTrainedTokenizerFast
 
 # -----------------------------------------------------------------------------
 stdlib_dir = os.path.dirname(os.__file__)
-skip_dirs = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages",
-             "__pycache__", "turtledemo", "ensurepip", "pydoc_data"}
-min_chars = 200           # keep docstrings with at least this many characters
-min_prose_frac = 0.8      # fraction of letters/whitespace/basic punctuation required
-val_every = 20            # every 20th document goes to validation
+skip_dirs = {
+    "test",
+    "tests",
+    "idlelib",
+    "lib2to3",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "turtledemo",
+    "ensurepip",
+    "pydoc_data",
+}
+min_chars = 200  # keep docstrings with at least this many characters
+min_prose_frac = 0.8  # fraction of letters/whitespace/basic punctuation required
+val_every = 20  # every 20th document goes to validation
 max_train_chars = 3_000_000  # cap on train text
 vocab_size = 4096
 eot = "<|endoftext|>"
@@ -45,6 +55,7 @@ data_dir = os.path.join(repo_dir, "data", "tiny")
 tok_dir = os.path.join(repo_dir, "assets", "tokenizer-tiny")
 # -----------------------------------------------------------------------------
 
+
 def stdlib_files():
     """All .py files under the stdlib directory, in sorted (deterministic) order."""
     for root, dirs, files in os.walk(stdlib_dir):
@@ -52,6 +63,7 @@ def stdlib_files():
         for f in sorted(files):
             if f.endswith(".py"):
                 yield os.path.join(root, f)
+
 
 def strip_doctests(text):
     """Drop doctest blocks: a '>>>' line and everything after it up to a blank line."""
@@ -66,12 +78,14 @@ def strip_doctests(text):
             out.append(line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
 
+
 def is_prose(text):
     """Reject docstrings that are mostly code, tables or symbols."""
     if not text:
         return False
     prose = sum(c.isalpha() or c.isspace() or c in ".,;:'\"()-" for c in text)
     return prose / len(text) >= min_prose_frac
+
 
 def docstrings(path):
     """Module, class and function docstrings of one source file, in source order."""
@@ -81,13 +95,15 @@ def docstrings(path):
         tree = ast.parse(src, filename=path)
     except (SyntaxError, ValueError):
         return
-    nodes = [n for n in ast.walk(tree) if isinstance(
-        n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    nodes = [
+        n for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
     nodes.sort(key=lambda n: getattr(n, "lineno", 0))  # ast.walk is BFS; use source order
     for node in nodes:
         doc = ast.get_docstring(node, clean=False)
         if doc:
             yield strip_doctests(inspect.cleandoc(doc))
+
 
 def reference_topics():
     """The Python language reference pages that pydoc's help() shows, in file order."""
@@ -96,9 +112,13 @@ def reference_topics():
         return []
     with open(path, "rb") as f:
         tree = ast.parse(f.read(), filename=path)
-    topics = next(ast.literal_eval(n.value) for n in tree.body
-                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "topics")
+    topics = next(
+        ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "topics"
+    )
     return [strip_doctests(t.strip()) for t in topics.values()]
+
 
 def build_corpus():
     docs, seen = [], set()
@@ -109,10 +129,12 @@ def build_corpus():
             docs.append(doc)
     return docs
 
+
 def write_jsonl(path, docs):
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for d in docs:
             f.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
+
 
 def train_tokenizer(docs):
     tok = Tokenizer(models.BPE())
@@ -132,6 +154,7 @@ def train_tokenizer(docs):
         pad_token=eot,
         model_max_length=int(1e9),
     )
+
 
 if __name__ == "__main__":
     docs = build_corpus()
@@ -154,5 +177,6 @@ if __name__ == "__main__":
         chars = sum(len(d) for d in split)
         tokens = sum(len(ids) for ids in tok(split)["input_ids"])
         print(f"{name}: {len(split):,} docs, {chars:,} chars, {tokens:,} tokens")
-    print(f"tokenizer: {len(tok)} tokens, eos_token_id={tok.eos_token_id}, "
-          f"saved to {os.path.relpath(tok_dir, repo_dir)}")
+    print(
+        f"tokenizer: {len(tok)} tokens, eos_token_id={tok.eos_token_id}, saved to {os.path.relpath(tok_dir, repo_dir)}"
+    )

@@ -21,10 +21,12 @@ def conversations(text):
     for paragraph in text.split("\n\n"):
         sentences = re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split()))
         if len(sentences) >= 2:
-            yield {"messages": [
-                {"role": "user", "content": f"Continue this documentation: {sentences[0]}"},
-                {"role": "assistant", "content": " ".join(sentences[1:4])},
-            ]}
+            yield {
+                "messages": [
+                    {"role": "user", "content": f"Continue this documentation: {sentences[0]}"},
+                    {"role": "assistant", "content": " ".join(sentences[1:4])},
+                ]
+            }
 
 
 for split in ("train", "val"):

@@ -13,8 +13,20 @@ import csv
 import shutil
 from pathlib import Path
 
-QUANTITIES = ("step", "train/loss", "val/", "sink/alpha/", "sink/rate/", "gsink/ratio/", "act/h_out_ratio/", "act/h_ratio/",
-              "act/h_out_t0/", "act/r_mlp_t0/", "act/v_ratio/", "vscale/lambda")
+QUANTITIES = (
+    "step",
+    "train/loss",
+    "val/",
+    "sink/alpha/",
+    "sink/rate/",
+    "gsink/ratio/",
+    "act/h_out_ratio/",
+    "act/h_ratio/",
+    "act/h_out_t0/",
+    "act/r_mlp_t0/",
+    "act/v_ratio/",
+    "vscale/lambda",
+)
 """Column prefixes kept: the curves, profile and late-window metrics of the studies (README, docs/bb-peak.md)."""
 
 

@@ -58,11 +58,23 @@ STUDY = Path("docs/results/bb-peak-runs")
 def run(out: Path, variant: str, seed: int) -> None:
     if (KEPT / variant / f"off-seed{seed}" / "late.json").is_file():
         return
-    command = [sys.executable, "train.py", "fit", "--config", BASE, f"--run.root={out}", f"--run.experiment={variant}",
-               f"--seed_everything={seed}", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-               *VARIANTS[variant]]
+    command = [
+        sys.executable,
+        "train.py",
+        "fit",
+        "--config",
+        BASE,
+        f"--run.root={out}",
+        f"--run.experiment={variant}",
+        f"--seed_everything={seed}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        *VARIANTS[variant],
+    ]
     subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True, capture_output=True)
-    subprocess.run([sys.executable, "scripts/keep_runs.py", str(out / variant), "--out", str(KEPT / variant)], check=True)
+    subprocess.run(
+        [sys.executable, "scripts/keep_runs.py", str(out / variant), "--out", str(KEPT / variant)], check=True
+    )
 
 
 def growth(points: list[tuple[int, float]]) -> dict:
@@ -75,8 +87,12 @@ def growth(points: list[tuple[int, float]]) -> dict:
     marks = sorted({int(np.argmin(np.abs(steps - m))) for m in np.geomspace(max(steps[0], 1), steps[-1], 8)})
     k, log_c = np.polyfit(np.log(steps), np.log(values), 1)
     reach = {str(t): (max(0, round(math.exp((math.log(t) - log_c) / k))) if k > 0 else None) for t in TARGETS}
-    return {"curve": [[int(steps[i]), float(values[i])] for i in marks], "exponent": float(k), "scale": float(math.exp(log_c)),
-            "steps_to": reach}
+    return {
+        "curve": [[int(steps[i]), float(values[i])] for i in marks],
+        "exponent": float(k),
+        "scale": float(math.exp(log_c)),
+        "steps_to": reach,
+    }
 
 
 def run_summary(run_dir: Path) -> dict:
@@ -85,9 +101,13 @@ def run_summary(run_dir: Path) -> dict:
     series = read_metrics(run_dir)
     per_layer = late.layer_medians(series, PEAK)
     layer = max(per_layer, key=per_layer.get)
-    return {"peak": per_layer[layer], "layer": layer, "per_layer": per_layer,
-            **{name: late.late_value(series, name) for name in OTHERS},
-            "growth": growth(series[f"{PEAK}/layer_{layer}"])}
+    return {
+        "peak": per_layer[layer],
+        "layer": layer,
+        "per_layer": per_layer,
+        **{name: late.late_value(series, name) for name in OTHERS},
+        "growth": growth(series[f"{PEAK}/layer_{layer}"]),
+    }
 
 
 def summary() -> dict:
@@ -106,7 +126,12 @@ def summary() -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/peak-sweep"))
-    p.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "bb-peak"], choices=[v for v in VARIANTS if v != "bb-peak"])
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=[v for v in VARIANTS if v != "bb-peak"],
+        choices=[v for v in VARIANTS if v != "bb-peak"],
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--summary", type=Path, help="write the summary JSON of every kept run here instead of running")

@@ -25,10 +25,19 @@ from vscale.runs import late, read_metrics
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/bb.md", "docs/bb-peak.md", "docs/method.md")
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.S)
-HEADLINES = (("gsink/ratio/max", "the gradient sink"), ("sink/alpha/max", "the attention sink"), ("act/v_ratio/min", "the value drain"),
-             ("val/loss", "the validation loss"))
-PEAK_HEADLINES = (("act/h_out_ratio/max", "the residual peak"), ("act/h_out_t0/max", "the token-0 residual norm"),
-                  ("sink/rate/mean", "the sink rate"), ("gsink/ratio/median", "the gradient sink"), ("val/loss", "the validation loss"))
+HEADLINES = (
+    ("gsink/ratio/max", "the gradient sink"),
+    ("sink/alpha/max", "the attention sink"),
+    ("act/v_ratio/min", "the value drain"),
+    ("val/loss", "the validation loss"),
+)
+PEAK_HEADLINES = (
+    ("act/h_out_ratio/max", "the residual peak"),
+    ("act/h_out_t0/max", "the token-0 residual norm"),
+    ("sink/rate/mean", "the sink rate"),
+    ("gsink/ratio/median", "the gradient sink"),
+    ("val/loss", "the validation loss"),
+)
 PAPER_03B = (  # docs/method.md §4: the paper's 0.3B at step 20000 (baseline, V-scale learned, backward-only)
     ("validation loss", "val/loss", (2.917, 2.907, 2.931)),
     ("sink rate, mean over layers", "sink/rate/mean", (0.617, 0.502, 0.458)),
@@ -44,15 +53,24 @@ PAPER_03B = (  # docs/method.md §4: the paper's 0.3B at step 20000 (baseline, V
 
 def compared(record: dict, faces) -> list[tuple[str, str]]:
     """The (metric, noun) faces the study compared."""
-    return [(metric, noun) for metric, noun in faces if any(metric in by_metric for by_metric in record["effects"].values())]
+    return [
+        (metric, noun) for metric, noun in faces if any(metric in by_metric for by_metric in record["effects"].values())
+    ]
 
 
 def study(record: dict, faces=HEADLINES) -> str:
     """An `eval.py compare` summary: one sentence per face of the sink, what its seeds can resolve, then the table and
     the paired effects."""
     faces = compared(record, faces)
-    return "\n".join([*(f"**{headline(record, *face)}**" for face in faces), "", " ".join(seeds_needed(record, *face) for face in faces), "",
-                      *summary_lines(record)])
+    return "\n".join(
+        [
+            *(f"**{headline(record, *face)}**" for face in faces),
+            "",
+            " ".join(seeds_needed(record, *face) for face in faces),
+            "",
+            *summary_lines(record),
+        ]
+    )
 
 
 def headlines(record: dict, faces=HEADLINES) -> str:
@@ -71,14 +89,25 @@ def upgrade(path: Path) -> None:
 def sweep(record: dict) -> str:
     """The sweep of scripts/bb_sweep.py: per variant, the seeds that grow a sink under each dispatch, and those that flip."""
     dispatches = record["dispatches"]
-    lines = ["| variant | " + " | ".join(f"seeds with a sink ({d})" for d in dispatches) + " | outcome differs between dispatches |",
-             "|" + " --- |" * (len(dispatches) + 2)]
+    lines = [
+        "| variant | "
+        + " | ".join(f"seeds with a sink ({d})" for d in dispatches)
+        + " | outcome differs between dispatches |",
+        "|" + " --- |" * (len(dispatches) + 2),
+    ]
     for name, v in record["variants"].items():
         grows = [f"{len(v['grows_sink'][d])}/{len(v['late_alpha_max'][d])}" for d in dispatches]
         flips = ", ".join(f"seed {s}" for s in v["flips"]) or "none"
         lines.append(f"| {name} (`{' '.join(v['overrides'])}`) | " + " | ".join(grows) + f" | {flips} |")
-    return "\n".join([*lines, "", f"(A seed grows a sink when the late-window median of `sink/alpha/max` over the last {record['window']:.0%} "
-                      f"of its logged steps exceeds eps = {record['eps']}; unpinned runs, `--run.cpu_capability=null`.)", ""])
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"(A seed grows a sink when the late-window median of `sink/alpha/max` over the last {record['window']:.0%} "
+            f"of its logged steps exceeds eps = {record['eps']}; unpinned runs, `--run.cpu_capability=null`.)",
+            "",
+        ]
+    )
 
 
 def needle(record: dict) -> str:
@@ -86,8 +115,10 @@ def needle(record: dict) -> str:
     length, in full precision and under each W8A8 mode (mean ± population std over the needle seeds)."""
     ev = record["eval"]
     precisions = ["full", *ev["quant"]]
-    lines = ["| checkpoint | measurement | " + " | ".join(["full precision", *(f"W8A8 {m}" for m in ev["quant"])]) + " |",
-             "|" + " --- |" * (len(precisions) + 2)]
+    lines = [
+        "| checkpoint | measurement | " + " | ".join(["full precision", *(f"W8A8 {m}" for m in ev["quant"])]) + " |",
+        "|" + " --- |" * (len(precisions) + 2),
+    ]
     for label, c in record["checkpoints"].items():
         r = c["results"]
         ppl = [r["perplexity"]["ppl"], *(r["w8a8"][f"w8a8_{m}"]["ppl"] for m in ev["quant"])]
@@ -95,51 +126,93 @@ def needle(record: dict) -> str:
         for kind in KINDS:
             for length in ev["needle_context_lens"]:
                 cells = [r["needle"][p][kind][str(length)] for p in precisions]
-                lines.append(f"| {label} | {kind} @{length} | " + " | ".join(f"{x['mean']:.2f} ± {x['std']:.2f}" for x in cells) + " |")
-    return "\n".join([*lines, "", f"(Needle accuracy: {len(ev['needle_seeds'])} seeds x {ev['needle_n']} cases per kind and length, greedy "
-                                  "decoding, exact match; lengths past the trained one are extrapolation.)", ""])
+                lines.append(
+                    f"| {label} | {kind} @{length} | "
+                    + " | ".join(f"{x['mean']:.2f} ± {x['std']:.2f}" for x in cells)
+                    + " |"
+                )
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"(Needle accuracy: {len(ev['needle_seeds'])} seeds x {ev['needle_n']} cases per kind and length, greedy "
+            "decoding, exact match; lengths past the trained one are extrapolation.)",
+            "",
+        ]
+    )
 
 
 def paper(record: dict) -> str:
     """The paper's 0.3B table beside a study's, quantity by quantity: each V-scale arm's direction against the baseline
     in the paper (the sign of its change) and in the study (an established direction after correction, else none)."""
     arms = [a for a in ("learned", "backward") if a in record["effects"]]
-    lines = ["| quantity | paper: baseline / V-scale / backward | " + " | ".join(f"here: {record['baseline']} median (range); {a}'s effect (95% CI)"
-                                                                          for a in arms)
-             + " | " + " | ".join(f"{a}: paper, here, agree" for a in arms) + " |", "|" + " --- |" * (2 + 2 * len(arms))]
+    lines = [
+        "| quantity | paper: baseline / V-scale / backward | "
+        + " | ".join(f"here: {record['baseline']} median (range); {a}'s effect (95% CI)" for a in arms)
+        + " | "
+        + " | ".join(f"{a}: paper, here, agree" for a in arms)
+        + " |",
+        "|" + " --- |" * (2 + 2 * len(arms)),
+    ]
     for noun, metric, values in PAPER_03B:
         if not all(metric in record["effects"][a] for a in arms):
             continue
         cells, verdicts = [], []
         for i, arm in enumerate(arms, start=1):
             e = stats.Effect(**record["effects"][arm][metric])
-            cells.append(f"{median_cell(list(record['arms'][record['baseline']]['late'][metric].values()))}; {e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})")
+            cells.append(
+                f"{median_cell(list(record['arms'][record['baseline']]['late'][metric].values()))}; {e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})"
+            )
             said = None if values[i] is None else "lower" if values[i] < values[0] else "higher"
             here = e.verdict if e.established else f"none ({'lower' if e.estimate < e.null else 'higher'} by estimate)"
-            verdicts.append(f"{said or '-'}, {here}, " + ("-" if said is None or e.verdict == "none" else "yes" if said == e.verdict else "no"))
+            verdicts.append(
+                f"{said or '-'}, {here}, "
+                + ("-" if said is None or e.verdict == "none" else "yes" if said == e.verdict else "no")
+            )
         shown = " / ".join("-" if v is None else f"{v:g}" for v in values)
         lines.append(f"| {noun} (`{metric}`) | {shown} | " + " | ".join(cells) + " | " + " | ".join(verdicts) + " |")
-    return "\n".join([*lines, "", f"(Here: {record['baseline']}'s median over its seeds, then the arm's paired effect against it — a ratio, or a "
-                                  "difference for losses and rates — with its interval; a direction is stated only when established after "
-                                  f"{record['correction']['method']}. The paper's are single runs.)", ""])
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"(Here: {record['baseline']}'s median over its seeds, then the arm's paired effect against it — a ratio, or a "
+            "difference for losses and rates — with its interval; a direction is stated only when established after "
+            f"{record['correction']['method']}. The paper's are single runs.)",
+            "",
+        ]
+    )
 
 
 def peak_sweep(record: dict) -> str:
     """The sweep of scripts/peak_sweep.py: per variant, its runs' residual peak (median over seeds, with the range and
     the layers it sat in), the seeds reaching 10x, the other faces of the sink, and the steps its fitted power law predicts."""
-    lines = ["| variant | seeds | residual peak, token 0 / early (layer) | seeds >= 10x | token-0 norm | sink alpha | R_GS max | val loss "
-             "| growth exponent k (ratio ~ step^k) | steps to 10x / 100x (fit) |", "|" + " --- |" * 10]
+    lines = [
+        "| variant | seeds | residual peak, token 0 / early (layer) | seeds >= 10x | token-0 norm | sink alpha | R_GS max | val loss "
+        "| growth exponent k (ratio ~ step^k) | steps to 10x / 100x (fit) |",
+        "|" + " --- |" * 10,
+    ]
     for name, v in record["variants"].items():
         runs = list(v["runs"].values())
         layers = ", ".join(str(x) for x in sorted({r["layer"] for r in runs}))
-        reach = " / ".join(_median([r["growth"]["steps_to"][str(t)] for r in runs], "{:.0f}") for t in record["targets"])
-        lines.append(f"| {name} (`{' '.join(v['overrides']) or 'configs/bb-peak.yaml'}`) | {len(runs)} | {median_cell([r['peak'] for r in runs])} ({layers}) "
-                     f"| {sum(r['peak'] >= 10 for r in runs)}/{len(runs)} | {median_cell([r['act/h_out_t0/max'] for r in runs])} "
-                     f"| {median_cell([r['sink/alpha/max'] for r in runs])} | {median_cell([r['gsink/ratio/max'] for r in runs])} "
-                     f"| {median_cell([r['val/loss'] for r in runs])} | {median_cell([r['growth']['exponent'] for r in runs])} | {reach} |")
-    return "\n".join([*lines, "", f"(Late window: the median over the last {record['window']:.0%} of each run's logged steps; a cell is the median "
-                                  "over seeds with the range; the fit is a power law through the peak layer's logged ratios, its "
-                                  "steps the median over seeds, '-' where it does not rise.)", ""])
+        reach = " / ".join(
+            _median([r["growth"]["steps_to"][str(t)] for r in runs], "{:.0f}") for t in record["targets"]
+        )
+        lines.append(
+            f"| {name} (`{' '.join(v['overrides']) or 'configs/bb-peak.yaml'}`) | {len(runs)} | {median_cell([r['peak'] for r in runs])} ({layers}) "
+            f"| {sum(r['peak'] >= 10 for r in runs)}/{len(runs)} | {median_cell([r['act/h_out_t0/max'] for r in runs])} "
+            f"| {median_cell([r['sink/alpha/max'] for r in runs])} | {median_cell([r['gsink/ratio/max'] for r in runs])} "
+            f"| {median_cell([r['val/loss'] for r in runs])} | {median_cell([r['growth']['exponent'] for r in runs])} | {reach} |"
+        )
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"(Late window: the median over the last {record['window']:.0%} of each run's logged steps; a cell is the median "
+            "over seeds with the range; the fit is a power law through the peak layer's logged ratios, its "
+            "steps the median over seeds, '-' where it does not rise.)",
+            "",
+        ]
+    )
 
 
 def _median(values: list, form: str) -> str:
@@ -154,20 +227,41 @@ def _median(values: list, form: str) -> str:
 def peak_layers(kept: Path) -> str:
     """Per baseline run kept by scripts/keep_runs.py (late window): the block whose MLP writes most at token 0, and
     after it the token-0 norm, the early tokens' norm and their ratio; then the largest ratio of any layer."""
-    lines = ["| run | block writing most at token 0 (`act/r_mlp_t0`) | token-0 norm after it | early tokens' norm after it | ratio "
-             "after it | largest ratio (layer) |", "|" + " --- |" * 6]
+    lines = [
+        "| run | block writing most at token 0 (`act/r_mlp_t0`) | token-0 norm after it | early tokens' norm after it | ratio "
+        "after it | largest ratio (layer) |",
+        "|" + " --- |" * 6,
+    ]
     for run in sorted(kept.glob("off-seed*"), key=lambda r: int(r.name.removeprefix("off-seed"))):
         series = read_metrics(run)
         at = {q: late.layer_medians(series, q) for q in ("act/r_mlp_t0", "act/h_out_t0", "act/h_out_ratio")}
-        block, top = max(at["act/r_mlp_t0"], key=at["act/r_mlp_t0"].get), max(at["act/h_out_ratio"], key=at["act/h_out_ratio"].get)
+        block, top = (
+            max(at["act/r_mlp_t0"], key=at["act/r_mlp_t0"].get),
+            max(at["act/h_out_ratio"], key=at["act/h_out_ratio"].get),
+        )
         t0, ratio = at["act/h_out_t0"][block], at["act/h_out_ratio"][block]
-        lines.append(f"| {run.name} | {block} | {t0:.0f} | {t0 / ratio:.0f} | {ratio:.2f} | {at['act/h_out_ratio'][top]:.2f} ({top}) |")
-    return "\n".join([*lines, "", "(Late-window medians of the per-layer `act/r_mlp_t0`, `act/h_out_t0` and `act/h_out_ratio`; the early "
-                                  "tokens' norm is the quotient of the last two.)", ""])
+        lines.append(
+            f"| {run.name} | {block} | {t0:.0f} | {t0 / ratio:.0f} | {ratio:.2f} | {at['act/h_out_ratio'][top]:.2f} ({top}) |"
+        )
+    return "\n".join(
+        [
+            *lines,
+            "",
+            "(Late-window medians of the per-layer `act/r_mlp_t0`, `act/h_out_t0` and `act/h_out_ratio`; the early "
+            "tokens' norm is the quotient of the last two.)",
+            "",
+        ]
+    )
 
 
-RENDER = {"bb-sweep": sweep, "needle-tiny": needle, "bb-peak": partial(study, faces=PEAK_HEADLINES), "bb-peak-paper": paper,
-          "bb-peak-headlines": partial(headlines, faces=PEAK_HEADLINES), "bb-peak-sweep": peak_sweep}
+RENDER = {
+    "bb-sweep": sweep,
+    "needle-tiny": needle,
+    "bb-peak": partial(study, faces=PEAK_HEADLINES),
+    "bb-peak-paper": paper,
+    "bb-peak-headlines": partial(headlines, faces=PEAK_HEADLINES),
+    "bb-peak-sweep": peak_sweep,
+}
 RESULT = {"bb-peak-paper": "bb-peak", "bb-peak-headlines": "bb-peak"}
 """A block rendered from another block's result file."""
 KEPT = {"bb-peak-layers": "bb-peak-runs"}
@@ -187,8 +281,14 @@ def regenerate(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs from its result file")
-    p.add_argument("--upgrade", action="store_true", help="first rewrite each eval.py compare summary in docs/results from its late values")
+    p.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a block differs from its result file"
+    )
+    p.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="first rewrite each eval.py compare summary in docs/results from its late values",
+    )
     args = p.parse_args(argv)
     if args.upgrade and not args.check:
         for path in sorted((ROOT / "docs" / "results").glob("*.json")):
@@ -203,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.check:
                 path.write_text(new)
     if args.check and stale:
-        print(f"generated blocks differ from docs/results in {', '.join(stale)}: run python scripts/study_tables.py", file=sys.stderr)
+        print(
+            f"generated blocks differ from docs/results in {', '.join(stale)}: run python scripts/study_tables.py",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -1,6 +1,8 @@
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one torch thread per test worker (pytest -n auto), subprocesses included
+os.environ.setdefault(
+    "OMP_NUM_THREADS", "1"
+)  # one torch thread per test worker (pytest -n auto), subprocesses included
 # The CPU kernels of run.cpu_capability: avx2 (vscale.train.cpu.environment), set before torch initialises, so that
 # tests compute the same numbers on every x86 machine and in-process runs of the CPU configs need no restart.
 PINNED_CPU = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -24,8 +26,16 @@ def tiny_model(arch: str = "llama", kv_heads: int = 2, attn: str = "sdpa", dtype
 
     torch.manual_seed(seed)
     config = AutoConfig.for_model(
-        arch, vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=kv_heads, head_dim=16, max_position_embeddings=64, tie_word_embeddings=False,
+        arch,
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        head_dim=16,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
     )
     return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=dtype)
 
@@ -84,8 +94,16 @@ def save_tiny_pretrained(path, arch: str = "llama", seed: int = 0, max_positions
 
     torch.manual_seed(seed)
     config = AutoConfig.for_model(
-        arch, vocab_size=4096, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=max_positions, tie_word_embeddings=False,
+        arch,
+        vocab_size=4096,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=False,
     )
     AutoModelForCausalLM.from_config(config).save_pretrained(path)
     AutoTokenizer.from_pretrained("assets/tokenizer-tiny").save_pretrained(path)

@@ -53,7 +53,9 @@ def test_missing_dataset_path_is_rejected(tmp_path):
 def test_tokenizer_larger_than_model_vocabulary_is_rejected(tmp_path):
     config = tiny_config()
     config["model"]["model_config"]["vocab_size"] = 1000
-    with pytest.raises(ValueError, match=r"data\.tokenizer has 4096 tokens but the model's vocab_size is 1000.*vocab_size >= 4096"):
+    with pytest.raises(
+        ValueError, match=r"data\.tokenizer has 4096 tokens but the model's vocab_size is 1000.*vocab_size >= 4096"
+    ):
         fit(tmp_path, config=config)
     assert_nothing_ran(tmp_path)
 
@@ -84,13 +86,24 @@ def test_model_given_twice_is_rejected(tmp_path):
 
 
 def test_global_batch_that_the_devices_cannot_divide_is_rejected(tmp_path):
-    with pytest.raises(ValueError, match=r"data\.global_batch=48 is not divisible by data\.batch_size=16 x 2 device\(s\) = 32"):
-        fit(tmp_path, "--data.global_batch=48", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp")
+    with pytest.raises(
+        ValueError, match=r"data\.global_batch=48 is not divisible by data\.batch_size=16 x 2 device\(s\) = 32"
+    ):
+        fit(
+            tmp_path,
+            "--data.global_batch=48",
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+        )
     assert_nothing_ran(tmp_path)
 
 
 def test_global_batch_beside_a_different_accumulation_is_rejected(tmp_path):
-    with pytest.raises(ValueError, match=r"trainer\.accumulate_grad_batches=4 disagrees with data\.global_batch=32.*set only data\.global_batch"):
+    with pytest.raises(
+        ValueError,
+        match=r"trainer\.accumulate_grad_batches=4 disagrees with data\.global_batch=32.*set only data\.global_batch",
+    ):
         fit(tmp_path, "--data.global_batch=32", "--trainer.accumulate_grad_batches=4")
     assert_nothing_ran(tmp_path)
 
@@ -102,7 +115,9 @@ def test_validation_interval_given_both_ways_is_rejected(tmp_path):
 
 
 def test_diagnostics_interval_off_the_logging_steps_is_rejected(tmp_path):
-    with pytest.raises(ValueError, match=r"diagnostics\.every_n_steps=10 is not a multiple of trainer\.log_every_n_steps=4"):
+    with pytest.raises(
+        ValueError, match=r"diagnostics\.every_n_steps=10 is not a multiple of trainer\.log_every_n_steps=4"
+    ):
         fit(tmp_path, "--trainer.log_every_n_steps=4")
     assert_nothing_ran(tmp_path)
 
@@ -111,7 +126,10 @@ def test_embedding_std_with_a_pretrained_model_is_rejected(tmp_path):
     config = tiny_config()
     config["model"]["model_config"] = None
     config["model"]["pretrained"] = str(save_tiny_pretrained(tmp_path / "pretrained"))
-    with pytest.raises(ValueError, match=r"model\.embedding_std=1\.0 re-initialises a fresh model's embeddings.*remove model\.embedding_std"):
+    with pytest.raises(
+        ValueError,
+        match=r"model\.embedding_std=1\.0 re-initialises a fresh model's embeddings.*remove model\.embedding_std",
+    ):
         fit(tmp_path, "--model.embedding_std=1.0", config=config)
     assert_nothing_ran(tmp_path)
 
@@ -129,8 +147,10 @@ def broken_config(tmp_path) -> str:
 
 
 def names_file_and_line(path: str) -> str:
-    return re.escape(f"{path}, line 3, column 5: expected ',' or ']', but got ':' (while parsing a flow sequence at line 2, "
-                     "column 11). Fix the YAML there")
+    return re.escape(
+        f"{path}, line 3, column 5: expected ',' or ']', but got ':' (while parsing a flow sequence at line 2, "
+        "column 11). Fix the YAML there"
+    )
 
 
 def test_a_training_config_that_does_not_parse_is_refused_naming_its_file_and_line(tmp_path):
@@ -146,11 +166,21 @@ def test_an_eval_config_that_does_not_parse_is_refused_naming_its_file_and_line(
         eval_main(["run", f"--config={path}"])
 
 
-@pytest.mark.parametrize("module, flags", [("vscale.launch", ["--gpus-per-node", "0", "--dry-run"]), ("vscale.prepare", ["--out", "unused"])],
-                         ids=["launcher", "prepare"])
-def test_a_config_of_another_entry_point_that_does_not_parse_is_refused_in_one_line_naming_its_file_and_line(tmp_path, module, flags):
+@pytest.mark.parametrize(
+    "module, flags",
+    [("vscale.launch", ["--gpus-per-node", "0", "--dry-run"]), ("vscale.prepare", ["--out", "unused"])],
+    ids=["launcher", "prepare"],
+)
+def test_a_config_of_another_entry_point_that_does_not_parse_is_refused_in_one_line_naming_its_file_and_line(
+    tmp_path, module, flags
+):
     path = broken_config(tmp_path)
-    done = subprocess.run([sys.executable, "-m", module, "--config", path, *flags], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--config", path, *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert re.match(f"error: {names_file_and_line(path)}", done.stderr.strip().splitlines()[-1]), done.stderr
-

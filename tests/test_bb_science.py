@@ -38,8 +38,16 @@ def val_rows(n: int = 64) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     root = tmp_path_factory.mktemp("bb")
-    cli = train(root, f"--trainer.max_steps={STEPS}", f"--run.val_every_n_steps={STEPS}", f"--run.ckpt_every={STEPS}", *SEED, *CONSTANT_LR,
-                *LOG_EVERY_STEP, config="configs/bb.yaml")
+    cli = train(
+        root,
+        f"--trainer.max_steps={STEPS}",
+        f"--run.val_every_n_steps={STEPS}",
+        f"--run.ckpt_every={STEPS}",
+        *SEED,
+        *CONSTANT_LR,
+        *LOG_EVERY_STEP,
+        config="configs/bb.yaml",
+    )
     return cli.model.model, root / "bb" / "off-seed3"
 
 
@@ -61,7 +69,9 @@ def test_the_diagnostics_see_the_trained_sink_as_eager_attention_and_autograd_do
     model, _ = baseline
     ids = val_rows()
     measured = diagnose(model, ids)
-    plain = AutoModelForCausalLM.from_config(build_config(bb()["model"]["model_config"], None), attn_implementation="eager")
+    plain = AutoModelForCausalLM.from_config(
+        build_config(bb()["model"]["model_config"], None), attn_implementation="eager"
+    )
     plain.load_state_dict(model.state_dict())
     kept = {}
 
@@ -102,20 +112,38 @@ def test_backward_mode_starts_bit_identical_to_off_and_differs_only_in_value_pat
     off, back = (modules[m].model for m in ("off", "backward"))
     assert all(torch.equal(a, b) for a, b in zip(off.state_dict().values(), back.state_dict().values()))
     outs = {m: modules[m].model(input_ids=ids, labels=ids, use_cache=False) for m in modules}
-    assert torch.equal(outs["off"].logits, outs["backward"].logits) and torch.equal(outs["off"].loss, outs["backward"].loss)
+    assert torch.equal(outs["off"].logits, outs["backward"].logits) and torch.equal(
+        outs["off"].loss, outs["backward"].loss
+    )
     for out in outs.values():
         out.loss.backward()
     grads = {m: {n: p.grad for n, p in modules[m].model.named_parameters()} for m in modules}
     last = f"model.layers.{config['model_config']['num_hidden_layers'] - 1}."
-    same = ["lm_head.weight", "model.norm.weight", *(last + n for n in ("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
-            "post_attention_layernorm.weight", "self_attn.o_proj.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight"))]
+    same = [
+        "lm_head.weight",
+        "model.norm.weight",
+        *(
+            last + n
+            for n in (
+                "mlp.gate_proj.weight",
+                "mlp.up_proj.weight",
+                "mlp.down_proj.weight",
+                "post_attention_layernorm.weight",
+                "self_attn.o_proj.weight",
+                "self_attn.q_proj.weight",
+                "self_attn.k_proj.weight",
+            )
+        ),
+    ]
     for name in same:
         assert torch.equal(grads["off"][name], grads["backward"][name]), name
     for name in [n for n in grads["off"] if n.endswith("v_proj.weight")] + ["model.embed_tokens.weight"]:
         assert not torch.equal(grads["off"][name], grads["backward"][name]), name
     hp = modules["off"].hparams
     for module in modules.values():
-        optimizer, _ = build_optimizer(module.model, hp.lr, hp.min_lr, hp.warmup_steps, 100, hp.weight_decay, tuple(hp.betas), hp.eps)
+        optimizer, _ = build_optimizer(
+            module.model, hp.lr, hp.min_lr, hp.warmup_steps, 100, hp.weight_decay, tuple(hp.betas), hp.eps
+        )
         optimizer.step()
     with torch.no_grad():
         assert not torch.equal(off(input_ids=ids).logits, back(input_ids=ids).logits)
@@ -125,8 +153,16 @@ def test_a_backward_run_logs_the_baseline_loss_at_step_0_and_diverges_after(base
     """Through the Trainer: the backward run's first loss is the baseline's, bit for bit (the same
     seed gives the same weights and rows), and its later losses differ (the updates differ)."""
     _, run = baseline
-    train(tmp_path, "--model.vscale=backward", "--trainer.max_steps=3", "--trainer.callbacks=[]", *SEED, *CONSTANT_LR, *LOG_EVERY_STEP,
-          config="configs/bb.yaml")
+    train(
+        tmp_path,
+        "--model.vscale=backward",
+        "--trainer.max_steps=3",
+        "--trainer.callbacks=[]",
+        *SEED,
+        *CONSTANT_LR,
+        *LOG_EVERY_STEP,
+        config="configs/bb.yaml",
+    )
     off, back = metrics(run, "train/loss"), metrics(tmp_path / "bb" / "backward-seed3", "train/loss")
     assert back[0] == off[0]
     assert back[1] != off[1] and back[2] != off[2]

@@ -44,8 +44,12 @@ def test_config_builds_model_and_data(path, tmp_path, tiny_prepared):
     swap += ["--trainer.strategy=auto"]
     if config["model"].get("pretrained"):
         pretrained = save_tiny_pretrained(tmp_path / "pretrained")
-        swap += [f"--model.pretrained={pretrained}", f"--data.tokenizer={pretrained}",
-                 "--data.chat_template=assets/chat_template.jinja", "--data.seq_len=128"]
+        swap += [
+            f"--model.pretrained={pretrained}",
+            f"--data.tokenizer={pretrained}",
+            "--data.chat_template=assets/chat_template.jinja",
+            "--data.seq_len=128",
+        ]
     with torch.device("cpu" if config["model"].get("pretrained") else "meta"):
         cli = VScaleCLI(args=["--config", str(path), f"--run.root={tmp_path}", *swap], run=False)
     n = sum(p.numel() for p in cli.model.parameters())
@@ -61,8 +65,14 @@ PAPER = [p for p in CONFIGS if p.stem.startswith("paper")]
 @pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
 def test_paper_config_reads_prepared_c4_and_streams_it_with_prepared_null(path, tmp_path):
     assert yaml.safe_load(path.read_text())["data"]["prepared"] == "data/c4-gpt2"
-    args = ["--config", str(path), f"--run.root={tmp_path}", "--data.tokenizer=assets/tokenizer-tiny", "--trainer.strategy=auto",
-            "--data.prepared=null"]
+    args = [
+        "--config",
+        str(path),
+        f"--run.root={tmp_path}",
+        "--data.tokenizer=assets/tokenizer-tiny",
+        "--trainer.strategy=auto",
+        "--data.prepared=null",
+    ]
     with torch.device("meta"):
         cli = VScaleCLI(args=args, run=False)
     assert cli.datamodule.source == "streaming" and cli.datamodule.hparams.dataset == "allenai/c4"
@@ -70,11 +80,21 @@ def test_paper_config_reads_prepared_c4_and_streams_it_with_prepared_null(path, 
 
 @pytest.mark.parametrize("devices", [1, 8])
 @pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
-def test_paper_config_steps_512_sequences_and_validates_every_1000_steps_on_any_device_count(path, devices, tmp_path, tiny_prepared):
+def test_paper_config_steps_512_sequences_and_validates_every_1000_steps_on_any_device_count(
+    path, devices, tmp_path, tiny_prepared
+):
     """The accumulation and the validation interval (in micro-batches) are derived from
     data.global_batch and run.val_every_n_steps for the device count (CPU ranks stand in for GPUs)."""
-    args = ["--config", str(path), f"--run.root={tmp_path}", "--data.tokenizer=assets/tokenizer-tiny", f"--data.prepared={tiny_prepared}", "--trainer.accelerator=cpu",
-            f"--trainer.devices={devices}", "--trainer.strategy=ddp" if devices > 1 else "--trainer.strategy=auto"]
+    args = [
+        "--config",
+        str(path),
+        f"--run.root={tmp_path}",
+        "--data.tokenizer=assets/tokenizer-tiny",
+        f"--data.prepared={tiny_prepared}",
+        "--trainer.accelerator=cpu",
+        f"--trainer.devices={devices}",
+        "--trainer.strategy=ddp" if devices > 1 else "--trainer.strategy=auto",
+    ]
     with torch.device("meta"):
         cli = VScaleCLI(args=args, run=False)
     trainer, batch = cli.trainer, cli.datamodule.hparams.batch_size

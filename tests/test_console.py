@@ -7,12 +7,21 @@ import sys
 
 import pytest
 
-UNACTIONABLE = ["LeafSpec", "litlogger", "The `srun` command is available", "`weights_only` was not set",
-                "wandb.require('service')", "anonymous setting", "Epoch 0/-2"]
+UNACTIONABLE = [
+    "LeafSpec",
+    "litlogger",
+    "The `srun` command is available",
+    "`weights_only` was not set",
+    "wandb.require('service')",
+    "anonymous setting",
+    "Epoch 0/-2",
+]
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
+    )
 
 
 def test_training_and_resuming_print_no_notice_the_user_cannot_act_on(tmp_path):
@@ -22,7 +31,15 @@ def test_training_and_resuming_print_no_notice_the_user_cannot_act_on(tmp_path):
     srun.write_text("#!/bin/sh\nexit 1\n")
     srun.chmod(0o755)
     env = {"PATH": f"{srun.parent}:{os.environ['PATH']}", "WANDB_MODE": "offline"}
-    common = ["train.py", "fit", "--config", "configs/tiny.yaml", f"--run.root={tmp_path}", "--run.wandb=true", "--run.val_every_n_steps=1000"]
+    common = [
+        "train.py",
+        "fit",
+        "--config",
+        "configs/tiny.yaml",
+        f"--run.root={tmp_path}",
+        "--run.wandb=true",
+        "--run.val_every_n_steps=1000",
+    ]
     first = run(*common, "--trainer.max_steps=2", env=env)
     resumed = run(*common, "--trainer.max_steps=3", "--ckpt_path=last", env=env)
     for done in (first, resumed):
@@ -32,21 +49,50 @@ def test_training_and_resuming_print_no_notice_the_user_cannot_act_on(tmp_path):
     assert "train (max_steps 3)" in resumed.stdout + resumed.stderr
 
 
-@pytest.mark.parametrize("command", [
-    ["train.py", "fit", "--config", "configs/tiny.yaml", "--model.model_config=null", "--model.pretrained=vscale-test/absent"],
-    ["eval.py", "profile", "--model", "vscale-test/absent", "--files", "[data/tiny/val.jsonl]"],
-], ids=["train", "profile"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [
+            "train.py",
+            "fit",
+            "--config",
+            "configs/tiny.yaml",
+            "--model.model_config=null",
+            "--model.pretrained=vscale-test/absent",
+        ],
+        ["eval.py", "profile", "--model", "vscale-test/absent", "--files", "[data/tiny/val.jsonl]"],
+    ],
+    ids=["train", "profile"],
+)
 def test_an_unreachable_hub_name_ends_the_program_in_one_line(command, tmp_path):
-    done = run(*command, f"--run.root={tmp_path}" if command[0] == "train.py" else f"--out={tmp_path}", env={"HF_HUB_OFFLINE": "1"})
+    done = run(
+        *command,
+        f"--run.root={tmp_path}" if command[0] == "train.py" else f"--out={tmp_path}",
+        env={"HF_HUB_OFFLINE": "1"},
+    )
     field = "model.pretrained" if command[0] == "train.py" else "--model"
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {field}='vscale-test/absent': the Hugging Face hub could not be reached")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {field}='vscale-test/absent': the Hugging Face hub could not be reached")
+    )
 
 
 def fit_once(tmp_path, *overrides: str) -> str:
     """What one step of train.py prints, stdout and stderr together."""
-    done = run("train.py", "fit", "--config", "configs/tiny.yaml", f"--run.root={tmp_path}", "--trainer.max_steps=1",
-               "--run.val_every_n_steps=1000", "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false", *overrides)
+    done = run(
+        "train.py",
+        "fit",
+        "--config",
+        "configs/tiny.yaml",
+        f"--run.root={tmp_path}",
+        "--trainer.max_steps=1",
+        "--run.val_every_n_steps=1000",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.enable_progress_bar=false",
+        *overrides,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
 

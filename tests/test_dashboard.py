@@ -19,13 +19,24 @@ def test_every_metric_a_run_logged_has_a_panel_grouped_by_arm(experiment):
     metrics = logged_metrics(experiment)
     built = spec("tiny", metrics)
     shown = {y for section in built["sections"] for panel in section.get("panels", []) for y in panel["y"]}
-    assert set(metrics) == shown and {"train/loss", "gsink/ratio/max", "vscale/lambda_max/layer_1", "train/device/items_per_sec"} <= shown
+    assert (
+        set(metrics) == shown
+        and {"train/loss", "gsink/ratio/max", "vscale/lambda_max/layer_1", "train/device/items_per_sec"} <= shown
+    )
     names = [s["name"] for s in built["sections"]]
-    assert names[:5] == ["Loss", "Attention sink", "Gradient sink", "Activations", "V-scale lambda"] and "Per layer" in names
+    assert (
+        names[:5] == ["Loss", "Attention sink", "Gradient sink", "Activations", "V-scale lambda"]
+        and "Per layer" in names
+    )
     per_layer = next(s for s in built["sections"] if s["name"] == "Per layer")
-    assert {"title": "gsink/ratio by layer", "y": ["gsink/ratio/layer_0", "gsink/ratio/layer_1", "gsink/ratio/layer_2", "gsink/ratio/layer_3"]} in per_layer["panels"]
+    assert {
+        "title": "gsink/ratio by layer",
+        "y": ["gsink/ratio/layer_0", "gsink/ratio/layer_1", "gsink/ratio/layer_2", "gsink/ratio/layer_3"],
+    } in per_layer["panels"]
     built_ws = workspace(built, "me", "vscale")
-    assert all(panel.groupby == "arm" for section in built_ws.sections for panel in section.panels if hasattr(panel, "groupby"))
+    assert all(
+        panel.groupby == "arm" for section in built_ws.sections for panel in section.panels if hasattr(panel, "groupby")
+    )
     assert built_ws.runset_settings.groupby[0].name == "arm"
 
 
@@ -38,4 +49,7 @@ def test_offline_the_spec_is_written_with_the_command_that_creates_it_later(expe
     main(["--experiment", "tiny", "--runs_dir", str(experiment)])
     written = json.loads((experiment / "dashboard.json").read_text())
     assert written == spec("tiny", logged_metrics(experiment))
-    assert f"python -m vscale.dashboard --spec {experiment / 'dashboard.json'} --entity <entity> --project vscale" in capsys.readouterr().out
+    assert (
+        f"python -m vscale.dashboard --spec {experiment / 'dashboard.json'} --entity <entity> --project vscale"
+        in capsys.readouterr().out
+    )

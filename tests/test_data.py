@@ -12,7 +12,12 @@ import torch
 from vscale.data import DataSource, PackedTextData, ResumableSampler, StreamingRows, load_tokenizer
 
 TINY = {"train_files": ["data/tiny/train.jsonl"], "val_files": ["data/tiny/val.jsonl"]}
-DOCS = ["The first document is short.", "A second one, a little longer than the first.", "Third.", "And a fourth to close."]
+DOCS = [
+    "The first document is short.",
+    "A second one, a little longer than the first.",
+    "Third.",
+    "And a fourth to close.",
+]
 
 
 @pytest.fixture
@@ -87,12 +92,16 @@ def test_tokenizer_without_eos_is_rejected(tmp_path):
         load_tokenizer(str(tmp_path / "tok"))
 
 
-@pytest.mark.parametrize("fields, source", [
-    ({"train_files": ["data/tiny/val.jsonl"]}, "files"),
-    ({"train_files": ["data/tiny/val.jsonl"], "dataset": "allenai/c4"}, "files"),
-    ({"dataset": "allenai/c4"}, "streaming"),
-    ({"dataset": "allenai/c4", "streaming": False}, "hub"),
-], ids=["files", "files-over-dataset", "streamed-hub", "whole-hub"])
+@pytest.mark.parametrize(
+    "fields, source",
+    [
+        ({"train_files": ["data/tiny/val.jsonl"]}, "files"),
+        ({"train_files": ["data/tiny/val.jsonl"], "dataset": "allenai/c4"}, "files"),
+        ({"dataset": "allenai/c4"}, "streaming"),
+        ({"dataset": "allenai/c4", "streaming": False}, "hub"),
+    ],
+    ids=["files", "files-over-dataset", "streamed-hub", "whole-hub"],
+)
 def test_one_source_is_picked_from_the_fields(fields, source):
     assert PackedTextData("assets/tokenizer-tiny", **fields).source == source
 
@@ -133,14 +142,28 @@ def test_a_streamed_training_loader_resumed_at_a_step_continues_the_same_batches
 
 
 def test_a_new_source_location_replaces_the_old_one_whole_but_keeps_the_text_column():
-    recorded = DataSource(dataset="allenai/c4", dataset_config="en", train_split="tr", val_fraction=0.5, text_field="body")
-    assert recorded.replaced({"train_files": ["a.jsonl"], "val_files": None}) == DataSource(train_files=["a.jsonl"], text_field="body")
-    assert recorded.replaced({"val_split": "test"}) == DataSource(dataset="allenai/c4", dataset_config="en", train_split="tr",
-                                                                  val_split="test", val_fraction=0.5, text_field="body")
+    recorded = DataSource(
+        dataset="allenai/c4", dataset_config="en", train_split="tr", val_fraction=0.5, text_field="body"
+    )
+    assert recorded.replaced({"train_files": ["a.jsonl"], "val_files": None}) == DataSource(
+        train_files=["a.jsonl"], text_field="body"
+    )
+    assert recorded.replaced({"val_split": "test"}) == DataSource(
+        dataset="allenai/c4",
+        dataset_config="en",
+        train_split="tr",
+        val_split="test",
+        val_fraction=0.5,
+        text_field="body",
+    )
 
 
 def test_the_prepare_command_names_only_what_differs_from_the_defaults():
     assert DataSource(dataset="allenai/c4", dataset_config="en").prepare_command("data/c4", "gpt2") == (
-        "python -m vscale.prepare --tokenizer gpt2 --dataset allenai/c4 --dataset_config en --out data/c4")
+        "python -m vscale.prepare --tokenizer gpt2 --dataset allenai/c4 --dataset_config en --out data/c4"
+    )
     files = DataSource(train_files=["a b.txt"], val_fraction=0.1, text_field="body")
-    assert files.prepare_command("out", "tok") == "python -m vscale.prepare --tokenizer tok --files 'a b.txt' --val_fraction 0.1 --text_field body --out out"
+    assert (
+        files.prepare_command("out", "tok")
+        == "python -m vscale.prepare --tokenizer tok --files 'a b.txt' --val_fraction 0.1 --text_field body --out out"
+    )

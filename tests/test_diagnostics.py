@@ -36,7 +36,9 @@ def test_attention_to_token0_matches_the_materialised_matrix(arch_heads, fused):
     model = sharpened(arch, kv)
     captured = []
     for layer in model.model.layers:
-        layer.self_attn.diagnostics_tap = lambda arm, q, k, v, s: captured.append(attention_to_token0(q, k, s, fused=fused))
+        layer.self_attn.diagnostics_tap = lambda arm, q, k, v, s: captured.append(
+            attention_to_token0(q, k, s, fused=fused)
+        )
     with torch.no_grad():
         model(TOKENS)
     for a0, attn in zip(captured, eager_attentions(arch, kv)):
@@ -52,6 +54,7 @@ def test_recomputed_lse_in_small_chunks_matches_the_fused_kernel():
 def test_the_fused_lse_falls_back_only_where_no_kernel_applies():
     """The CUDA path's guard: a kernel that refuses the inputs gives None (the chunked recomputation follows);
     running out of memory is raised, since the fallback needs more memory."""
+
     def refuses(*args):
         raise RuntimeError("No available kernel. Aborting execution.")
 
@@ -85,7 +88,11 @@ def test_per_head_alpha_m0_and_s0_match_the_materialised_matrix():
     heads = diagnose_batches(sharpened("llama", 2, mode="learned"), [TOKENS[:2], TOKENS[2:]])[2]
     for l, attn in enumerate(eager_attentions("llama", 2, mode="learned")):
         a0 = attn[..., 0].double()  # (rows, heads, queries)
-        for name, expected in (("sink/alpha", a0[:, :, :64].mean(dim=(0, 2))), ("sink/m0", a0.sum(-1).mean(0)), ("sink/s0", a0.pow(2).sum(-1).mean(0))):
+        for name, expected in (
+            ("sink/alpha", a0[:, :, :64].mean(dim=(0, 2))),
+            ("sink/m0", a0.sum(-1).mean(0)),
+            ("sink/s0", a0.pow(2).sum(-1).mean(0)),
+        ):
             assert heads[name][l] == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-7), (name, l)
 
 
@@ -93,8 +100,17 @@ def test_a_one_layer_model_is_diagnosed_per_layer():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                         num_key_value_heads=1, max_position_embeddings=64))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=97,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+        )
+    )
     metrics = diagnose(model, TOKENS)
     assert metrics["gsink/ratio/layer_0"] == metrics["gsink/ratio/median"] > 0 and "sink/alpha/layer_1" not in metrics
 
@@ -212,13 +228,22 @@ def test_g3_is_the_rmsnorm_vjp_of_g2(measured):
 def test_reshaping_ratios_match_autograd(measured):
     _, metrics, layers = measured
     for l, t in enumerate(layers):
-        for branch, (x, x_tilde, after) in {"attn": ("h", "h_tilde", "h_half"), "mlp": ("h_half", "h_tilde_half", "h_out")}.items():
+        for branch, (x, x_tilde, after) in {
+            "attn": ("h", "h_tilde", "h_half"),
+            "mlp": ("h_half", "h_tilde_half", "h_out"),
+        }.items():
             g1, g2 = t[after].grad[:, :16], t[x_tilde].grad[:, :16]
             g3 = t[x].grad[:, :16] - g1
-            ratios = {"bloat": bnorm(g2) / bnorm(g1), "compress": bnorm(g3) / bnorm(g2), "change": bnorm(g1 + g3) / bnorm(g1)}
+            ratios = {
+                "bloat": bnorm(g2) / bnorm(g1),
+                "compress": bnorm(g3) / bnorm(g2),
+                "change": bnorm(g1 + g3) / bnorm(g1),
+            }
             for name, r in ratios.items():
                 assert metrics[f"reshape/{branch}_{name}_t0/layer_{l}"] == pytest.approx(r[0].item(), rel=1e-5)
-                assert metrics[f"reshape/{branch}_{name}_early/layer_{l}"] == pytest.approx(r[1:].mean().item(), rel=1e-5)
+                assert metrics[f"reshape/{branch}_{name}_early/layer_{l}"] == pytest.approx(
+                    r[1:].mean().item(), rel=1e-5
+                )
 
 
 def test_activation_norms_match_captured_tensors(measured):
@@ -264,7 +289,12 @@ def test_diagnose_under_bf16_autocast_stays_close_to_fp32():
     fp32 = diagnose(model, TOKENS)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = diagnose(model, TOKENS)
-    for name in ("gsink/ratio/layer_1", "sink/alpha/layer_0", "act/h_out_ratio/layer_1", "reshape/attn_bloat_t0/layer_1"):
+    for name in (
+        "gsink/ratio/layer_1",
+        "sink/alpha/layer_0",
+        "act/h_out_ratio/layer_1",
+        "reshape/attn_bloat_t0/layer_1",
+    ):
         assert bf16[name] == pytest.approx(fp32[name], rel=0.1), name
 
 
@@ -291,18 +321,31 @@ def test_statistics_over_batches_pool_rows_before_taking_ratios():
     each = [diagnose(model, b) for b in (varied, repeated)]
     for name, value in one_batch.items():
         absolute_gradient = name.split("/")[0] == "gsink" and name.split("/")[1].endswith(("_t0", "_early"))
-        scale = 2.0 if absolute_gradient else 1.0  # a 2-row batch's mean loss gives each row twice a 4-row batch's gradient
+        scale = (
+            2.0 if absolute_gradient else 1.0
+        )  # a 2-row batch's mean loss gives each row twice a 4-row batch's gradient
         assert pooled[name] == pytest.approx(scale * value, rel=1e-4, abs=1e-7), name
-    differs = [n for n in ("gsink/ratio/layer_1", "act/h_out_ratio/layer_1", "sink/rate/layer_0", "gsink/ratio/median")
-               if pooled[n] != pytest.approx((each[0][n] + each[1][n]) / 2, rel=1e-3)]
+    differs = [
+        n
+        for n in ("gsink/ratio/layer_1", "act/h_out_ratio/layer_1", "sink/rate/layer_0", "gsink/ratio/median")
+        if pooled[n] != pytest.approx((each[0][n] + each[1][n]) / 2, rel=1e-3)
+    ]
     assert len(differs) >= 3, differs
 
 
 def test_the_fit_end_summary_names_the_layer_with_the_largest_alpha_and_its_sink_measures():
     from vscale.train.callbacks.diagnostics import summary
 
-    metrics = {f"{name}/layer_{l}": value for name, values in {"sink/alpha": (0.1, 0.7, 0.2), "sink/rate": (0.0, 1.0, 0.0),
-               "gsink/ratio": (3.0, 115.0, 2.0), "act/v_ratio": (0.9, 0.15, 0.8)}.items() for l, value in enumerate(values)}
+    metrics = {
+        f"{name}/layer_{l}": value
+        for name, values in {
+            "sink/alpha": (0.1, 0.7, 0.2),
+            "sink/rate": (0.0, 1.0, 0.0),
+            "gsink/ratio": (3.0, 115.0, 2.0),
+            "act/v_ratio": (0.9, 0.15, 0.8),
+        }.items()
+        for l, value in enumerate(values)
+    }
     line = summary({**metrics, "sink/alpha/max": 0.7}, 399)
     assert line.startswith("diagnostics at step 399, layer 1 ")
     assert "alpha 0.7," in line and "sink rate 1," in line and "R_GS 115," in line and "value ratio 0.15 " in line

@@ -14,7 +14,12 @@ from vscale.eval.profile import ProfileOptions
 from vscale.eval.run import RunOptions
 from vscale.eval.truncate import TruncateOptions
 
-COMMANDS = {"run": RunOptions, "truncate": TruncateOptions, "interpolate": InterpolateOptions, "profile": ProfileOptions}
+COMMANDS = {
+    "run": RunOptions,
+    "truncate": TruncateOptions,
+    "interpolate": InterpolateOptions,
+    "profile": ProfileOptions,
+}
 
 
 def flag_docs(help_text: str) -> dict[str, str]:
@@ -36,22 +41,42 @@ def flag_docs(help_text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_help_lists_every_field_of_the_options_as_a_flag_with_its_doc(command):
-    help_text = subprocess.run([sys.executable, "eval.py", command, "--help"], capture_output=True, text=True, check=True,
-                               env={**os.environ, "COLUMNS": "1000"}).stdout
+    help_text = subprocess.run(
+        [sys.executable, "eval.py", command, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "1000"},
+    ).stdout
     docs = flag_docs(help_text)
     for field in dataclasses.fields(COMMANDS[command]):
         assert f"--{field.name}" in docs, f"--{field.name} is not listed:\n{help_text}"
-        assert docs[f"--{field.name}"].split("(type:")[0].strip(), f"--{field.name} has no doc: {docs[f'--{field.name}']!r}"
+        assert docs[f"--{field.name}"].split("(type:")[0].strip(), (
+            f"--{field.name} has no doc: {docs[f'--{field.name}']!r}"
+        )
 
 
-@pytest.mark.parametrize("options, message", [
-    (lambda: RunOptions(["a.ckpt", "b.ckpt"], label=["one"]), r"--label: give one distinct label per --ckpt \(2 checkpoints"),
-    (lambda: EvalData(seq_len=8), r"--seq_len: diagnostics need rows of at least 32 tokens"),
-    (lambda: EvalData(batch_size=0), r"--batch_size 0: give at least 1"),
-    (lambda: TruncateOptions(["a.ckpt"], batches=0), r"--batches 0: give at least 1"),
-    (lambda: InterpolateOptions(["a.ckpt"], prompts=["one"], tokens=[" a"]), r"--tokens \[' a'\] / --prompts \['one'\]"),
-    (lambda: ProfileOptions(model="m", files=["data/tiny/val.jsonl"], dtype="float16"), r"--dtype 'float16': choose bfloat16, float32 or auto"),
-], ids=["label", "seq_len", "batch_size", "batches", "tokens", "dtype"])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            lambda: RunOptions(["a.ckpt", "b.ckpt"], label=["one"]),
+            r"--label: give one distinct label per --ckpt \(2 checkpoints",
+        ),
+        (lambda: EvalData(seq_len=8), r"--seq_len: diagnostics need rows of at least 32 tokens"),
+        (lambda: EvalData(batch_size=0), r"--batch_size 0: give at least 1"),
+        (lambda: TruncateOptions(["a.ckpt"], batches=0), r"--batches 0: give at least 1"),
+        (
+            lambda: InterpolateOptions(["a.ckpt"], prompts=["one"], tokens=[" a"]),
+            r"--tokens \[' a'\] / --prompts \['one'\]",
+        ),
+        (
+            lambda: ProfileOptions(model="m", files=["data/tiny/val.jsonl"], dtype="float16"),
+            r"--dtype 'float16': choose bfloat16, float32 or auto",
+        ),
+    ],
+    ids=["label", "seq_len", "batch_size", "batches", "tokens", "dtype"],
+)
 def test_a_bad_option_is_refused_when_the_options_are_made_naming_its_flag(options, message):
     with pytest.raises(ValueError, match=message):
         options()
@@ -59,5 +84,10 @@ def test_a_bad_option_is_refused_when_the_options_are_made_naming_its_flag(optio
 
 def test_a_single_value_of_a_list_option_becomes_a_list_of_one():
     o = RunOptions("a.ckpt", label="a", val_files="data/tiny/val.jsonl", quant="per_token", needle_context_lens=128)
-    assert (o.ckpt, o.labels, o.val_files, o.quant, o.needle_context_lens) == (["a.ckpt"], ["a"], ["data/tiny/val.jsonl"], ["per_token"], [128])
-
+    assert (o.ckpt, o.labels, o.val_files, o.quant, o.needle_context_lens) == (
+        ["a.ckpt"],
+        ["a"],
+        ["data/tiny/val.jsonl"],
+        ["per_token"],
+        [128],
+    )

@@ -10,8 +10,12 @@ from vscale.data.chat import IGNORE, chat_tokens, set_chat_template
 from vscale.train.module import VScaleLM
 
 CONFIG = "configs/finetune-tiny.yaml"
-FAST = ["--trainer.log_every_n_steps=1", "--run.val_every_n_steps=1000", "--trainer.num_sanity_val_steps=0",
-        "--data.batch_size=4"]
+FAST = [
+    "--trainer.log_every_n_steps=1",
+    "--run.val_every_n_steps=1000",
+    "--trainer.num_sanity_val_steps=0",
+    "--data.batch_size=4",
+]
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen3"])
@@ -20,7 +24,9 @@ def pretrained(request, tmp_path_factory):
 
 
 def finetune(root, pretrained, *overrides: str):
-    return train(root, f"--model.pretrained={pretrained}", f"--data.tokenizer={pretrained}", *FAST, *overrides, config=CONFIG)
+    return train(
+        root, f"--model.pretrained={pretrained}", f"--data.tokenizer={pretrained}", *FAST, *overrides, config=CONFIG
+    )
 
 
 def weights(state: dict) -> dict[str, torch.Tensor]:
@@ -34,7 +40,9 @@ def test_finetuning_a_saved_model_trains_in_every_mode(tmp_path, pretrained, mod
     assert sorted(loss) == [0, 1, 2, 3] and all(torch.isfinite(torch.tensor(list(loss.values()))))
     start = AutoModelForCausalLM.from_pretrained(pretrained).state_dict()
     tuned = weights(cli.model.state_dict())
-    assert not torch.equal(tuned["model.layers.0.self_attn.v_proj.weight"], start["model.layers.0.self_attn.v_proj.weight"])
+    assert not torch.equal(
+        tuned["model.layers.0.self_attn.v_proj.weight"], start["model.layers.0.self_attn.v_proj.weight"]
+    )
     thetas = [v for k, v in cli.model.state_dict().items() if k.endswith("vscale.theta")]
     assert (len(thetas) == 2 and all(t.abs().max() > 0 for t in thetas)) if mode == "learned" else not thetas
 
@@ -53,7 +61,9 @@ def test_a_resumed_finetune_continues_exactly(tmp_path, pretrained):
 
 @pytest.mark.parametrize("trainable", [["*.vscale.theta"], ["*.self_attn.*"]], ids=["theta", "attention"])
 def test_freezing_leaves_every_other_weight_bit_identical(tmp_path, pretrained, trainable):
-    cli = finetune(tmp_path, pretrained, "--model.vscale=learned", "--trainer.max_steps=3", f"--model.trainable={trainable}")
+    cli = finetune(
+        tmp_path, pretrained, "--model.vscale=learned", "--trainer.max_steps=3", f"--model.trainable={trainable}"
+    )
     start = AutoModelForCausalLM.from_pretrained(pretrained).state_dict()
     tuned = cli.model.state_dict()
     changed = {k for k, v in weights(tuned).items() if not torch.equal(v, start[k])}
@@ -118,7 +128,9 @@ def test_a_chat_finetune_checkpoint_evaluates_on_its_own_chat_data(tmp_path, pre
 
     finetune(tmp_path, pretrained, "--model.vscale=learned", "--trainer.max_steps=2")
     ckpt = tmp_path / "finetune-tiny" / "learned-seed0" / "checkpoints" / "last.ckpt"
-    results = eval_cli.run(RunOptions([str(ckpt)], out=str(tmp_path / "eval"), quant=[], batches=1, needle_context_lens=[]))
+    results = eval_cli.run(
+        RunOptions([str(ckpt)], out=str(tmp_path / "eval"), quant=[], batches=1, needle_context_lens=[])
+    )
     assert results["checkpoints"][str(ckpt)]["results"]["perplexity"]["loss"] > 0
 
 
@@ -127,9 +139,27 @@ def test_a_local_pair_trains_both_modes_on_the_same_batches(tmp_path):
     from vscale.launch.sweep import main
 
     pretrained = save_tiny_pretrained(tmp_path / "pretrained")
-    main(["--config", CONFIG, "--gpus-per-node", "0", "--modes", "off", "backward", "--seeds", "0", "--local", "--",
-          f"--run.root={tmp_path}", f"--model.pretrained={pretrained}", f"--data.tokenizer={pretrained}", *FAST,
-          "--trainer.max_steps=2", "--trainer.enable_progress_bar=false"])
+    main(
+        [
+            "--config",
+            CONFIG,
+            "--gpus-per-node",
+            "0",
+            "--modes",
+            "off",
+            "backward",
+            "--seeds",
+            "0",
+            "--local",
+            "--",
+            f"--run.root={tmp_path}",
+            f"--model.pretrained={pretrained}",
+            f"--data.tokenizer={pretrained}",
+            *FAST,
+            "--trainer.max_steps=2",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
     off = metrics(tmp_path / "finetune-tiny" / "off-seed0", "train/loss")
     backward = metrics(tmp_path / "finetune-tiny" / "backward-seed0", "train/loss")
     assert sorted(off) == sorted(backward) == [0, 1]

@@ -34,8 +34,14 @@ def wrap(m, mixed_precision=None):
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-    return FullyShardedDataParallel(m, sharding_strategy=ShardingStrategy.FULL_SHARD, use_orig_params=True, device_id=torch.device("cpu"),
-                                    auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}), mixed_precision=mixed_precision)
+    return FullyShardedDataParallel(
+        m,
+        sharding_strategy=ShardingStrategy.FULL_SHARD,
+        use_orig_params=True,
+        device_id=torch.device("cpu"),
+        auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}),
+        mixed_precision=mixed_precision,
+    )
 
 
 def worker(rank: int, port: int, out: str, task: str) -> None:
@@ -58,7 +64,12 @@ def worker(rank: int, port: int, out: str, task: str) -> None:
             from vscale.model import vscale_modules
             from vscale.model.fsdp import keep_vscale_float32
 
-            sharded = wrap(m, keep_vscale_float32(MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.bfloat16)))
+            sharded = wrap(
+                m,
+                keep_vscale_float32(
+                    MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.bfloat16)
+                ),
+            )
             seen = {}
 
             def dtype_of(key: str, tensor_name: str):

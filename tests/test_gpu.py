@@ -43,7 +43,9 @@ def test_inductor_compiles_v_scale_and_its_diagnostics_equal_eager(mode):
     compiled = apply_interventions(tiny_model(), mode).cuda()
     compiled.compile(backend="inductor")
     ids = TOKENS.cuda()
-    assert compiled(input_ids=ids, labels=ids).loss.item() == pytest.approx(eager(input_ids=ids, labels=ids).loss.item(), rel=1e-4)
+    assert compiled(input_ids=ids, labels=ids).loss.item() == pytest.approx(
+        eager(input_ids=ids, labels=ids).loss.item(), rel=1e-4
+    )
     measured, reference = diagnose(compiled, ids), diagnose(eager, ids)
     for name in ("gsink/ratio/median", "sink/alpha/max", "act/v_ratio/mean"):
         assert measured[name] == pytest.approx(reference[name], rel=1e-3), name

@@ -187,7 +187,9 @@ def test_a_non_pre_norm_checkpoint_is_refused_as_its_config_is_read(tmp_path):
     from vscale.model import build_config
 
     GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50).save_pretrained(tmp_path)
-    refusal = rf"model.pretrained={re.escape(repr(str(tmp_path)))} must be a pre-norm RMSNorm decoder.*model_type='gpt2'"
+    refusal = (
+        rf"model.pretrained={re.escape(repr(str(tmp_path)))} must be a pre-norm RMSNorm decoder.*model_type='gpt2'"
+    )
     with pytest.raises(ValueError, match=refusal):
         build_config(None, str(tmp_path))
 

@@ -27,7 +27,10 @@ def armed(arm: str, arch: str = "llama", kv_heads: int = 2, attn: str = "sdpa", 
     with torch.no_grad():
         for name, p in model.named_parameters():
             if ".arm." in name:
-                p.copy_((1.0 if name.endswith("norm_weight") else 0.0) + 0.5 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+                p.copy_(
+                    (1.0 if name.endswith("norm_weight") else 0.0)
+                    + 0.5 * torch.randn(p.shape, generator=generator, dtype=p.dtype)
+                )
     return model
 
 
@@ -43,7 +46,11 @@ def capture(model, tokens=TOKENS) -> list[dict]:
             rec.update(q=q.detach(), k=k.detach(), v=v.detach(), scaling=scaling)
 
         attn.diagnostics_tap = tap
-        handles.append(attn.register_forward_pre_hook(lambda m, a, kw, rec=rec: rec.update(h=kw["hidden_states"].detach()), with_kwargs=True))
+        handles.append(
+            attn.register_forward_pre_hook(
+                lambda m, a, kw, rec=rec: rec.update(h=kw["hidden_states"].detach()), with_kwargs=True
+            )
+        )
         handles.append(attn.o_proj.register_forward_pre_hook(lambda m, a, rec=rec: rec.update(out=a[0].detach())))
     try:
         with torch.no_grad():
@@ -172,7 +179,12 @@ def test_diagnostics_report_the_sink_of_the_weights_the_arm_uses(name):
         else:
             assert logged[f"sink/extra_mass/layer_{layer}"] == pytest.approx(extra.mean().item(), rel=1e-4, abs=1e-6)
     assert all(math.isfinite(v) for v in logged.values())
-    assert {"gsink/ratio/layer_1", "gsink/ratio_summed/layer_1", "act/h_out_ratio/layer_1", "reshape/attn_bloat_t0/layer_1"} <= set(logged)
+    assert {
+        "gsink/ratio/layer_1",
+        "gsink/ratio_summed/layer_1",
+        "act/h_out_ratio/layer_1",
+        "reshape/attn_bloat_t0/layer_1",
+    } <= set(logged)
 
 
 @pytest.mark.parametrize("name", [n for n in ARMS if n != "softmax"])
@@ -266,13 +278,28 @@ def test_arm_retrofits_a_pretrained_model_keeping_its_weights(tmp_path, name):
 
 @pytest.mark.parametrize("name", [n for n in ARMS if n != "softmax"])
 def test_arm_trains_the_tiny_config_with_every_diagnostic_and_learned_vscale(tmp_path, name):
-    train(tmp_path, f"--model.attention={name}", "--model.vscale=learned", "--trainer.max_steps=20", "--run.val_every_n_steps=20",
-          "--trainer.log_every_n_steps=1", "--data.seq_len=64", "--data.batch_size=8", "--trainer.limit_val_batches=1")
+    train(
+        tmp_path,
+        f"--model.attention={name}",
+        "--model.vscale=learned",
+        "--trainer.max_steps=20",
+        "--run.val_every_n_steps=20",
+        "--trainer.log_every_n_steps=1",
+        "--data.seq_len=64",
+        "--data.batch_size=8",
+        "--trainer.limit_val_batches=1",
+    )
     run = tmp_path / "tiny" / f"{name}-learned-seed0"
     loss = metrics(run, "train/loss")
     assert len(loss) == 20 and loss[19] < loss[0] - 0.5
     header = open(run / "metrics.csv").readline().strip().split(",")
-    for column in ("sink/alpha/layer_3", "sink/rate/layer_3", "gsink/ratio/layer_3", "act/h_out_ratio/layer_3", "vscale/lambda_median/layer_3"):
+    for column in (
+        "sink/alpha/layer_3",
+        "sink/rate/layer_3",
+        "gsink/ratio/layer_3",
+        "act/h_out_ratio/layer_3",
+        "vscale/lambda_median/layer_3",
+    ):
         assert column in header, column
     assert ("sink/extra_mass/layer_0" in header) == (name in WITH_EXTRA)
     assert all(math.isfinite(v) for v in metrics(run, "sink/alpha/layer_0").values())
@@ -280,8 +307,16 @@ def test_arm_trains_the_tiny_config_with_every_diagnostic_and_learned_vscale(tmp
 
 @pytest.mark.parametrize("name", [n for n in ARMS if n != "softmax"])
 def test_arm_run_resumes_exactly(tmp_path, name):
-    common = [f"--model.attention={name}", "--trainer.log_every_n_steps=1", "--run.ckpt_every=4", "--run.val_every_n_steps=4",
-              "--data.seq_len=64", "--data.batch_size=4", "--trainer.limit_val_batches=1", "--trainer.callbacks=[]"]
+    common = [
+        f"--model.attention={name}",
+        "--trainer.log_every_n_steps=1",
+        "--run.ckpt_every=4",
+        "--run.val_every_n_steps=4",
+        "--data.seq_len=64",
+        "--data.batch_size=4",
+        "--trainer.limit_val_batches=1",
+        "--trainer.callbacks=[]",
+    ]
     train(tmp_path / "straight", "--trainer.max_steps=8", *common)
     train(tmp_path / "resumed", "--trainer.max_steps=4", *common)
     train(tmp_path / "resumed", "--trainer.max_steps=8", "--ckpt_path=last", *common)
@@ -296,23 +331,34 @@ def test_arm_run_resumes_exactly(tmp_path, name):
 def test_arm_on_a_kernel_it_cannot_use_is_refused_naming_both_fields(name):
     from vscale.train.module import VScaleLM
 
-    with pytest.raises(ValueError, match=f"model.attention='{name}' runs on model.attn_implementation sdpa or eager, not 'flex_attention'"):
-        VScaleLM(model_config={"model_type": "llama", "vocab_size": 97, "hidden_size": 64, "num_attention_heads": 4},
-                 attention=name, attn_implementation="flex_attention")
+    with pytest.raises(
+        ValueError,
+        match=f"model.attention='{name}' runs on model.attn_implementation sdpa or eager, not 'flex_attention'",
+    ):
+        VScaleLM(
+            model_config={"model_type": "llama", "vocab_size": 97, "hidden_size": 64, "num_attention_heads": 4},
+            attention=name,
+            attn_implementation="flex_attention",
+        )
 
 
 def test_diff_on_a_head_dim_not_divisible_by_4_is_refused_before_the_model_is_built():
     from vscale.train.module import VScaleLM
 
     with pytest.raises(ValueError, match=r"model.attention='diff'.*head_dim \(6\) must be divisible by 4"):
-        VScaleLM(model_config={"model_type": "llama", "vocab_size": 97, "hidden_size": 24, "num_attention_heads": 4}, attention="diff")
+        VScaleLM(
+            model_config={"model_type": "llama", "vocab_size": 97, "hidden_size": 24, "num_attention_heads": 4},
+            attention="diff",
+        )
 
 
 def test_frozen_arm_parameters_in_a_fine_tune_are_refused(tmp_path):
     from vscale.train.module import VScaleLM
 
     path = save_tiny_pretrained(tmp_path / "pretrained")
-    with pytest.raises(ValueError, match=r"model.trainable=\['\*.vscale.theta'\] leaves model.attention='gated'.*'\*.arm.\*'"):
+    with pytest.raises(
+        ValueError, match=r"model.trainable=\['\*.vscale.theta'\] leaves model.attention='gated'.*'\*.arm.\*'"
+    ):
         VScaleLM(pretrained=str(path), attention="gated", vscale="learned", trainable=["*.vscale.theta"])
 
 
@@ -320,7 +366,9 @@ def test_frozen_arm_parameters_in_a_fine_tune_are_refused(tmp_path):
 def test_unknown_arm_is_refused(value):
     from vscale.train.module import VScaleLM
 
-    with pytest.raises(ValueError, match="unknown attention arm.*choose one of softmax, gated, sink_logit, softpick, kv_bias, diff"):
+    with pytest.raises(
+        ValueError, match="unknown attention arm.*choose one of softmax, gated, sink_logit, softpick, kv_bias, diff"
+    ):
         VScaleLM(model_config={"model_type": "llama", "vocab_size": 97}, attention=value)
 
 

@@ -14,8 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("keep_runs", ROOT / "scripts" / "keep_runs.py")
 keep_runs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(keep_runs)
-METRICS = ["val/loss", "sink/alpha/max", "sink/rate/mean", "gsink/ratio/median", "act/h_out_ratio/max", "act/h_out_t0/max",
-           "act/r_mlp_t0/mean", "act/v_ratio/min"]
+METRICS = [
+    "val/loss",
+    "sink/alpha/max",
+    "sink/rate/mean",
+    "gsink/ratio/median",
+    "act/h_out_ratio/max",
+    "act/h_out_t0/max",
+    "act/r_mlp_t0/mean",
+    "act/v_ratio/min",
+]
 
 
 @pytest.fixture(scope="module")

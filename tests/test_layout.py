@@ -9,7 +9,21 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vscale"
-STAGES = {"errors": 0, "cli_values": 0, "runs": 1, "hub": 1, "console": 1, "model": 2, "data": 2, "diagnostics": 3, "train": 4, "eval": 5, "launch": 5, "prepare": 6, "dashboard": 6}
+STAGES = {
+    "errors": 0,
+    "cli_values": 0,
+    "runs": 1,
+    "hub": 1,
+    "console": 1,
+    "model": 2,
+    "data": 2,
+    "diagnostics": 3,
+    "train": 4,
+    "eval": 5,
+    "launch": 5,
+    "prepare": 6,
+    "dashboard": 6,
+}
 """Each top-level module or subpackage of vscale, by layer: a module may import its own stage and lower layers only."""
 OPTIONAL = ("lm_eval",)
 """Optional extras, imported inside the functions that use them."""
@@ -28,7 +42,11 @@ def imports(path: Path) -> list[ast.stmt]:
 
 
 def vscale_targets(node: ast.stmt, known: dict) -> set[str]:
-    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    names = (
+        [a.name for a in node.names]
+        if isinstance(node, ast.Import)
+        else [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    )
     return {n for n in names if n in known}
 
 
@@ -42,21 +60,30 @@ def test_every_stage_is_known():
 
 def test_no_module_imports_a_higher_or_sideways_stage():
     known = modules()
-    wrong = [(m, t) for m, path in known.items() if m != "vscale" for node in imports(path) for t in vscale_targets(node, known)
-             if stage(t) != stage(m) and (stage(t) == "vscale" or STAGES[stage(t)] >= STAGES[stage(m)])]
+    wrong = [
+        (m, t)
+        for m, path in known.items()
+        if m != "vscale"
+        for node in imports(path)
+        for t in vscale_targets(node, known)
+        if stage(t) != stage(m) and (stage(t) == "vscale" or STAGES[stage(t)] >= STAGES[stage(m)])
+    ]
     assert wrong == []
 
 
 def test_the_import_graph_has_no_cycle():
     known = modules()
-    edges = {m: {t for node in imports(p) for t in vscale_targets(node, known) if not m.startswith(t + ".")} for m, p in known.items()}
+    edges = {
+        m: {t for node in imports(p) for t in vscale_targets(node, known) if not m.startswith(t + ".")}
+        for m, p in known.items()
+    }
     state, cycles = {}, []
 
     def visit(m, path):
         state[m] = "open"
         for t in edges[m]:
             if state.get(t) == "open":
-                cycles.append(path[path.index(t):] + [t])
+                cycles.append(path[path.index(t) :] + [t])
             elif t not in state:
                 visit(t, path + [t])
         state[m] = "done"
@@ -68,32 +95,49 @@ def test_the_import_graph_has_no_cycle():
 
 
 def test_imports_are_at_the_top_of_modules_except_optional_extras():
-    inner = [f"{path.relative_to(PACKAGE.parent)}:{n.lineno}" for path in modules().values() for n in imports(path)
-             if n.col_offset > 0 and not (isinstance(n, ast.ImportFrom) and n.module.split(".")[0] in OPTIONAL)]
+    inner = [
+        f"{path.relative_to(PACKAGE.parent)}:{n.lineno}"
+        for path in modules().values()
+        for n in imports(path)
+        if n.col_offset > 0 and not (isinstance(n, ast.ImportFrom) and n.module.split(".")[0] in OPTIONAL)
+    ]
     assert inner == []
 
 
 @pytest.mark.parametrize("path", sorted(modules().values()), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_modules_and_functions_stay_short(path):
     assert path.read_text().count("\n") <= 300
-    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(path.read_text()))
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
+    long = [
+        f"{n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60
+    ]
     assert long == []
 
 
 def test_eval_and_launch_do_not_import_train():
     """Issue 32: evaluation and the launcher read runs through vscale.runs and checkpoints through vscale.model."""
     known = modules()
-    wrong = [(m, t) for m, path in known.items() if stage(m) in ("eval", "launch")
-             for node in imports(path) for t in vscale_targets(node, known) if stage(t) == "train"]
+    wrong = [
+        (m, t)
+        for m, path in known.items()
+        if stage(m) in ("eval", "launch")
+        for node in imports(path)
+        for t in vscale_targets(node, known)
+        if stage(t) == "train"
+    ]
     assert wrong == []
 
 
 def test_the_run_name_is_written_and_parsed_in_vscale_runs_identity_only():
     """`-seed` followed by a number's placeholder or pattern (an f-string part, a regex) only where the name is defined."""
-    found = [f"{path.relative_to(PACKAGE)}:{n.lineno}" for m, path in modules().items() if m != "vscale.runs.identity"
-             for n in ast.walk(ast.parse(path.read_text()))
-             if isinstance(n, ast.Constant) and isinstance(n.value, str) and re.search(r"-seed(\(|\\d|$)", n.value)]
+    found = [
+        f"{path.relative_to(PACKAGE)}:{n.lineno}"
+        for m, path in modules().items()
+        if m != "vscale.runs.identity"
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and re.search(r"-seed(\(|\\d|$)", n.value)
+    ]
     assert found == []
 
 
@@ -133,8 +177,12 @@ def parameters(node: ast.FunctionDef) -> list[str]:
 def test_no_function_has_more_than_twelve_parameters_but_the_cli_entry_points():
     """Issue 32: related arguments travel together (a dataclass, an options object); only the signatures LightningCLI
     turns into flags list every flag."""
-    many = {f"{m}:{name}": len(parameters(node)) for m, path in modules().items()
-            for name, node in functions(ast.parse(path.read_text())) if len(parameters(node)) > MAX_PARAMETERS}
+    many = {
+        f"{m}:{name}": len(parameters(node))
+        for m, path in modules().items()
+        for name, node in functions(ast.parse(path.read_text()))
+        if len(parameters(node)) > MAX_PARAMETERS
+    }
     assert set(many) - set(CLI_ENTRY_POINTS) == set(), many
     assert set(CLI_ENTRY_POINTS) <= set(many), "an allowed entry point no longer needs its exception"
 
@@ -146,8 +194,12 @@ def source_name_tests(tree: ast.AST, names: tuple[str, ...]) -> list[ast.AST]:
         elements = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
         return any(isinstance(e, ast.Constant) and e.value in names for e in elements)
 
-    return [n for n in ast.walk(tree) if (isinstance(n, ast.Compare) and any(named(o) for o in (n.left, *n.comparators)))
-            or (isinstance(n, ast.MatchValue) and named(n.value))]
+    return [
+        n
+        for n in ast.walk(tree)
+        if (isinstance(n, ast.Compare) and any(named(o) for o in (n.left, *n.comparators)))
+        or (isinstance(n, ast.MatchValue) and named(n.value))
+    ]
 
 
 def test_the_source_of_the_data_is_picked_in_one_place():
@@ -157,6 +209,9 @@ def test_the_source_of_the_data_is_picked_in_one_place():
     from vscale.data import SOURCES
 
     assert sorted(SOURCES) == ["files", "hub", "prepared", "streaming", "synthetic"]
-    found = [f"{path.relative_to(PACKAGE)}:{n.lineno}" for path in modules().values()
-             for n in source_name_tests(ast.parse(path.read_text()), SOURCES)]
+    found = [
+        f"{path.relative_to(PACKAGE)}:{n.lineno}"
+        for path in modules().values()
+        for n in source_name_tests(ast.parse(path.read_text()), SOURCES)
+    ]
     assert found == []

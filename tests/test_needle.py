@@ -32,8 +32,15 @@ def tiny_llama(seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(TOKENIZER), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256)
+    config = LlamaConfig(
+        vocab_size=len(TOKENIZER),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -66,8 +73,13 @@ def test_more_cases_extend_a_seed_without_changing_the_first_ones():
 
 
 def test_a_length_sweep_asks_for_the_same_needles_in_other_haystacks():
-    short, long = make_cases(TEXTS, TOKENIZER, LENGTH, 3, seed=0, kind="multi"), make_cases(TEXTS, TOKENIZER, 2 * LENGTH, 3, seed=0, kind="multi")
-    assert [c.answer for c in short] == [c.answer for c in long] and [asked_key(c) for c in short] == [asked_key(c) for c in long]
+    short, long = (
+        make_cases(TEXTS, TOKENIZER, LENGTH, 3, seed=0, kind="multi"),
+        make_cases(TEXTS, TOKENIZER, 2 * LENGTH, 3, seed=0, kind="multi"),
+    )
+    assert [c.answer for c in short] == [c.answer for c in long] and [asked_key(c) for c in short] == [
+        asked_key(c) for c in long
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -82,7 +94,9 @@ def test_prompts_fill_the_context_and_hold_the_asked_value_once(kind):
 def test_prompts_end_with_the_question_and_the_answer_prefix(kind):
     for case in make_cases(TEXTS, TOKENIZER, 160, 4, seed=3, kind=kind):
         key, noun = asked_key(case), NOUN[kind]
-        assert decoded(case).endswith(f" What is the special magic {noun} for {key}? The special magic {noun} for {key} is")
+        assert decoded(case).endswith(
+            f" What is the special magic {noun} for {key}? The special magic {noun} for {key} is"
+        )
 
 
 def test_uuid_needles_hold_version_4_uuids():
@@ -95,7 +109,9 @@ def test_multi_key_prompts_hold_every_key_once():
         needles = re.findall(rf"{NEEDLE} (\w+) is (\d+)\.", decoded(case))
         keys, values = [k for k, _ in needles], [v for _, v in needles]
         assert len(set(keys)) == len(set(values)) == 4 and asked_key(case) in keys
-        assert all(decoded(case).count(f"{NEEDLE} {k} is") == 1 + (k == asked_key(case)) for k in keys)  # + answer prefix
+        assert all(
+            decoded(case).count(f"{NEEDLE} {k} is") == 1 + (k == asked_key(case)) for k in keys
+        )  # + answer prefix
 
 
 def test_needles_sit_at_sentence_boundaries():
@@ -133,8 +149,16 @@ def test_the_batched_greedy_loop_matches_hf_generate_on_each_prompt_alone():
     expected = []
     for case in cases:
         ids = torch.tensor([case.prompt_ids])
-        expected.append(model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
-                                       eos_token_id=None, pad_token_id=TOKENIZER.eos_token_id)[0, ids.shape[1] :].tolist())
+        expected.append(
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=6,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=TOKENIZER.eos_token_id,
+            )[0, ids.shape[1] :].tolist()
+        )
     assert generate_answers(model, [c.prompt_ids for c in cases], 6, None) == expected
 
 
@@ -157,7 +181,9 @@ def test_the_greedy_loop_passes_the_kv_cache_without_a_deprecated_name(caplog):
 
 
 def test_accuracy_runs_greedy_generation_end_to_end_on_a_random_model():
-    value = accuracy(tiny_llama(), TOKENIZER, make_cases(TEXTS, TOKENIZER, LENGTH, 3, seed=0, kind="multi"), max_new_tokens=4)
+    value = accuracy(
+        tiny_llama(), TOKENIZER, make_cases(TEXTS, TOKENIZER, LENGTH, 3, seed=0, kind="multi"), max_new_tokens=4
+    )
     assert 0.0 <= value <= 1.0
 
 
@@ -173,7 +199,9 @@ def test_evaluate_reports_mean_and_population_std_over_seeds_per_context_length(
     result = evaluate(model, TOKENIZER, TEXTS, [LENGTH, 128], seeds=[0, 1], n=1, kind="single")
     assert list(result) == [LENGTH, 128]
     assert result[LENGTH] == {"mean": 0.5, "std": 0.5, "per_seed": [1.0, 0.0], "n": 1}
-    assert result[128]["mean"] == statistics.fmean(result[128]["per_seed"]) and result[128]["std"] == statistics.pstdev(result[128]["per_seed"])
+    assert result[128]["mean"] == statistics.fmean(result[128]["per_seed"]) and result[128]["std"] == statistics.pstdev(
+        result[128]["per_seed"]
+    )
 
 
 def test_too_short_a_context_is_rejected_with_the_minimum_that_works():
@@ -218,5 +246,7 @@ def test_needle_accuracy_is_measured_in_full_precision_and_under_each_w8a8_mode(
     for precision in needle:
         with contextlib.nullcontext() if precision == "full" else w8a8(model, precision, calibration):
             for kind in KINDS:
-                assert needle[precision][kind][LENGTH] == evaluate(model, TOKENIZER, TEXTS, [LENGTH], [0, 1], 1, kind)[LENGTH] | {"beyond_trained_length": False}
+                assert needle[precision][kind][LENGTH] == evaluate(model, TOKENIZER, TEXTS, [LENGTH], [0, 1], 1, kind)[
+                    LENGTH
+                ] | {"beyond_trained_length": False}
     assert needle["full"]["single"][LENGTH]["per_seed"] == [1.0, 0.0]  # the oracle's case is seed 0's

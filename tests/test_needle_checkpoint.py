@@ -28,8 +28,13 @@ def tokenizer():
 
 
 def test_every_document_of_the_needle_file_packs_into_one_row_of_its_own():
-    data = PackedTextData(tokenizer="assets/tokenizer-tiny", train_files=["data/needle/train.parquet"],
-                          val_files=["data/tiny/val.jsonl"], seq_len=TRAINED_LENGTH, batch_size=16)
+    data = PackedTextData(
+        tokenizer="assets/tokenizer-tiny",
+        train_files=["data/needle/train.parquet"],
+        val_files=["data/tiny/val.jsonl"],
+        seq_len=TRAINED_LENGTH,
+        batch_size=16,
+    )
     data.setup("fit")
     documents = pq.read_table("data/needle/train.parquet")["text"].to_pylist()
     assert len(data.train_data) == len(documents)
@@ -48,9 +53,22 @@ def test_the_needle_checkpoint_retrieves_at_its_trained_length_in_full_precision
 
 
 def test_eval_reports_the_pairs_needle_accuracies_in_full_precision_and_under_w8a8_in_report_md(tmp_path):
-    eval_cli.run(RunOptions([CHECKPOINT, VSCALE_CHECKPOINT], label=["baseline", "vscale"], out=str(tmp_path), tokenizer=CHECKPOINT,
-                 val_files=["data/tiny/val.jsonl"], seq_len=TRAINED_LENGTH, batches=1, calib_batches=1, quant=["per_token", "per_tensor"],
-                 needle_context_lens=[TRAINED_LENGTH], needle_seeds=[0], needle_n=10))
+    eval_cli.run(
+        RunOptions(
+            [CHECKPOINT, VSCALE_CHECKPOINT],
+            label=["baseline", "vscale"],
+            out=str(tmp_path),
+            tokenizer=CHECKPOINT,
+            val_files=["data/tiny/val.jsonl"],
+            seq_len=TRAINED_LENGTH,
+            batches=1,
+            calib_batches=1,
+            quant=["per_token", "per_tensor"],
+            needle_context_lens=[TRAINED_LENGTH],
+            needle_seeds=[0],
+            needle_n=10,
+        )
+    )
     checkpoints = json.loads((tmp_path / "results.json").read_text())["checkpoints"]
     for label in ("baseline", "vscale"):
         for precision in ("full", "per_token", "per_tensor"):

@@ -28,8 +28,17 @@ def fit(guard, poison_steps, max_steps=6, checkpoint=None):
     L.seed_everything(0)
     model = PoisonedLM(poison_steps, **cfg["model"])
     callbacks = [guard] + ([checkpoint] if checkpoint else [])
-    trainer = L.Trainer(max_steps=max_steps, callbacks=callbacks, logger=False, enable_checkpointing=checkpoint is not None, enable_progress_bar=False,
-                        enable_model_summary=False, use_distributed_sampler=False, limit_val_batches=0, gradient_clip_val=1.0)
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=checkpoint is not None,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        gradient_clip_val=1.0,
+    )
     trainer.fit(model, PackedTextData(**cfg["data"]))
     return model
 
@@ -57,5 +66,7 @@ def test_stop_names_the_step_and_the_last_good_checkpoint(tmp_path):
 
 
 def test_skip_stops_after_max_skips():
-    with pytest.raises(FloatingPointError, match=r"optimizer step 2 \(1 step\(s\) skipped before\); last good checkpoint: none yet"):
+    with pytest.raises(
+        FloatingPointError, match=r"optimizer step 2 \(1 step\(s\) skipped before\); last good checkpoint: none yet"
+    ):
         fit(NonFiniteGuard("skip", max_skips=1), poison_steps=(1, 2))

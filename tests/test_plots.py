@@ -19,8 +19,10 @@ def profile(sink, ratio, h_out):
 
 
 def two_profiles():
-    return {"baseline": profile([0.9, 1, 1, 1], [15, 20, 12, 9], [10, 12, 11, 9]),
-            "vscale": profile([0.8, 1, 0.9, 1], [6, 7, 5, 4], [3, 3, 2.5, 2])}
+    return {
+        "baseline": profile([0.9, 1, 1, 1], [15, 20, 12, 9], [10, 12, 11, 9]),
+        "vscale": profile([0.8, 1, 0.9, 1], [6, 7, 5, 4], [3, 3, 2.5, 2]),
+    }
 
 
 def norms(seed, sink=10.0):
@@ -33,14 +35,22 @@ def norms(seed, sink=10.0):
 
 def curves():
     steps = range(0, 300, 10)
-    return {run: {"train/loss": [(s, [8 - s / 100 - k]) for s in steps], "gsink/ratio/median": [(s, [3 + k + s / 300]) for s in steps],
-                  "sink/rate/mean": [(s, [0.0]) for s in steps]} for k, run in enumerate(["off-seed0", "learned-seed0"])}
+    return {
+        run: {
+            "train/loss": [(s, [8 - s / 100 - k]) for s in steps],
+            "gsink/ratio/median": [(s, [3 + k + s / 300]) for s in steps],
+            "sink/rate/mean": [(s, [0.0]) for s in steps],
+        }
+        for k, run in enumerate(["off-seed0", "learned-seed0"])
+    }
 
 
 def figures():
-    return {"layer_profile": plots.layer_profile_figure(two_profiles(), PROFILE_PANELS),
-            "gradient_violin": violin.gradient_violin_figure({"baseline": norms(0), "vscale": norms(1, sink=3.0)}),
-            "training_curves": training_curves_figure(curves(), CURVES)}
+    return {
+        "layer_profile": plots.layer_profile_figure(two_profiles(), PROFILE_PANELS),
+        "gradient_violin": violin.gradient_violin_figure({"baseline": norms(0), "vscale": norms(1, sink=3.0)}),
+        "training_curves": training_curves_figure(curves(), CURVES),
+    }
 
 
 def tick_labels(fig, ax):
@@ -142,19 +152,37 @@ def test_training_curves_mark_their_points_and_differ_by_run():
 def test_eval_figures_and_training_curves_write_pngs(tmp_path):
     paths = violin.eval_figures(two_profiles(), {"baseline": norms(0), "vscale": norms(1)}, tmp_path)
     paths.append(training_curves(curves(), CURVES, tmp_path / "curves.png"))
-    paths.append(plots.layer_profile({"run": two_profiles()["baseline"]}, tmp_path / "diagnostics" / "profile.png", title="step 10"))
-    assert [p.name for p in paths] == ["sink_rate.png", "token0_ratio.png", "gsink_ratio.png", "grad_norm_violin.png", "curves.png", "profile.png"]
+    paths.append(
+        plots.layer_profile(
+            {"run": two_profiles()["baseline"]}, tmp_path / "diagnostics" / "profile.png", title="step 10"
+        )
+    )
+    assert [p.name for p in paths] == [
+        "sink_rate.png",
+        "token0_ratio.png",
+        "gsink_ratio.png",
+        "grad_norm_violin.png",
+        "curves.png",
+        "profile.png",
+    ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths)
 
 
 def test_a_curves_band_is_geometric_on_a_log_axis_and_arithmetic_on_a_linear_one():
     steps = range(0, 100, 10)
-    arms = {"off": {"gsink/ratio/max": [(s, [10.0, 1000.0]) for s in steps], "train/loss": [(s, [2.0, 4.0]) for s in steps]}}
+    arms = {
+        "off": {"gsink/ratio/max": [(s, [10.0, 1000.0]) for s in steps], "train/loss": [(s, [2.0, 4.0]) for s in steps]}
+    }
     fig = training_curves_figure(arms, ["gsink/ratio/max", "train/loss"])
     log_ax, lin_ax = fig.axes[:2]
     assert log_ax.get_yscale() == "log" and lin_ax.get_yscale() == "linear"
     gsd = np.exp(np.std(np.log([10.0, 1000.0]), ddof=1))
     assert np.allclose(log_ax.lines[0].get_ydata(), 100.0)
-    assert np.allclose(sorted({round(y, 6) for y in log_ax.collections[0].get_paths()[0].vertices[:, 1]}), [100 / gsd, 100 * gsd])
+    assert np.allclose(
+        sorted({round(y, 6) for y in log_ax.collections[0].get_paths()[0].vertices[:, 1]}), [100 / gsd, 100 * gsd]
+    )
     assert np.allclose(lin_ax.lines[0].get_ydata(), 3.0)
-    assert np.allclose(sorted({round(y, 6) for y in lin_ax.collections[0].get_paths()[0].vertices[:, 1]}), [3 - np.sqrt(2), 3 + np.sqrt(2)])
+    assert np.allclose(
+        sorted({round(y, 6) for y in lin_ax.collections[0].get_paths()[0].vertices[:, 1]}),
+        [3 - np.sqrt(2), 3 + np.sqrt(2)],
+    )

@@ -80,10 +80,16 @@ def test_prepared_rows_are_the_packed_rows_of_the_files(prepared, seq_len):
 
 def test_held_out_documents_are_those_training_holds_out(tmp_path):
     path = tmp_path / "docs.jsonl"
-    path.write_text("".join(json.dumps({"text": f"document {i}: " + "words and more words " * (i % 7 + 1)}) + "\n" for i in range(300)))
+    path.write_text(
+        "".join(
+            json.dumps({"text": f"document {i}: " + "words and more words " * (i % 7 + 1)}) + "\n" for i in range(300)
+        )
+    )
     out = str(tmp_path / "prepared")
     main(["--tokenizer", "assets/tokenizer-tiny", "--files", str(path), "--val_fraction", "0.1", "--out", out])
-    files = PackedTextData("assets/tokenizer-tiny", seq_len=16, train_files=[str(path)], val_fraction=0.1, val_rows=None)
+    files = PackedTextData(
+        "assets/tokenizer-tiny", seq_len=16, train_files=[str(path)], val_fraction=0.1, val_rows=None
+    )
     files.setup("fit")
     rows = PackedTextData("assets/tokenizer-tiny", seq_len=16, prepared=out, val_rows=None)
     rows.setup("fit")
@@ -98,8 +104,22 @@ def test_hub_dataset_with_max_documents_reads_its_first_documents_in_order(tmp_p
     (tmp_path / "ds" / "train.jsonl").write_text(open(TRAIN_FILE).read())
     (tmp_path / "ds" / "validation.jsonl").write_text(open(VAL_FILE).read())
     out = tmp_path / "prepared"
-    main(["--tokenizer", "assets/tokenizer-tiny", "--dataset", str(tmp_path / "ds"), "--max_documents", "100", "--val_documents", "10",
-          "--num_proc", "2", "--out", str(out)])
+    main(
+        [
+            "--tokenizer",
+            "assets/tokenizer-tiny",
+            "--dataset",
+            str(tmp_path / "ds"),
+            "--max_documents",
+            "100",
+            "--val_documents",
+            "10",
+            "--num_proc",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     tok = load_tokenizer("assets/tokenizer-tiny")
     for split, path, n in (("train", TRAIN_FILE, 100), ("val", VAL_FILE, 10)):
         docs = [json.loads(line)["text"] for line in open(path)][:n]
@@ -118,7 +138,10 @@ def test_vocabulary_past_65536_ids_is_stored_as_uint32(tmp_path):
     assert token_dtype(65537) == token_dtype(151_665) == "uint32"
     with TokenFileWriter(tmp_path / "train.bin", token_dtype(70_000), eos_id=3) as writer:
         writer.add([[69_999, 65_536, 7], [1]])
-    assert all_rows(PreparedRows(tmp_path / "train.bin", "uint32", seq_len=3)).tolist() == [[69_999, 65_536, 7], [3, 1, 3]]
+    assert all_rows(PreparedRows(tmp_path / "train.bin", "uint32", seq_len=3)).tolist() == [
+        [69_999, 65_536, 7],
+        [3, 1, 3],
+    ]
 
 
 def test_meta_records_the_documents_and_tokens_of_each_split(prepared):
@@ -154,9 +177,21 @@ def test_preparing_something_else_into_an_existing_out_is_refused(prepared, othe
 def test_killed_prepare_leaves_no_out(tmp_path):
     """SIGKILL while the partial directory exists: nothing at --out, and a new prepare completes."""
     corpus = tmp_path / "big.jsonl"
-    corpus.write_text("".join(json.dumps({"text": f"line {i} " + "tokens to tokenize " * 40}) + "\n" for i in range(40_000)))
+    corpus.write_text(
+        "".join(json.dumps({"text": f"line {i} " + "tokens to tokenize " * 40}) + "\n" for i in range(40_000))
+    )
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "vscale.prepare", "--tokenizer", "assets/tokenizer-tiny", "--files", str(corpus), "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "vscale.prepare",
+        "--tokenizer",
+        "assets/tokenizer-tiny",
+        "--files",
+        str(corpus),
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     partial = tmp_path / f".killed.partial-{socket.gethostname()}-{proc.pid}"
@@ -182,8 +217,18 @@ def test_a_prepare_removes_what_a_killed_one_left_and_keeps_what_may_still_be_wr
     for path in (abandoned, running, elsewhere):
         (path / "train.bin").parent.mkdir()
         (path / "train.bin").write_bytes(b"0" * 64)
-    main(["--tokenizer", "assets/tokenizer-tiny", "--files", "data/tiny/train.jsonl", "--val_files", "data/tiny/val.jsonl",
-          "--out", str(tmp_path / "small")])
+    main(
+        [
+            "--tokenizer",
+            "assets/tokenizer-tiny",
+            "--files",
+            "data/tiny/train.jsonl",
+            "--val_files",
+            "data/tiny/val.jsonl",
+            "--out",
+            str(tmp_path / "small"),
+        ]
+    )
     alive.kill()
     err = capsys.readouterr().err
     assert not abandoned.exists() and f"removed {abandoned}, left by a prepare on this host that no longer runs." in err
@@ -200,15 +245,35 @@ def test_chat_config_is_refused_by_prepare(tmp_path):
 
 def test_unreachable_hub_dataset_fails_in_one_line_and_leaves_nothing(tmp_path):
     with pytest.raises(SystemExit) as refused:
-        main(["--tokenizer", "assets/tokenizer-tiny", "--dataset", "no-such-org/no-such-dataset", "--out", str(tmp_path / "hub")])
-    assert str(refused.value.code).startswith("error: --dataset='no-such-org/no-such-dataset': the Hugging Face hub could not be reached")
+        main(
+            [
+                "--tokenizer",
+                "assets/tokenizer-tiny",
+                "--dataset",
+                "no-such-org/no-such-dataset",
+                "--out",
+                str(tmp_path / "hub"),
+            ]
+        )
+    assert str(refused.value.code).startswith(
+        "error: --dataset='no-such-org/no-such-dataset': the Hugging Face hub could not be reached"
+    )
     assert os.listdir(tmp_path) == []
 
 
 def test_help_documents_every_option():
     options = [a for a in parser()._actions if a.option_strings]
-    assert {"--config", "--out", "--tokenizer", "--files", "--val_files", "--dataset", "--num_proc", "--max_documents",
-            "--val_documents"} <= {s for a in options for s in a.option_strings}
+    assert {
+        "--config",
+        "--out",
+        "--tokenizer",
+        "--files",
+        "--val_files",
+        "--dataset",
+        "--num_proc",
+        "--max_documents",
+        "--val_documents",
+    } <= {s for a in options for s in a.option_strings}
     assert all(a.help for a in options)
 
 
@@ -246,24 +311,35 @@ def test_loader_workers_do_not_receive_the_token_array(prepared):
 
 def test_missing_prepared_dir_is_refused_with_the_command_that_makes_it(tmp_path, capsys):
     out = str(tmp_path / "not-yet")
-    with pytest.raises(FileNotFoundError, match=r"data.prepared='.*not-yet' does not exist; create it with: python -m vscale.prepare") as refused:
+    with pytest.raises(
+        FileNotFoundError, match=r"data.prepared='.*not-yet' does not exist; create it with: python -m vscale.prepare"
+    ) as refused:
         PackedTextData(**FILES, prepared=out, seq_len=128)
     command = str(refused.value).split("create it with: ")[1].split(" (or train")[0]
-    assert command == f"python -m vscale.prepare --tokenizer assets/tokenizer-tiny --files {TRAIN_FILE} --val_files {VAL_FILE} --out {out}"
+    assert (
+        command
+        == f"python -m vscale.prepare --tokenizer assets/tokenizer-tiny --files {TRAIN_FILE} --val_files {VAL_FILE} --out {out}"
+    )
     main(shlex.split(command)[3:])
     assert PackedTextData(**FILES, prepared=out, seq_len=128).source == "prepared"
 
 
 def test_missing_prepared_dir_of_a_hub_source_names_its_prepare_command(tmp_path):
     out = str(tmp_path / "c4")
-    with pytest.raises(FileNotFoundError, match=rf"create it with: python -m vscale.prepare --tokenizer assets/tokenizer-tiny --dataset allenai/c4 "
-                                                rf"--dataset_config en --out {out} \(a large hub dataset: add --max_documents N .*\) \(or train from the source itself with --data.prepared=null\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"create it with: python -m vscale.prepare --tokenizer assets/tokenizer-tiny --dataset allenai/c4 "
+        rf"--dataset_config en --out {out} \(a large hub dataset: add --max_documents N .*\) \(or train from the source itself with --data.prepared=null\)",
+    ):
         PackedTextData(tokenizer="assets/tokenizer-tiny", prepared=out, dataset="allenai/c4", dataset_config="en")
 
 
 def test_data_prepared_with_another_tokenizer_is_refused(prepared, other_tokenizer):
-    with pytest.raises(ValueError, match=r"data.prepared='.*' was prepared with tokenizer 'assets/tokenizer-tiny' \(vocabulary 4096.*"
-                                         r"data.tokenizer='.*tiny-extra' has vocabulary 4098"):
+    with pytest.raises(
+        ValueError,
+        match=r"data.prepared='.*' was prepared with tokenizer 'assets/tokenizer-tiny' \(vocabulary 4096.*"
+        r"data.tokenizer='.*tiny-extra' has vocabulary 4098",
+    ):
         PackedTextData(tokenizer=other_tokenizer, prepared=prepared, seq_len=128)
 
 
@@ -280,9 +356,24 @@ def test_tokenizer_directory_changed_since_preparing_is_refused(tmp_path):
 
 def test_split_shorter_than_one_row_is_refused(tmp_path):
     out = str(tmp_path / "short")
-    main(["--tokenizer", "assets/tokenizer-tiny", "--files", VAL_FILE, "--val_files", VAL_FILE, "--val_documents", "1", "--out", out])
+    main(
+        [
+            "--tokenizer",
+            "assets/tokenizer-tiny",
+            "--files",
+            VAL_FILE,
+            "--val_files",
+            VAL_FILE,
+            "--val_documents",
+            "1",
+            "--out",
+            out,
+        ]
+    )
     val_tokens = json.loads(open(f"{out}/meta.json").read())["splits"]["val"]["tokens"]
-    with pytest.raises(ValueError, match=rf"its val split has {val_tokens} tokens, fewer than one row of data.seq_len={val_tokens + 1}"):
+    with pytest.raises(
+        ValueError, match=rf"its val split has {val_tokens} tokens, fewer than one row of data.seq_len={val_tokens + 1}"
+    ):
         PackedTextData(tokenizer="assets/tokenizer-tiny", prepared=out, seq_len=val_tokens + 1)
 
 

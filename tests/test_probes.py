@@ -26,8 +26,16 @@ def small_llama(layers: int, thetas=(0.5, -1.0)):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=8, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+    )
     model = vscale.apply_vscale(LlamaForCausalLM(config).eval(), "learned")
     with torch.no_grad():
         for layer, scaler in zip(model.model.layers, vscale_modules(model)):
@@ -49,7 +57,9 @@ def rotate(x, positions, base):
     return x * cos + torch.cat([-x[..., d // 2 :], x[..., : d // 2]], -1) * sin
 
 
-def hand_forward(model, embeds: torch.Tensor, allowed: torch.Tensor, replace: tuple[int, int, torch.Tensor] | None = None) -> list[dict]:
+def hand_forward(
+    model, embeds: torch.Tensor, allowed: torch.Tensor, replace: tuple[int, int, torch.Tensor] | None = None
+) -> list[dict]:
     """Every layer in float64 from the weights alone: (rows, T, d) input embeddings, a (T, T) boolean
     `allowed[t, j]` (query t may attend key j), and optionally (layer, position, vectors) putting
     vectors (rows, d) into the residual entering that layer at that position. Per layer: the
@@ -81,7 +91,9 @@ def hand_forward(model, embeds: torch.Tensor, allowed: torch.Tensor, replace: tu
         heads = torch.stack([y[:, i] @ W(attn.o_proj)[:, i * d : (i + 1) * d].T for i in range(H)], 1)
         h_half = h + heads.sum(1)
         z = rms(h_half, W(layer.post_attention_layernorm), eps)
-        mlp = (torch.nn.functional.silu(z @ W(layer.mlp.gate_proj).T) * (z @ W(layer.mlp.up_proj).T)) @ W(layer.mlp.down_proj).T
+        mlp = (torch.nn.functional.silu(z @ W(layer.mlp.gate_proj).T) * (z @ W(layer.mlp.up_proj).T)) @ W(
+            layer.mlp.down_proj
+        ).T
         h = h_half + mlp
         out.append({"a": a, "heads": heads, "mlp": mlp, "h_out": h})
     return out
@@ -117,7 +129,9 @@ def test_truncation_is_one_minus_cosine_against_a_hand_forward_with_a_sliding_wi
         cut = hand_forward(model, embeds, band_with_sink(24, k) if keep_sink else band(24, k))
         for l in range(2):
             for start, got in ((k, measured[k][l]), (8, common[k][l])):
-                cos = torch.nn.functional.cosine_similarity(full[l]["h_out"][:, start:], cut[l]["h_out"][:, start:], dim=-1)
+                cos = torch.nn.functional.cosine_similarity(
+                    full[l]["h_out"][:, start:], cut[l]["h_out"][:, start:], dim=-1
+                )
                 assert got == pytest.approx((1 - cos).mean().item(), rel=1e-4, abs=1e-7), (k, l, start)
     assert common[1][1] > common[3][1] > common[8][1] > 0  # less context, further from the full stream
 
@@ -129,7 +143,9 @@ def test_the_window_keeps_token_0_only_for_queries_within_k():
 
     model = small_llama(1)
     full, cut = layer_outputs(model, IDS), layer_outputs(model, IDS, banded_causal_mask(24, 5, torch.float32))
-    assert torch.allclose(full[:, :, :5], cut[:, :, :5], atol=1e-6) and not torch.allclose(full[:, :, 5:], cut[:, :, 5:], atol=1e-4)
+    assert torch.allclose(full[:, :, :5], cut[:, :, :5], atol=1e-6) and not torch.allclose(
+        full[:, :, 5:], cut[:, :, 5:], atol=1e-4
+    )
 
 
 def test_attended_distance_matches_the_hand_attention_and_restores_the_kernel():
@@ -149,7 +165,9 @@ def test_interpolation_at_a_later_layer_matches_a_hand_forward_of_each_point():
     result = interpolate(model, prompt_a, prompt_b, layer, -1, steps)
     assert (result["position"], result["position_b"], result["alphas"]) == (23, 19, [0.0, 0.25, 0.5, 0.75, 1.0])
     embed = model.model.embed_tokens.weight.detach()
-    h_a = hand_forward(model, embed[torch.tensor([prompt_a])], band(24))[0]["h_out"][0, 23]  # the residual entering layer 1
+    h_a = hand_forward(model, embed[torch.tensor([prompt_a])], band(24))[0]["h_out"][
+        0, 23
+    ]  # the residual entering layer 1
     h_b = hand_forward(model, embed[torch.tensor([prompt_b])], band(20))[0]["h_out"][0, 19]
     alphas = torch.tensor(result["alphas"], dtype=torch.float64)
     path = (1 - alphas[:, None]) * h_a + alphas[:, None] * h_b
@@ -174,18 +192,32 @@ def test_the_path_records_the_attention_row_to_targets_every_later_layer_and_the
     prompt_a, prompt_b = IDS[0].tolist(), IDS[1].tolist()
     result = interpolate(model, prompt_a, prompt_b, layer, 20, steps, targets)
     embed = model.model.embed_tokens.weight.detach()
-    h_a, h_b = embed[prompt_a[20]].double(), embed[prompt_b[20]].double()  # the residual entering layer 0 is the embedding
+    h_a, h_b = (
+        embed[prompt_a[20]].double(),
+        embed[prompt_b[20]].double(),
+    )  # the residual entering layer 0 is the embedding
     alphas = torch.tensor(result["alphas"], dtype=torch.float64)
-    hand = hand_forward(model, embed[torch.tensor([prompt_a] * steps)], band(24), replace=(layer, 20, (1 - alphas[:, None]) * h_a + alphas[:, None] * h_b))
+    hand = hand_forward(
+        model,
+        embed[torch.tensor([prompt_a] * steps)],
+        band(24),
+        replace=(layer, 20, (1 - alphas[:, None]) * h_a + alphas[:, None] * h_b),
+    )
     assert result["targets"] == [0, 5, 22]
     for h, head in enumerate(result["heads"]):
         for t in (0, 5, 22):
-            assert head["attention"][str(t)] == pytest.approx(hand[0]["a"][:, h, 20, t].tolist(), rel=1e-4, abs=1e-7), (h, t)
+            assert head["attention"][str(t)] == pytest.approx(hand[0]["a"][:, h, 20, t].tolist(), rel=1e-4, abs=1e-7), (
+                h,
+                t,
+            )
     assert [entry["layer"] for entry in result["layers"]] == [0, 1]
     for l, entry in enumerate(result["layers"]):
         assert entry["norm"] == pytest.approx(hand[l]["h_out"][:, 20].norm(dim=-1).tolist(), rel=1e-4)
     c = model.config
-    logits = rms(hand[1]["h_out"][:, 20], model.model.norm.weight.detach().double(), c.rms_norm_eps) @ model.lm_head.weight.detach().double().T
+    logits = (
+        rms(hand[1]["h_out"][:, 20], model.model.norm.weight.detach().double(), c.rms_norm_eps)
+        @ model.lm_head.weight.detach().double().T
+    )
     assert result["logits"]["norm"] == pytest.approx(logits.norm(dim=-1).tolist(), rel=1e-4)
     assert result["logits"]["top_token"] == logits.argmax(-1).tolist()
 
@@ -205,7 +237,9 @@ def test_an_aligned_endpoints_query_points_at_the_chosen_key(arch):
     captured = {}
     route_through_pipeline(model)
     attn = model.model.layers[layer].self_attn
-    setattr(attn, TAP, lambda arm, q, k, v, scaling: captured.update(q=q[0, :, position].double(), k=k[0, :, key].double()))
+    setattr(
+        attn, TAP, lambda arm, q, k, v, scaling: captured.update(q=q[0, :, position].double(), k=k[0, :, key].double())
+    )
     try:
         _run_path(model, prompt, layer, position, h[None])
     finally:
@@ -216,7 +250,9 @@ def test_an_aligned_endpoints_query_points_at_the_chosen_key(arch):
 
 def test_progress_follows_alpha_on_a_linear_path_and_is_none_for_a_constant_one():
     alphas = torch.linspace(0, 1, 6, dtype=torch.float64)
-    line = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + alphas[:, None] * torch.tensor([3.0, 1.0, -1.0], dtype=torch.float64)
+    line = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + alphas[:, None] * torch.tensor(
+        [3.0, 1.0, -1.0], dtype=torch.float64
+    )
     assert progress(line) == pytest.approx(alphas.tolist()) and steepest(progress(line), alphas) == pytest.approx(1.0)
     assert progress(torch.ones(6, 3)) == [None] * 6 and steepest([None] * 6, alphas) is None
 
@@ -240,22 +276,46 @@ def pair(tmp_path_factory):
 
 
 def test_truncate_writes_json_and_figures_for_a_baseline_and_vscale_pair(pair, tmp_path):
-    eval_cli.truncate(TruncateOptions(pair, label=["baseline", "vscale"], out=str(tmp_path), windows=[1, 4, 16], batches=1, **TEXT))
+    eval_cli.truncate(
+        TruncateOptions(pair, label=["baseline", "vscale"], out=str(tmp_path), windows=[1, 4, 16], batches=1, **TEXT)
+    )
     result = json.loads((tmp_path / "truncate.json").read_text())
-    assert result["windows"] == [1, 4, 16] and result["rows"] == 2 and result["queries"] == "t >= k of rows of 64 tokens"
+    assert (
+        result["windows"] == [1, 4, 16] and result["rows"] == 2 and result["queries"] == "t >= k of rows of 64 tokens"
+    )
     for label, mode in (("baseline", "off"), ("vscale", "learned")):
         c = result["checkpoints"][label]
-        assert c["vscale"] == mode and list(c["one_minus_cos"]) == ["1", "4", "16"] and all(len(v) == 2 for v in c["one_minus_cos"].values())
-        assert list(c["one_minus_cos_keep_sink"]) == ["1", "4", "16"] and c["one_minus_cos_keep_sink"] != c["one_minus_cos"]
-        assert len(c["attended_distance"]) == 2 and all(len(row) == 4 and all(0 < d < 64 for d in row) for row in c["attended_distance"])
+        assert (
+            c["vscale"] == mode
+            and list(c["one_minus_cos"]) == ["1", "4", "16"]
+            and all(len(v) == 2 for v in c["one_minus_cos"].values())
+        )
+        assert (
+            list(c["one_minus_cos_keep_sink"]) == ["1", "4", "16"]
+            and c["one_minus_cos_keep_sink"] != c["one_minus_cos"]
+        )
+        assert len(c["attended_distance"]) == 2 and all(
+            len(row) == 4 and all(0 < d < 64 for d in row) for row in c["attended_distance"]
+        )
     assert result["checkpoints"]["baseline"]["one_minus_cos"] != result["checkpoints"]["vscale"]["one_minus_cos"]
     for figure in ("truncation.png", "attended_distance.png"):
         assert (tmp_path / figure).stat().st_size > 10_000
 
 
 def test_interpolate_writes_json_and_a_figure_for_two_tokens_in_one_prompt(pair, tmp_path):
-    eval_cli.interpolate(InterpolateOptions(pair, label=["baseline", "vscale"], out=str(tmp_path), prompts=["Return the number of items in the list"],
-                         tokens=[" list", " set"], layer=1, position=-1, steps=5, tokenizer="assets/tokenizer-tiny"))
+    eval_cli.interpolate(
+        InterpolateOptions(
+            pair,
+            label=["baseline", "vscale"],
+            out=str(tmp_path),
+            prompts=["Return the number of items in the list"],
+            tokens=[" list", " set"],
+            layer=1,
+            position=-1,
+            steps=5,
+            tokenizer="assets/tokenizer-tiny",
+        )
+    )
     result = json.loads((tmp_path / "interpolate.json").read_text())
     assert (result["layer"], result["steps"], result["tokens"]) == (1, 5, [" list", " set"])
     for c in result["checkpoints"].values():
@@ -275,8 +335,20 @@ def test_truncate_refuses_windows_that_do_not_cut_the_rows(pair, tmp_path):
 
 
 def test_interpolate_runs_between_two_key_aligned_ends_of_one_prompt(pair, tmp_path):
-    eval_cli.interpolate(InterpolateOptions(pair[:1], label=["baseline"], out=str(tmp_path), prompts=["Return the number of items in the list"],
-                         align_keys=[0, 3], targets=[0, 3], layer=1, position=-1, steps=3, tokenizer="assets/tokenizer-tiny"))
+    eval_cli.interpolate(
+        InterpolateOptions(
+            pair[:1],
+            label=["baseline"],
+            out=str(tmp_path),
+            prompts=["Return the number of items in the list"],
+            align_keys=[0, 3],
+            targets=[0, 3],
+            layer=1,
+            position=-1,
+            steps=3,
+            tokenizer="assets/tokenizer-tiny",
+        )
+    )
     result = json.loads((tmp_path / "interpolate.json").read_text())
     (c,) = result["checkpoints"].values()
     assert result["align_keys"] == [0, 3] and c["targets"] == [0, 3] and len(c["logits"]["top_token"]) == 3
@@ -289,17 +361,48 @@ def test_interpolate_refuses_one_prompt_without_tokens_before_loading(tmp_path):
 
 def test_interpolate_refuses_tokens_that_are_not_one_token(pair, tmp_path):
     with pytest.raises(ValueError, match=r"--tokens \[' list', ' dictionaries'\]: each must be one token"):
-        eval_cli.interpolate(InterpolateOptions(pair[:1], out=str(tmp_path), prompts=["Return the list"], tokens=[" list", " dictionaries"], tokenizer="assets/tokenizer-tiny"))
+        eval_cli.interpolate(
+            InterpolateOptions(
+                pair[:1],
+                out=str(tmp_path),
+                prompts=["Return the list"],
+                tokens=[" list", " dictionaries"],
+                tokenizer="assets/tokenizer-tiny",
+            )
+        )
 
 
 def test_interpolate_refuses_a_layer_the_model_does_not_have(pair, tmp_path):
     with pytest.raises(ValueError, match=r"--layer 2: the model has 2 decoder layers; give 0..1"):
-        eval_cli.interpolate(InterpolateOptions(pair[:1], out=str(tmp_path), prompts=["Return the list", "Return the set"], layer=2, tokenizer="assets/tokenizer-tiny"))
+        eval_cli.interpolate(
+            InterpolateOptions(
+                pair[:1],
+                out=str(tmp_path),
+                prompts=["Return the list", "Return the set"],
+                layer=2,
+                tokenizer="assets/tokenizer-tiny",
+            )
+        )
 
 
 def test_command_line_lists_keep_off_on_yes_no_as_strings(pair, tmp_path):
-    result = eval_cli.main(["interpolate", "--ckpt", f"[{pair[0]}, {pair[1]}]", "--label", "[off, on]", "--prompts", "[off, yes]",
-                            "--steps", "2", "--tokenizer", "assets/tokenizer-tiny", "--out", str(tmp_path)])
+    result = eval_cli.main(
+        [
+            "interpolate",
+            "--ckpt",
+            f"[{pair[0]}, {pair[1]}]",
+            "--label",
+            "[off, on]",
+            "--prompts",
+            "[off, yes]",
+            "--steps",
+            "2",
+            "--tokenizer",
+            "assets/tokenizer-tiny",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert list(result["checkpoints"]) == ["off", "on"] and result["prompts"] == ["off", "yes"]
 
 
@@ -308,5 +411,8 @@ def test_truncation_refuses_a_kernel_that_takes_no_attention_mask():
 
     from vscale.eval.probes.truncate import check_kernel
 
-    with pytest.raises(ValueError, match=r"checkpoint 'x' attends with the 'flex_attention' kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'"):
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint 'x' attends with the 'flex_attention' kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'",
+    ):
         check_kernel(tiny_model(attn="flex_attention"), "checkpoint 'x'")

@@ -36,7 +36,9 @@ def packed_batches(tokenizer_dir: str, seq_len: int, batch_size: int, batches: i
     stream = []
     with open(VAL) as f:
         for line in f:
-            stream += tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            stream += tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"] + [
+                tokenizer.eos_token_id
+            ]
             if len(stream) >= seq_len * batch_size * batches:
                 break
     rows = torch.tensor(stream[: seq_len * batch_size * batches]).view(batches, batch_size, seq_len)
@@ -48,7 +50,13 @@ def test_profile_writes_per_layer_metrics_of_every_layer_and_the_four_figures(mo
     eval_cli.profile(ProfileOptions(model=models[arch], out=str(tmp_path), **SMALL))
     result = json.loads((tmp_path / "profile.json").read_text())
     assert result["model"] == models[arch] and result["model_type"] == arch and result["vscale"] is None
-    assert (result["dtype"], result["seq_len"], result["batches"], result["rows"], result["seed"]) == ("float32", 64, 2, 4, 0)
+    assert (result["dtype"], result["seq_len"], result["batches"], result["rows"], result["seed"]) == (
+        "float32",
+        64,
+        2,
+        4,
+        0,
+    )
     for name in ("gsink/ratio", "sink/rate", "act/h_out_ratio", "gsink/v_t0", "reshape/attn_bloat_t0"):
         assert all(math.isfinite(result["metrics"][f"{name}/layer_{l}"]) for l in (0, 1)), name
     assert "gsink/ratio/median" in result["metrics"] and "sink/rate/max" in result["metrics"]
@@ -63,17 +71,29 @@ def test_profile_values_pool_the_rows_of_the_same_packed_batches(models, tmp_pat
     metrics = eval_cli.profile(ProfileOptions(model=models["llama"], out=str(tmp_path), **SMALL))["metrics"]
     model = AutoModelForCausalLM.from_pretrained(models["llama"], attn_implementation="sdpa").eval()
     all_rows = vscale.diagnose(model, torch.cat(packed_batches(models["llama"], 64, 2, 2)))
-    for name, scale in (("gsink/ratio/layer_0", 1), ("gsink/ratio/layer_1", 1), ("sink/alpha/layer_1", 1), ("act/h_out_ratio/layer_1", 1),
-                        ("gsink/ratio/median", 1), ("gsink/ratio_summed/layer_1", 1), ("gsink/k_t0/layer_0", 2)):
+    for name, scale in (
+        ("gsink/ratio/layer_0", 1),
+        ("gsink/ratio/layer_1", 1),
+        ("sink/alpha/layer_1", 1),
+        ("act/h_out_ratio/layer_1", 1),
+        ("gsink/ratio/median", 1),
+        ("gsink/ratio_summed/layer_1", 1),
+        ("gsink/k_t0/layer_0", 2),
+    ):
         assert metrics[name] == pytest.approx(scale * all_rows[name], rel=1e-5), name
 
 
 def test_a_model_that_is_not_a_pre_norm_rmsnorm_decoder_is_refused_naming_it(tmp_path):
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    GPT2LMHeadModel(GPT2Config(vocab_size=4096, n_positions=128, n_embd=32, n_layer=1, n_head=2)).save_pretrained(tmp_path / "gpt2")
+    GPT2LMHeadModel(GPT2Config(vocab_size=4096, n_positions=128, n_embd=32, n_layer=1, n_head=2)).save_pretrained(
+        tmp_path / "gpt2"
+    )
     AutoTokenizer.from_pretrained("assets/tokenizer-tiny").save_pretrained(tmp_path / "gpt2")
-    with pytest.raises(ValueError, match=rf"--model '{tmp_path / 'gpt2'}' must be a pre-norm RMSNorm decoder \(llama.*model_type='gpt2'"):
+    with pytest.raises(
+        ValueError,
+        match=rf"--model '{tmp_path / 'gpt2'}' must be a pre-norm RMSNorm decoder \(llama.*model_type='gpt2'",
+    ):
         eval_cli.profile(ProfileOptions(model=str(tmp_path / "gpt2"), out=str(tmp_path / "out"), **SMALL))
 
 
@@ -89,7 +109,11 @@ def test_rows_beyond_the_models_positions_are_refused_naming_seq_len(models, tmp
 
 def test_missing_data_files_are_refused_naming_files(models, tmp_path):
     with pytest.raises(FileNotFoundError, match="--files.*no-such.jsonl"):
-        eval_cli.profile(ProfileOptions(model=models["llama"], out=str(tmp_path), **(SMALL | {"files": [str(tmp_path / "no-such.jsonl")]})))
+        eval_cli.profile(
+            ProfileOptions(
+                model=models["llama"], out=str(tmp_path), **(SMALL | {"files": [str(tmp_path / "no-such.jsonl")]})
+            )
+        )
 
 
 def test_a_profile_without_a_text_source_is_refused(models, tmp_path):
@@ -114,6 +138,8 @@ def test_an_exported_vscale_model_is_profiled_with_its_vscale(tmp_path):
 
 
 def test_the_profile_command_line_documents_its_options():
-    help_text = subprocess.run([sys.executable, "eval.py", "profile", "--help"], check=True, capture_output=True, text=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "eval.py", "profile", "--help"], check=True, capture_output=True, text=True
+    ).stdout
     for flag in ("--model", "--files", "--dataset", "--seq_len", "--batches", "--dtype", "--device_map"):
         assert flag in help_text, flag

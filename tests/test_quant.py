@@ -2,7 +2,15 @@ import pytest
 import torch
 from conftest import ARCHS, tiny_model
 
-from vscale.eval.quant import QUANT_MODES, calibrate, quantize_per_tensor, quantize_per_token, quantized_linears, w8a8, weight_per_channel
+from vscale.eval.quant import (
+    QUANT_MODES,
+    calibrate,
+    quantize_per_tensor,
+    quantize_per_token,
+    quantized_linears,
+    w8a8,
+    weight_per_channel,
+)
 
 STATIC = [m for m in QUANT_MODES if m != "per_token"]
 
@@ -131,7 +139,11 @@ def test_static_mode_quantizes_inputs_with_frozen_calibrated_scale(mode):
     calibration = batches(3)
     scales = {}
     hooks = [
-        m.register_forward_pre_hook(lambda _, args, name=name: scales.__setitem__(name, max(scales.get(name, 0.0), args[0].abs().max().item() / 127)))
+        m.register_forward_pre_hook(
+            lambda _, args, name=name: scales.__setitem__(
+                name, max(scales.get(name, 0.0), args[0].abs().max().item() / 127)
+            )
+        )
         for name, m in quantized_linears(model, mode).items()
     ]
     for input_ids in calibration:

@@ -23,14 +23,32 @@ AVX512 = cpu.runs_on_this_cpu("avx512")
 def numbers(run_dir) -> dict[tuple[str, str], str]:
     """Every logged number of a run, by (step, column), as written (no rounding), timing aside."""
     with open(run_dir / "metrics.csv") as f:
-        return {(r["step"], k): v for r in csv.DictReader(f) for k, v in r.items() if v and not any(t in k for t in TIMING)}
+        return {
+            (r["step"], k): v for r in csv.DictReader(f) for k, v in r.items() if v and not any(t in k for t in TIMING)
+        }
 
 
 def train_subprocess(tmp_path, name: str, env: dict, *overrides: str):
     """`python train.py fit --config configs/bb.yaml` in a fresh process whose own CPU dispatch is `env`'s."""
     clean = {k: v for k, v in os.environ.items() if k not in PINNED_CPU and k != "OMP_NUM_THREADS"}
-    subprocess.run([sys.executable, "train.py", "fit", "--config", "configs/bb.yaml", f"--run.root={tmp_path}", f"--run.name={name}",
-                    *QUIET, *STEPS, *overrides], env={**clean, **env}, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "fit",
+            "--config",
+            "configs/bb.yaml",
+            f"--run.root={tmp_path}",
+            f"--run.name={name}",
+            *QUIET,
+            *STEPS,
+            *overrides,
+        ],
+        env={**clean, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return tmp_path / "bb" / name
 
 
@@ -40,10 +58,16 @@ def test_the_tests_compute_with_the_pinned_avx2_kernels():
 
 
 def test_a_pinned_run_logs_the_same_numbers_under_any_dispatch_thread_count_and_process(tmp_path):
-    legs = {"default kernels": {"ATEN_CPU_CAPABILITY": "default"}, "one thread": {"OMP_NUM_THREADS": "1"},
-            "two threads": {"OMP_NUM_THREADS": "2"}, **({"avx512 kernels": {"ATEN_CPU_CAPABILITY": "avx512"}} if AVX512 else {})}
+    legs = {
+        "default kernels": {"ATEN_CPU_CAPABILITY": "default"},
+        "one thread": {"OMP_NUM_THREADS": "1"},
+        "two threads": {"OMP_NUM_THREADS": "2"},
+        **({"avx512 kernels": {"ATEN_CPU_CAPABILITY": "avx512"}} if AVX512 else {}),
+    }
     runs = {leg: numbers(train_subprocess(tmp_path, leg.replace(" ", "-"), env)) for leg, env in legs.items()}
-    train(tmp_path / "worker", *STEPS, "--run.name=worker", config="configs/bb.yaml")  # this pytest worker, pinned by conftest
+    train(
+        tmp_path / "worker", *STEPS, "--run.name=worker", config="configs/bb.yaml"
+    )  # this pytest worker, pinned by conftest
     runs["this pytest worker"] = numbers(tmp_path / "worker" / "bb" / "worker")
     reference = runs["default kernels"]
     assert len(reference) > 500 and ("19", "gsink/ratio/layer_0") in reference
@@ -61,15 +85,32 @@ def test_unpinned_runs_depend_on_the_kernels_dispatched(tmp_path):
 
 @pytest.mark.skipif(AVX512, reason="this CPU runs AVX512 kernels")
 def test_kernels_the_cpu_cannot_run_are_refused_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "train.py", "fit", "--config", "configs/bb.yaml", f"--run.root={tmp_path}", *QUIET,
-                             "--run.cpu_capability=avx512"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "fit",
+            "--config",
+            "configs/bb.yaml",
+            f"--run.root={tmp_path}",
+            *QUIET,
+            "--run.cpu_capability=avx512",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "error: run.cpu_capability=avx512: this CPU cannot run avx512 kernels; use default or avx2, or null."
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: run.cpu_capability=avx512: this CPU cannot run avx512 kernels; use default or avx2, or null."
+    )
 
 
 def test_an_in_process_run_without_the_pinned_environment_is_refused_with_the_variables_to_set(monkeypatch):
     monkeypatch.setenv("MKL_CBWR", "AUTO")
-    with pytest.raises(UserError, match=r"run.cpu_capability=avx2: set ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2"):
+    with pytest.raises(
+        UserError, match=r"run.cpu_capability=avx2: set ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2"
+    ):
         cpu.pin("avx2", may_restart=False)
 
 
@@ -81,7 +122,11 @@ def test_an_unknown_capability_names_the_choices():
 def test_the_run_records_what_decides_its_numbers(tmp_path):
     cli = train(tmp_path, "--trainer.max_steps=2", "--run.val_every_n_steps=2")
     logged = (tmp_path / "tiny" / "off-seed0" / "hparams.yaml").read_text()
-    for key, value in (("env/cpu_capability", "avx2"), ("env/torch", str(torch.__version__)), ("env/threads", str(torch.get_num_threads())),
-                       ("env/MKL_CBWR", "AVX2")):
+    for key, value in (
+        ("env/cpu_capability", "avx2"),
+        ("env/torch", str(torch.__version__)),
+        ("env/threads", str(torch.get_num_threads())),
+        ("env/MKL_CBWR", "AVX2"),
+    ):
         assert f"{key}: {value}" in logged
     assert cli.trainer.global_step == 2

@@ -16,8 +16,17 @@ ARGS = ["--trainer.max_steps=30", "--run.ckpt_every=5", "--trainer.log_every_n_s
 
 
 def command(root) -> list[str]:
-    return [sys.executable, "train.py", "fit", "--config", "configs/tiny.yaml", f"--run.root={root}",
-            "--ckpt_path=last", *QUIET, *ARGS]
+    return [
+        sys.executable,
+        "train.py",
+        "fit",
+        "--config",
+        "configs/tiny.yaml",
+        f"--run.root={root}",
+        "--ckpt_path=last",
+        *QUIET,
+        *ARGS,
+    ]
 
 
 def start(root) -> subprocess.Popen:

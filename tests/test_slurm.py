@@ -14,8 +14,14 @@ import torch
 from conftest import logged_steps, metrics
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=1",
-        "--run.val_every_n_steps=1000", "--trainer.limit_val_batches=2", "--trainer.num_sanity_val_steps=0"]
+FAST = [
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.log_every_n_steps=1",
+    "--run.val_every_n_steps=1000",
+    "--trainer.limit_val_batches=2",
+    "--trainer.num_sanity_val_steps=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +31,12 @@ def slurm_env():
     if up.returncode != 0:
         pytest.skip(f"no local Slurm (slurm/testing/cluster.sh up exited {up.returncode}): {up.stderr.strip()[-300:]}")
     conf = up.stdout.strip().splitlines()[-1].removeprefix("SLURM_CONF=")
-    env = {**os.environ, "SLURM_CONF": conf, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "SLURM_CONF": conf,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+    }
     yield env
     if not was_up:
         subprocess.run([REPO / "slurm/testing/cluster.sh", "down"], check=True)
@@ -34,20 +44,44 @@ def slurm_env():
 
 def launch(env, root, *overrides: str, options: tuple[str, ...] = ()) -> tuple[str, Path]:
     out = subprocess.run(
-        [sys.executable, "-m", "vscale.launch", "--config", "configs/tiny.yaml", "--gpus-per-node", "0",
-         "--modes", "off", "--seeds", "0", *options, "--", f"--run.root={root}", *FAST, *overrides],
-        env=env, cwd=REPO, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "vscale.launch",
+            "--config",
+            "configs/tiny.yaml",
+            "--gpus-per-node",
+            "0",
+            "--modes",
+            "off",
+            "--seeds",
+            "0",
+            *options,
+            "--",
+            f"--run.root={root}",
+            *FAST,
+            *overrides,
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     job, run_dir = out.split()[-2:]
     return job, Path(run_dir)
 
 
 def state(env, job: str) -> str:
-    return subprocess.run(["squeue", "-h", "-j", job, "-t", "all", "-o", "%T"], env=env, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["squeue", "-h", "-j", job, "-t", "all", "-o", "%T"], env=env, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def scontrol(env, job: str, field: str) -> str:
-    out = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", job], env=env, capture_output=True, text=True, check=True
+    ).stdout
     return dict(f.split("=", 1) for f in out.split() if "=" in f)[field]
 
 
@@ -99,8 +133,13 @@ def test_the_time_limit_sigterm_requeues_the_job_and_a_later_scancel_does_not(sl
     template = tmp_path / "no-warning.sbatch"
     lines = (REPO / "slurm" / "cpu.sbatch").read_text().splitlines(keepends=True)
     template.write_text("".join(line for line in lines if "--signal" not in line))
-    job, run_dir = launch(slurm_env, tmp_path, "--trainer.max_steps=100000", "--run.ckpt_every=100000",
-                          options=("--template", str(template), "--time", "1"))
+    job, run_dir = launch(
+        slurm_env,
+        tmp_path,
+        "--trainer.max_steps=100000",
+        "--run.ckpt_every=100000",
+        options=("--template", str(template), "--time", "1"),
+    )
     log = lambda: next(run_dir.glob("slurm-*.out")).read_text() if list(run_dir.glob("slurm-*.out")) else ""
     wait(slurm_env, job, lambda: "Restored all states" in log(), what="the requeued job to resume")
     first = int(log().split("SIGTERM: stopped after optimizer step ")[1].split(",")[0])
@@ -110,8 +149,14 @@ def test_the_time_limit_sigterm_requeues_the_job_and_a_later_scancel_does_not(sl
     subprocess.run(["scancel", job], env=slurm_env, check=True)
     cancelled = [s for s in ENDED_BADLY if s != "CANCELLED"]
     wait(slurm_env, job, lambda: state(slurm_env, job) == "CANCELLED", timeout=120, what="CANCELLED", failed=cancelled)
-    wait(slurm_env, job, lambda: log().count("SIGTERM: stopped after optimizer step ") == 2, timeout=60,
-         what="the cancelled part's checkpoint", failed=cancelled)
+    wait(
+        slurm_env,
+        job,
+        lambda: log().count("SIGTERM: stopped after optimizer step ") == 2,
+        timeout=60,
+        what="the cancelled part's checkpoint",
+        failed=cancelled,
+    )
     second = int(log().split("SIGTERM: stopped after optimizer step ")[2].split(",")[0])
     assert first < second and "resume with the same command" in log().split("Restored all states")[1]
     assert scontrol(slurm_env, job, "Restarts") == "1", "scancel is respected: no second requeue"

@@ -19,14 +19,23 @@ def diagnosed_every_other_step(tmp_path) -> str:
 def run(root, config: str, *overrides: str) -> dict[str, dict[int, float]]:
     train(root, *STEPS, *overrides, config=config)
     run_dir = next((root / "tiny").iterdir())
-    return {name: metrics(run_dir, name) for name in ("train/loss", "gsink/ratio/layer_1", "sink/mass/layer_0", "act/v_ratio/layer_2")}
+    return {
+        name: metrics(run_dir, name)
+        for name in ("train/loss", "gsink/ratio/layer_1", "sink/mass/layer_0", "act/v_ratio/layer_2")
+    }
 
 
 @pytest.mark.parametrize("mode", ["learned", "backward"])
 def test_compiled_training_matches_eager_training_and_keeps_its_diagnostics(tmp_path, mode):
     config = diagnosed_every_other_step(tmp_path)
     eager = run(tmp_path / "eager", config, f"--model.vscale={mode}")
-    compiled = run(tmp_path / "compiled", config, f"--model.vscale={mode}", "--model.compile=true", "--model.compile_backend=aot_eager")
+    compiled = run(
+        tmp_path / "compiled",
+        config,
+        f"--model.vscale={mode}",
+        "--model.compile=true",
+        "--model.compile_backend=aot_eager",
+    )
     assert sorted(compiled["gsink/ratio/layer_1"]) == [1, 3]
     for name, series in eager.items():
         assert compiled[name] == pytest.approx(series, rel=1e-5), name
@@ -35,7 +44,9 @@ def test_compiled_training_matches_eager_training_and_keeps_its_diagnostics(tmp_
 def test_activation_checkpointing_trains_and_measures_the_same(tmp_path):
     config = diagnosed_every_other_step(tmp_path)
     plain = run(tmp_path / "plain", config, "--model.vscale=learned")
-    checkpointed = run(tmp_path / "checkpointed", config, "--model.vscale=learned", "--model.activation_checkpointing=true")
+    checkpointed = run(
+        tmp_path / "checkpointed", config, "--model.vscale=learned", "--model.activation_checkpointing=true"
+    )
     for name, series in plain.items():
         assert checkpointed[name] == pytest.approx(series, rel=1e-6), name
 
@@ -49,5 +60,7 @@ def test_every_run_logs_tokens_per_second_and_flops_on_its_loss_rows(tmp_path):
         assert row["train/loss"] and float(row["train/device/items_per_sec"]) > 0
         tokens_per_step = 16 * 128
         flops_per_token = float(row["train/device/flops_per_sec"]) / float(row["train/device/items_per_sec"])
-        assert 6 * 1.3e6 < flops_per_token < 6 * 2.0e6, "forward and backward: about 6 x the matmul parameters per token"
+        assert 6 * 1.3e6 < flops_per_token < 6 * 2.0e6, (
+            "forward and backward: about 6 x the matmul parameters per token"
+        )
     assert float(rows[-1]["train/lengths"]) == 20 * tokens_per_step

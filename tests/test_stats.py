@@ -9,8 +9,8 @@ import statistics
 import numpy as np
 import pytest
 
-from vscale.runs import late
 from vscale.eval import stats
+from vscale.runs import late
 
 
 def exact_signed_rank_p(d: list[float]) -> float:
@@ -19,12 +19,17 @@ def exact_signed_rank_p(d: list[float]) -> float:
     ranks = {v: r for r, v in enumerate(sorted(abs(x) for x in d), start=1)}
     observed = sum(ranks[abs(x)] for x in d if x > 0)
     centre = len(d) * (len(d) + 1) / 4
-    sums = [sum(r for r, sign in zip(ranks.values(), signs) if sign) for signs in itertools.product([0, 1], repeat=len(d))]
+    sums = [
+        sum(r for r, sign in zip(ranks.values(), signs) if sign) for signs in itertools.product([0, 1], repeat=len(d))
+    ]
     return sum(abs(s - centre) >= abs(observed - centre) - 1e-9 for s in sums) / len(sums)
 
 
 def test_a_runs_late_median_reads_the_last_quarter_of_its_logged_steps():
-    points = [(s, float(v)) for s, v in zip(range(9, 200, 10), [5, 1, 7, 3, 9, 2, 8, 4, 6, 0, 11, 13, 12, 20, 15, 14, 30, 16, 18, 17])]
+    points = [
+        (s, float(v))
+        for s, v in zip(range(9, 200, 10), [5, 1, 7, 3, 9, 2, 8, 4, 6, 0, 11, 13, 12, 20, 15, 14, 30, 16, 18, 17])
+    ]
     assert late.late_median(points) == statistics.median([30, 16, 18, 17, 14])  # ceil(0.25 * 20) = 5 steps
     assert late.late_median(points, window=1.0) == statistics.median(v for _, v in points)
     assert late.late_median([(9, float("nan")), (19, 4.0)]) == 4.0 and late.late_median([]) is None
@@ -33,8 +38,11 @@ def test_a_runs_late_median_reads_the_last_quarter_of_its_logged_steps():
 def test_an_aggregate_over_layers_takes_each_layers_late_median_first():
     """The max over layers of late medians, not the late median of each step's max (a spike in one layer at one step
     would decide the latter)."""
-    series = {"gsink/ratio/layer_0": [(0, 1.0), (1, 100.0), (2, 1.0), (3, 1.0)], "gsink/ratio/layer_1": [(0, 5.0), (1, 5.0), (2, 6.0), (3, 5.0)],
-              "gsink/ratio/max": [(0, 5.0), (1, 100.0), (2, 6.0), (3, 5.0)]}
+    series = {
+        "gsink/ratio/layer_0": [(0, 1.0), (1, 100.0), (2, 1.0), (3, 1.0)],
+        "gsink/ratio/layer_1": [(0, 5.0), (1, 5.0), (2, 6.0), (3, 5.0)],
+        "gsink/ratio/max": [(0, 5.0), (1, 100.0), (2, 6.0), (3, 5.0)],
+    }
     assert late.late_value(series, "gsink/ratio/max", window=0.75) == 5.0
     assert late.late_value(series, "gsink/ratio/median", window=0.75) == statistics.median([1.0, 5.0])
     assert late.late_value(series, "train/loss") is None
@@ -56,7 +64,9 @@ def test_a_loss_effect_is_the_mean_difference():
     off = {0: 2.50, 1: 2.48, 2: 2.52, 3: 2.49, 4: 2.51}
     learned = {0: 2.47, 1: 2.495, 2: 2.50, 3: 2.445, 4: 2.522}  # differences of distinct sizes: no ties in the ranks
     effect = stats.paired_effect("val/loss", learned, off)
-    assert effect.scale == "difference" and effect.estimate == pytest.approx(statistics.mean(learned[s] - off[s] for s in off))
+    assert effect.scale == "difference" and effect.estimate == pytest.approx(
+        statistics.mean(learned[s] - off[s] for s in off)
+    )
     assert effect.p == pytest.approx(exact_signed_rank_p([learned[s] - off[s] for s in off]))
 
 
@@ -76,7 +86,9 @@ def test_benjamini_hochberg_adjusts_a_family_as_computed_by_hand():
     """Ranked 0.01, 0.02, 0.021, 0.5 of m = 4: p x m / rank gives 0.04, 0.04, 0.028, 0.5; each adjusted p is the
     smallest of these at its rank or above, so the third's 0.028 lowers the first two."""
     assert stats.adjusted([0.5, 0.021, 0.01, 0.02]) == pytest.approx([0.5, 0.028, 0.028, 0.028])
-    assert stats.adjusted([0.04, 0.001]) == pytest.approx([0.04, 0.002]), "ranked 0.001, 0.04: 0.001 x 2 / 1, 0.04 x 2 / 2"
+    assert stats.adjusted([0.04, 0.001]) == pytest.approx([0.04, 0.002]), (
+        "ranked 0.001, 0.04: 0.001 x 2 / 1, 0.04 x 2 / 2"
+    )
     assert stats.adjusted([]) == []
 
 
@@ -84,11 +96,17 @@ def test_a_direction_is_established_on_the_p_adjusted_over_its_family():
     off = {s: 100.0 * (1 + 0.1 * s) for s in range(6)}
     lower = stats.paired_effect("gsink/ratio/max", {s: v / 10 for s, v in off.items()}, off)
     unrelated = stats.paired_effect("sink/alpha/max", {s: v * (2.0 if s % 2 else 0.5) for s, v in off.items()}, off)
-    assert lower.p == pytest.approx(2 / 64) and lower.established, "alone (a family of one), 6 of 6 seeds lower: p = 2/64"
+    assert lower.p == pytest.approx(2 / 64) and lower.established, (
+        "alone (a family of one), 6 of 6 seeds lower: p = 2/64"
+    )
     first, second = stats.corrected([lower, unrelated])
     assert second.p > 0.0625 and second.p_adjusted == second.p, "ranked second of 2: p x 2 / 2"
-    assert first.p == lower.p and first.p_adjusted == pytest.approx(0.0625) and not first.established, "ranked first: 2/64 x 2 / 1"
-    assert first.direction("learned", "off").endswith("Wilcoxon p = 0.031, adjusted 0.062, n = 6): no difference established between learned and off")
+    assert first.p == lower.p and first.p_adjusted == pytest.approx(0.0625) and not first.established, (
+        "ranked first: 2/64 x 2 / 1"
+    )
+    assert first.direction("learned", "off").endswith(
+        "Wilcoxon p = 0.031, adjusted 0.062, n = 6): no difference established between learned and off"
+    )
 
 
 def test_a_t_interval_narrows_with_seeds_as_by_the_table():
@@ -101,7 +119,16 @@ def test_the_seeds_an_effect_needs_are_the_fewest_whose_interval_excludes_no_eff
     """Log ratios -1, -2, -1, -2: mean -1.5, sd sqrt(1/3) = 0.577. At 95%: 3 seeds (t(0.975; 2) = 4.303: 4.303 x 0.577 /
     sqrt(3) = 1.43 < 1.5; 2 seeds give 12.7 x 0.577 / sqrt(2) = 5.2). At the strictest level of 10 tests, 1 - 0.05/10:
     t(0.9975; 3) = 7.453 gives 2.15 at 4 seeds, t(0.9975; 4) = 5.598 gives 1.44 at 5."""
-    effect = stats.Effect("gsink/ratio/max", "ratio", 4, math.exp(-1.5), 0.1, 0.5, 0.1, {s: math.exp(d) for s, d in enumerate([-1, -2, -1, -2])})
+    effect = stats.Effect(
+        "gsink/ratio/max",
+        "ratio",
+        4,
+        math.exp(-1.5),
+        0.1,
+        0.5,
+        0.1,
+        {s: math.exp(d) for s, d in enumerate([-1, -2, -1, -2])},
+    )
     assert effect.spread == pytest.approx(math.sqrt(1 / 3))
     assert stats.seeds_to_exclude_null(effect) == 3
     assert stats.seeds_to_exclude_null(effect, tests=10) == 5
@@ -121,6 +148,10 @@ def test_the_bootstrap_interval_is_the_same_on_every_call():
 
 def test_bands_are_geometric_on_log_axes_and_arithmetic_on_linear_ones():
     centre, low, high = stats.geometric_band([10.0, 1000.0])
-    assert centre == pytest.approx(100.0) and low * high == pytest.approx(centre**2) and high / centre == pytest.approx(math.exp(np.std(np.log([10, 1000]), ddof=1)))
+    assert (
+        centre == pytest.approx(100.0)
+        and low * high == pytest.approx(centre**2)
+        and high / centre == pytest.approx(math.exp(np.std(np.log([10, 1000]), ddof=1)))
+    )
     assert stats.arithmetic_band([1.0, 3.0]) == pytest.approx((2.0, 2.0 - math.sqrt(2), 2.0 + math.sqrt(2)))
     assert stats.geometric_band([4.0]) == (4.0, None, None)

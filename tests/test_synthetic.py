@@ -22,20 +22,26 @@ RUN = f"bb/off-seed{BB['seed_everything']}"
 """The run directory of configs/bb.yaml under --run.root."""
 
 
-def rows(n: int, seed: int = 0, stream: int = TRAIN_STREAM, task: BigramBackcopy = TASK, seq_len: int = 64) -> torch.Tensor:
+def rows(
+    n: int, seed: int = 0, stream: int = TRAIN_STREAM, task: BigramBackcopy = TASK, seq_len: int = 64
+) -> torch.Tensor:
     return torch.stack([task.row(seq_len, seed, stream, i) for i in range(n)])
 
 
 def test_a_row_is_a_function_of_seed_stream_and_position_only():
     forward = rows(6)
-    backward = torch.stack([SyntheticRows(BigramBackcopy(), 64, 0, TRAIN_STREAM)[i] for i in reversed(range(6))]).flip(0)
+    backward = torch.stack([SyntheticRows(BigramBackcopy(), 64, 0, TRAIN_STREAM)[i] for i in reversed(range(6))]).flip(
+        0
+    )
     assert torch.equal(forward, backward), "the same row whatever was generated before, by whichever object"
     assert len({tuple(r.tolist()) for r in forward}) == 6
     assert not torch.equal(forward, rows(6, seed=1))
     assert not torch.equal(forward, rows(6, stream=VAL_STREAM))
 
 
-spec = importlib.util.spec_from_file_location("synthetic_rows", Path(__file__).resolve().parents[1] / "benchmarks" / "synthetic_rows.py")
+spec = importlib.util.spec_from_file_location(
+    "synthetic_rows", Path(__file__).resolve().parents[1] / "benchmarks" / "synthetic_rows.py"
+)
 synthetic_rows = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(synthetic_rows)
 token_at_a_time = synthetic_rows.token_at_a_time
@@ -124,27 +130,45 @@ def test_the_data_module_serves_training_rows_by_position_and_validation_rows_of
     assert torch.equal(val, rows(8, seed=TASK.task_seed, stream=VAL_STREAM))
     other = PackedTextData(seq_len=64, batch_size=4, val_rows=8, synthetic=BigramBackcopy(), seed=4)
     other.setup("fit")
-    assert torch.equal(torch.cat(list(other.val_dataloader())), val), "every seed of a study is validated on the same rows"
-    assert dict(data.hparams)["synthetic"] == {"vocab_size": 64, "triggers": 3, "bos": True, "trigger_rate": 0.3, "concentration": 0.5, "task_seed": 0}
-    assert PackedTextData(seq_len=64, val_rows=8, synthetic=dict(data.hparams)["synthetic"]).task == TASK, "saved hparams rebuild the task"
+    assert torch.equal(torch.cat(list(other.val_dataloader())), val), (
+        "every seed of a study is validated on the same rows"
+    )
+    assert dict(data.hparams)["synthetic"] == {
+        "vocab_size": 64,
+        "triggers": 3,
+        "bos": True,
+        "trigger_rate": 0.3,
+        "concentration": 0.5,
+        "task_seed": 0,
+    }
+    assert PackedTextData(seq_len=64, val_rows=8, synthetic=dict(data.hparams)["synthetic"]).task == TASK, (
+        "saved hparams rebuild the task"
+    )
 
 
-@pytest.mark.parametrize("fields, message", [
-    (dict(tokenizer="assets/tokenizer-tiny"), "remove data.tokenizer"),
-    (dict(train_files=["data/tiny/train.jsonl"]), "remove data.train_files"),
-    (dict(val_rows=None), "data.val_rows=None"),
-    (dict(synthetic=BigramBackcopy(triggers=0)), "data.synthetic.triggers=0"),
-    (dict(synthetic=BigramBackcopy(vocab_size=4)), "data.synthetic.vocab_size=4"),
-    (dict(synthetic=BigramBackcopy(trigger_rate=1.0)), "data.synthetic.trigger_rate=1.0"),
-    (dict(synthetic=BigramBackcopy(concentration=0)), "data.synthetic.concentration=0"),
-], ids=["tokenizer", "files", "val_rows", "triggers", "vocab", "rate", "concentration"])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(tokenizer="assets/tokenizer-tiny"), "remove data.tokenizer"),
+        (dict(train_files=["data/tiny/train.jsonl"]), "remove data.train_files"),
+        (dict(val_rows=None), "data.val_rows=None"),
+        (dict(synthetic=BigramBackcopy(triggers=0)), "data.synthetic.triggers=0"),
+        (dict(synthetic=BigramBackcopy(vocab_size=4)), "data.synthetic.vocab_size=4"),
+        (dict(synthetic=BigramBackcopy(trigger_rate=1.0)), "data.synthetic.trigger_rate=1.0"),
+        (dict(synthetic=BigramBackcopy(concentration=0)), "data.synthetic.concentration=0"),
+    ],
+    ids=["tokenizer", "files", "val_rows", "triggers", "vocab", "rate", "concentration"],
+)
 def test_a_bad_synthetic_config_is_refused_naming_the_field(fields, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("[", r"\[")):
         PackedTextData(**{"seq_len": 64, "val_rows": 8, "synthetic": BigramBackcopy(), **fields})
 
 
 def test_a_model_vocabulary_smaller_than_the_task_is_refused_before_training(tmp_path):
-    with pytest.raises(ValueError, match=r"data\.synthetic\.vocab_size=64 exceeds the model's vocab_size=32.*model\.model_config\.vocab_size >= 64"):
+    with pytest.raises(
+        ValueError,
+        match=r"data\.synthetic\.vocab_size=64 exceeds the model's vocab_size=32.*model\.model_config\.vocab_size >= 64",
+    ):
         train(tmp_path, "--model.model_config.vocab_size=32", *SHORT, config="configs/bb.yaml")
     assert not (tmp_path / RUN / "checkpoints").exists()
 
@@ -173,8 +197,16 @@ def test_a_resumed_synthetic_run_continues_exactly(tmp_path):
     """A run of 8 steps extended to 16 equals a straight 16-step run, step for step: the rows after
     the resume are regenerated from their positions. A constant learning rate after warm-up
     (min_lr = lr) makes the schedule independent of max_steps."""
-    args = ["--trainer.max_steps=16", "--run.ckpt_every=8", "--trainer.log_every_n_steps=1", "--run.val_every_n_steps=8",
-            "--trainer.callbacks=[]", "--model.lr=1e-2", "--model.min_lr=1e-2", "--model.warmup_steps=4"]
+    args = [
+        "--trainer.max_steps=16",
+        "--run.ckpt_every=8",
+        "--trainer.log_every_n_steps=1",
+        "--run.val_every_n_steps=8",
+        "--trainer.callbacks=[]",
+        "--model.lr=1e-2",
+        "--model.min_lr=1e-2",
+        "--model.warmup_steps=4",
+    ]
     train(tmp_path / "straight", *args, config="configs/bb.yaml")
     train(tmp_path / "resumed", *args[1:], "--trainer.max_steps=8", config="configs/bb.yaml")
     train(tmp_path / "resumed", *args, "--ckpt_path=last", config="configs/bb.yaml")

@@ -14,14 +14,21 @@ def test_tiny_config_training_lowers_the_loss(tmp_path):
     assert first > 8.0 and last < first - 1.5
     assert "val/ppl" in open(run / "metrics.csv").readline()
     assert (run / "config.yaml").is_file()
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 60, "the final step is kept"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 60, (
+        "the final step is kept"
+    )
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["no-dropout", "dropout"])
 def test_resumed_run_continues_exactly(tmp_path, dropout):
     """With dropout the random state must come back with the checkpoint too."""
-    common = ["--model.vscale=learned", "--trainer.log_every_n_steps=1", "--run.ckpt_every=10", "--run.val_every_n_steps=5",
-              f"--model.model_config.attention_dropout={dropout}"]
+    common = [
+        "--model.vscale=learned",
+        "--trainer.log_every_n_steps=1",
+        "--run.ckpt_every=10",
+        "--run.val_every_n_steps=5",
+        f"--model.model_config.attention_dropout={dropout}",
+    ]
     train(tmp_path / "straight", "--trainer.max_steps=20", *common)
     train(tmp_path / "resumed", "--trainer.max_steps=10", *common)
     train(tmp_path / "resumed", "--trainer.max_steps=20", "--ckpt_path=last", *common)
@@ -48,7 +55,9 @@ def test_rerunning_a_run_that_holds_checkpoints_is_refused_and_leaves_it_intact(
     train(tmp_path, "--trainer.max_steps=3", "--run.val_every_n_steps=1000")
     run = tmp_path / "tiny" / "off-seed0"
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
-    with pytest.raises(RunDirInUse, match=r"already holds checkpoints \(last\.ckpt\); continue it with --ckpt_path last.*--run\.name"):
+    with pytest.raises(
+        RunDirInUse, match=r"already holds checkpoints \(last\.ckpt\); continue it with --ckpt_path last.*--run\.name"
+    ):
         train(tmp_path, "--trainer.max_steps=3", "--run.val_every_n_steps=1000")
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
@@ -59,7 +68,12 @@ def test_extending_a_finished_run_adds_no_versioned_checkpoints(tmp_path):
     train(tmp_path, "--trainer.max_steps=4", "--ckpt_path=last", *common)
     train(tmp_path, "--trainer.max_steps=6", "--ckpt_path=last", *common)
     run = tmp_path / "tiny" / "off-seed0"
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt", "step0000002.ckpt", "step0000004.ckpt", "step0000006.ckpt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "last.ckpt",
+        "step0000002.ckpt",
+        "step0000004.ckpt",
+        "step0000006.ckpt",
+    ]
     assert logged_steps(run) == list(range(6))
 
 
@@ -67,8 +81,15 @@ def test_the_progress_bar_counts_a_continued_run_out_of_all_its_steps(tmp_path):
     from vscale.train.callbacks import StepProgressBar
     from vscale.train.cli import main
 
-    common = ["fit", "--config", "configs/tiny.yaml", f"--run.root={tmp_path}", "--trainer.enable_model_summary=false",
-              "--run.val_every_n_steps=1000", "--trainer.num_sanity_val_steps=0"]
+    common = [
+        "fit",
+        "--config",
+        "configs/tiny.yaml",
+        f"--run.root={tmp_path}",
+        "--trainer.enable_model_summary=false",
+        "--run.val_every_n_steps=1000",
+        "--trainer.num_sanity_val_steps=0",
+    ]
     main([*common, "--trainer.max_steps=4"])
     cli = main([*common, "--trainer.max_steps=6", "--ckpt_path=last"])
     bar = next(c for c in cli.trainer.callbacks if isinstance(c, StepProgressBar))

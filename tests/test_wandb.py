@@ -34,8 +34,14 @@ def test_wandb_is_offline_when_wandb_mode_says_so(no_credentials, monkeypatch):
 
 
 def test_enabled_wandb_writes_an_offline_run_grouped_tagged_with_the_profile_image(tmp_path, no_credentials):
-    cli = train(tmp_path, "--run.wandb=true", "--model.vscale=learned", "--trainer.max_steps=11",
-                "--run.val_every_n_steps=11", "--run.wandb_tags=[pilot]")
+    cli = train(
+        tmp_path,
+        "--run.wandb=true",
+        "--model.vscale=learned",
+        "--trainer.max_steps=11",
+        "--run.val_every_n_steps=11",
+        "--run.wandb_tags=[pilot]",
+    )
     try:
         run = cli.trainer.loggers[1].experiment
         assert run.offline and run.group == "tiny" and run.name == "tiny/learned-seed0"
@@ -63,15 +69,30 @@ def test_a_resumed_run_logs_into_the_same_wandb_run(tmp_path, no_credentials):
 def test_the_run_summary_holds_the_late_window_medians_eval_compare_reports(tmp_path, no_credentials):
     """The runs table compares stable numbers: each metric's late-window median, the statistic of eval.py compare."""
     try:
-        train(tmp_path, "--run.wandb=true", "--trainer.max_steps=40", "--run.val_every_n_steps=20", "--diagnostics.every_n_steps=10")
+        train(
+            tmp_path,
+            "--run.wandb=true",
+            "--trainer.max_steps=40",
+            "--run.val_every_n_steps=20",
+            "--diagnostics.every_n_steps=10",
+        )
     finally:
         wandb.finish()
     run_dir = tmp_path / "tiny" / "off-seed0"
     summary = json.loads((run_dir / "late.json").read_text())
     (record,) = run_dir.glob("wandb/offline-run-*/*.wandb")
-    assert all(key.encode() in record.read_bytes() for key in summary), "every late-window median is in the wandb run's summary"
-    eval_cli.compare([str(run_dir)], out=str(tmp_path / "compare"), metrics=["train/loss", "val/loss", "gsink/ratio/max", "sink/alpha/median"])
+    assert all(key.encode() in record.read_bytes() for key in summary), (
+        "every late-window median is in the wandb run's summary"
+    )
+    eval_cli.compare(
+        [str(run_dir)],
+        out=str(tmp_path / "compare"),
+        metrics=["train/loss", "val/loss", "gsink/ratio/max", "sink/alpha/median"],
+    )
     compared = json.loads((tmp_path / "compare" / "summary.json").read_text())["arms"]["off"]["late"]
     for metric in ("train/loss", "val/loss", "gsink/ratio/max", "sink/alpha/median"):
         assert summary[f"late/{metric}"] == pytest.approx(compared[metric]["0"], rel=1e-9), metric
-    assert not any(k.startswith("late/") and "/layer_" in k for k in summary) and "late/train/device/items_per_sec" not in summary
+    assert (
+        not any(k.startswith("late/") and "/layer_" in k for k in summary)
+        and "late/train/device/items_per_sec" not in summary
+    )

@@ -5,6 +5,26 @@ interventions), `data`, `diagnostics` (method §3), `train` (the LightningModule
 `eval` (the `eval.py` commands) and `launch` (Slurm sweeps)."""
 
 from vscale.diagnostics import diagnose, diagnose_batches
-from vscale.model import ARMS, MODES, VScale, apply_attention, apply_interventions, apply_vscale, from_pretrained, save_pretrained
+from vscale.model import (
+    ARMS,
+    MODES,
+    VScale,
+    apply_attention,
+    apply_interventions,
+    apply_vscale,
+    from_pretrained,
+    save_pretrained,
+)
 
-__all__ = ["ARMS", "MODES", "VScale", "apply_attention", "apply_interventions", "apply_vscale", "diagnose", "diagnose_batches", "from_pretrained", "save_pretrained"]
+__all__ = [
+    "ARMS",
+    "MODES",
+    "VScale",
+    "apply_attention",
+    "apply_interventions",
+    "apply_vscale",
+    "diagnose",
+    "diagnose_batches",
+    "from_pretrained",
+    "save_pretrained",
+]

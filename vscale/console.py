@@ -84,8 +84,10 @@ def _yaml_problem(error: yaml.YAMLError, text: str) -> str:
     """', line N, column M: what is wrong (while parsing what, from where)', from PyYAML's 0-based marks."""
     if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow; only its offset is known
         line, start = text.count("\n", 0, error.position), text.rfind("\n", 0, error.position) + 1
-        return (f", line {line + 1}, column {error.position - start + 1}: "
-                f"unacceptable character #x{error.character:04x} ({error.reason})")
+        return (
+            f", line {line + 1}, column {error.position - start + 1}: "
+            f"unacceptable character #x{error.character:04x} ({error.reason})"
+        )
     mark = isinstance(error, yaml.MarkedYAMLError) and (error.problem_mark or error.context_mark)
     if not mark:
         return f": {' '.join(str(error).split())}"

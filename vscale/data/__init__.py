@@ -15,7 +15,15 @@ One module per idea:
 """
 
 from vscale.data.module import PackedTextData
-from vscale.data.packing import LOCAL_FORMATS, load_tokenizer, local_format, pack, split_batch, tokenize_documents, tokenize_stream
+from vscale.data.packing import (
+    LOCAL_FORMATS,
+    load_tokenizer,
+    local_format,
+    pack,
+    split_batch,
+    tokenize_documents,
+    tokenize_stream,
+)
 from vscale.data.prepared import PreparedRows, TokenFileWriter, read_meta, token_dtype, write_prepared, write_splits
 from vscale.data.rows import SOURCES
 from vscale.data.sampler import ResumableSampler
@@ -24,7 +32,25 @@ from vscale.data.streaming import StreamingRows
 from vscale.data.synthetic import BigramBackcopy, StreamPositions, SyntheticRows
 
 __all__ = [
-    "LOCAL_FORMATS", "SOURCES", "BigramBackcopy", "DataSource", "PackedTextData", "PreparedRows", "ResumableSampler", "StreamPositions", "StreamingRows", "SyntheticRows", "TokenFileWriter",
-    "load_tokenizer", "local_format", "pack", "read_meta", "split_batch", "token_dtype",
-    "tokenize_documents", "tokenize_stream", "write_prepared", "write_splits",
+    "LOCAL_FORMATS",
+    "SOURCES",
+    "BigramBackcopy",
+    "DataSource",
+    "PackedTextData",
+    "PreparedRows",
+    "ResumableSampler",
+    "StreamPositions",
+    "StreamingRows",
+    "SyntheticRows",
+    "TokenFileWriter",
+    "load_tokenizer",
+    "local_format",
+    "pack",
+    "read_meta",
+    "split_batch",
+    "token_dtype",
+    "tokenize_documents",
+    "tokenize_stream",
+    "write_prepared",
+    "write_splits",
 ]

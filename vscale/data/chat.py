@@ -17,14 +17,18 @@ def set_chat_template(tokenizer, template: str | None) -> None:
             "file (e.g. assets/chat_template.jinja) or use a tokenizer that has one."
         )
     if not tokenizer.is_fast:
-        raise ConfigError(f"data.tokenizer={tokenizer.name_or_path!r}: response masks need a fast tokenizer (character offsets).")
+        raise ConfigError(
+            f"data.tokenizer={tokenizer.name_or_path!r}: response masks need a fast tokenizer (character offsets)."
+        )
 
 
 def chat_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
     """Token ids of the rendered conversation, and labels equal to them on assistant replies and
     IGNORE elsewhere. A reply is the text between the conversation rendered up to it (with the
     generation prompt) and rendered through it; a token belongs to the part it starts in."""
-    render = lambda msgs, prompt=False: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=prompt)
+    render = lambda msgs, prompt=False: tokenizer.apply_chat_template(
+        msgs, tokenize=False, add_generation_prompt=prompt
+    )
     text = render(messages)
     spans = []
     for i, message in enumerate(messages):

@@ -83,11 +83,16 @@ class PackedTextData(L.LightningDataModule):
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be at least 1.")
         if global_batch is not None and (global_batch < 1 or global_batch % batch_size):
-            raise ConfigError(f"data.global_batch={global_batch} must be a positive multiple of data.batch_size={batch_size}.")
+            raise ConfigError(
+                f"data.global_batch={global_batch} must be a positive multiple of data.batch_size={batch_size}."
+            )
         task = BigramBackcopy(**synthetic) if isinstance(synthetic, dict) else synthetic
         self.save_hyperparameters()
         self.hparams.synthetic = asdict(task) if task else None  # plain values: checkpoints load with weights_only
-        self.hparams.train_files, self.hparams.val_files = as_list(train_files), as_list(val_files)  # one file: a list of one
+        self.hparams.train_files, self.hparams.val_files = (
+            as_list(train_files),
+            as_list(val_files),
+        )  # one file: a list of one
         self.seq_len, self.batch_size = seq_len, batch_size  # checked, typed: what callbacks and the CLI read
         self.rows: RowSource = pick_source(self.hparams, task)
         self.tokenizer, self.task = self.rows.tokenizer, self.rows.task
@@ -128,8 +133,13 @@ class PackedTextData(L.LightningDataModule):
         """Loaders seed their workers from their own generator, not the global one, so creating
         a loader (after a resume, or for validation) leaves the training step's randomness alone."""
         workers = self.hparams.num_workers if self.rows.workers else 0
-        return DataLoader(rows, batch_size=self.batch_size, sampler=order, num_workers=workers,
-                          generator=torch.Generator().manual_seed(self.hparams.seed))
+        return DataLoader(
+            rows,
+            batch_size=self.batch_size,
+            sampler=order,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(self.hparams.seed),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(*self.rows.train(*self._position()))

@@ -23,7 +23,9 @@ LOCAL_FORMATS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": 
 def load_tokenizer(name_or_path: str, field: str = "data.tokenizer"):
     tokenizer = from_hub(AutoTokenizer.from_pretrained, name_or_path, field)
     if tokenizer.eos_token_id is None:
-        raise ConfigError(f"{field}={name_or_path!r} has no eos token; packing needs one to separate documents. Set tokenizer.eos_token.")
+        raise ConfigError(
+            f"{field}={name_or_path!r} has no eos token; packing needs one to separate documents. Set tokenizer.eos_token."
+        )
     return tokenizer
 
 
@@ -31,7 +33,9 @@ def local_format(files: list[str], field: str) -> str:
     """The `datasets` builder for local files, after checking they exist."""
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
-        raise MissingInput(f"{field}: no such file(s) {missing}; give existing .txt/.jsonl/.json/.parquet paths (relative to the working directory).")
+        raise MissingInput(
+            f"{field}: no such file(s) {missing}; give existing .txt/.jsonl/.json/.parquet paths (relative to the working directory)."
+        )
     formats = {LOCAL_FORMATS.get(Path(f).suffix) for f in files}
     if None in formats or len(formats) != 1:
         raise ConfigError(f"{field}={files}: files must share one format among {sorted(LOCAL_FORMATS)}.")

@@ -56,7 +56,9 @@ def read_meta(directory: str | Path) -> dict:
     path = Path(directory) / META
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
-        raise ConfigError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}; prepare the data again with python -m vscale.prepare.")
+        raise ConfigError(
+            f"{path}: format {meta.get('format')!r} is not {FORMAT!r}; prepare the data again with python -m vscale.prepare."
+        )
     return meta
 
 
@@ -168,22 +170,45 @@ def partial_dir(out: str | Path) -> Iterator[Path]:
     _fsync_dir(out.parent)
 
 
-def write_splits(directory: str | Path, splits: dict[str, Iterable], *, tokenizer: str, vocab_size: int, eos_id: int,
-                 source: dict, totals: dict[str, int] | None = None, progress: bool = True) -> dict:
+def write_splits(
+    directory: str | Path,
+    splits: dict[str, Iterable],
+    *,
+    tokenizer: str,
+    vocab_size: int,
+    eos_id: int,
+    source: dict,
+    totals: dict[str, int] | None = None,
+    progress: bool = True,
+) -> dict:
     """Write the files of a prepared directory into `directory` (normally a `partial_dir`): for
     each split in SPLITS, its batches of documents (arrow list arrays or lists of token lists)
     into `<split>.bin`, then meta.json, each synced. `totals` (documents per split) sizes the
     progress bars over documents. Returns the meta."""
     directory, dtype = Path(directory), token_dtype(vocab_size)
-    meta = {"format": FORMAT, "tokenizer": tokenizer, "vocab_size": vocab_size, "eos_id": eos_id, "dtype": dtype,
-            "byteorder": "little", "splits": {}, "source": source}
+    meta = {
+        "format": FORMAT,
+        "tokenizer": tokenizer,
+        "vocab_size": vocab_size,
+        "eos_id": eos_id,
+        "dtype": dtype,
+        "byteorder": "little",
+        "splits": {},
+        "source": source,
+    }
     for split in SPLITS:
         total = (totals or {}).get(split)
-        with TokenFileWriter(split_file(directory, split), dtype, eos_id) as writer, \
-                tqdm(total=total, desc=f"write {split}.bin", unit="doc", disable=not progress) as bar:
+        with (
+            TokenFileWriter(split_file(directory, split), dtype, eos_id) as writer,
+            tqdm(total=total, desc=f"write {split}.bin", unit="doc", disable=not progress) as bar,
+        ):
             for batch in splits[split]:
                 bar.update(writer.add(batch))
-        meta["splits"][split] = {"file": split_file(directory, split).name, "documents": writer.documents, "tokens": writer.tokens}
+        meta["splits"][split] = {
+            "file": split_file(directory, split).name,
+            "documents": writer.documents,
+            "tokens": writer.tokens,
+        }
     meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     path = directory / META
     path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -225,18 +250,20 @@ class PreparedRows(Dataset):
         if self._tokens is None:
             self._tokens = np.memmap(self.path, dtype=self.dtype, mode="r")
         T = self.seq_len
-        return torch.from_numpy(self._tokens[i * T:(i + 1) * T].astype(np.int64))
+        return torch.from_numpy(self._tokens[i * T : (i + 1) * T].astype(np.int64))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_tokens": None}
 
 
-def read_documents(directory: str | Path, split: str, dtype: str, eos_id: int, n: int, chunk: int = 1 << 20) -> list[np.ndarray]:
+def read_documents(
+    directory: str | Path, split: str, dtype: str, eos_id: int, n: int, chunk: int = 1 << 20
+) -> list[np.ndarray]:
     """The first `n` documents of a prepared split (their tokens, without `<eos>`), read in chunks."""
     tokens = np.memmap(split_file(directory, split), dtype=_file_dtype(dtype), mode="r")
     docs, start, pos = [], 0, 0
     while len(docs) < n and pos < tokens.size:
-        block = np.asarray(tokens[pos:pos + chunk])
+        block = np.asarray(tokens[pos : pos + chunk])
         for end in np.flatnonzero(block == eos_id) + pos:
             docs.append(np.asarray(tokens[start:end]))
             start = end + 1
@@ -270,12 +297,18 @@ def check_prepared(directory: str, tokenizer_name: str, tok, seq_len: int, comma
         )
     for split in SPLITS:
         if not split_file(directory, split).is_file():
-            raise MissingInput(f"data.prepared={directory!r}: {split_file(directory, split)} is missing; prepare it again.")
+            raise MissingInput(
+                f"data.prepared={directory!r}: {split_file(directory, split)} is missing; prepare it again."
+            )
         tokens = split_tokens(directory, split, meta["dtype"])
         if tokens != meta["splits"][split]["tokens"]:
-            raise ConfigError(f"data.prepared={directory!r}: {split}.bin holds {tokens} tokens, meta.json says "
-                              f"{meta['splits'][split]['tokens']} (a truncated or replaced file); prepare it again.")
+            raise ConfigError(
+                f"data.prepared={directory!r}: {split}.bin holds {tokens} tokens, meta.json says "
+                f"{meta['splits'][split]['tokens']} (a truncated or replaced file); prepare it again."
+            )
         if tokens < seq_len:
-            raise ConfigError(f"data.prepared={directory!r}: its {split} split has {tokens} tokens, fewer than one row of "
-                              f"data.seq_len={seq_len}; prepare more documents (--max_documents / --val_documents) or lower data.seq_len.")
+            raise ConfigError(
+                f"data.prepared={directory!r}: its {split} split has {tokens} tokens, fewer than one row of "
+                f"data.seq_len={seq_len}; prepare more documents (--max_documents / --val_documents) or lower data.seq_len."
+            )
     return meta

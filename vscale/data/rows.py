@@ -46,8 +46,9 @@ class RowSource(ABC):
     workers: ClassVar[bool] = True
     """Whether DataLoader workers may read the rows (a stream is read in the main process)."""
 
-    def __init__(self, seq_len: int, seed: int, val_rows: int | None, tokenizer=None,
-                 task: BigramBackcopy | None = None):
+    def __init__(
+        self, seq_len: int, seed: int, val_rows: int | None, tokenizer=None, task: BigramBackcopy | None = None
+    ):
         self.seq_len, self.seed, self.val_rows = seq_len, seed, val_rows
         self.tokenizer, self.task = tokenizer, task
         self.train_data: torch.Tensor | Dataset | None = None
@@ -77,8 +78,9 @@ class SyntheticSource(RowSource):
 
     def __init__(self, task: BigramBackcopy, seq_len: int, seed: int, val_rows: int | None):
         if val_rows is None or val_rows < 1:
-            raise ConfigError(f"data.val_rows={val_rows}: synthetic validation rows are generated, "
-                              "so give how many (e.g. 256).")
+            raise ConfigError(
+                f"data.val_rows={val_rows}: synthetic validation rows are generated, so give how many (e.g. 256)."
+            )
         super().__init__(seq_len, seed, val_rows, task=task)
 
     def setup(self) -> None:
@@ -89,8 +91,10 @@ class SyntheticSource(RowSource):
         return self.train_data, StreamPositions(start, rank, world)
 
     def texts(self, n: int) -> list[str]:
-        raise ConfigError("data.synthetic: a synthetic task has no text for needle retrieval; "
-                          'skip it (eval.py run --needle_context_lens "[]").')
+        raise ConfigError(
+            "data.synthetic: a synthetic task has no text for needle retrieval; "
+            'skip it (eval.py run --needle_context_lens "[]").'
+        )
 
 
 class PreparedSource(RowSource):
@@ -99,16 +103,22 @@ class PreparedSource(RowSource):
 
     name = "prepared"
 
-    def __init__(self, directory: str, tokenizer: str, documents: DataSource, seq_len: int, seed: int,
-                 val_rows: int | None):
+    def __init__(
+        self, directory: str, tokenizer: str, documents: DataSource, seq_len: int, seed: int, val_rows: int | None
+    ):
         self.directory, self.documents, self.tokenizer_name = directory, documents, tokenizer
         if not (Path(directory) / "meta.json").is_file():
-            what = "has no meta.json (not prepared, or a prepare that did not finish)" if Path(directory).is_dir() \
+            what = (
+                "has no meta.json (not prepared, or a prepare that did not finish)"
+                if Path(directory).is_dir()
                 else "does not exist"
+            )
             hub = documents.dataset and not documents.train_files
             hint = " (a large hub dataset: add --max_documents N to stream only its first N documents)" if hub else ""
-            raise PreparedDataMissing(f"data.prepared={directory!r} {what}; create it with: {self.prepare_command()}"
-                                      f"{hint} (or train from the source itself with --data.prepared=null).")
+            raise PreparedDataMissing(
+                f"data.prepared={directory!r} {what}; create it with: {self.prepare_command()}"
+                f"{hint} (or train from the source itself with --data.prepared=null)."
+            )
         super().__init__(seq_len, seed, val_rows, load_tokenizer(tokenizer))
         self.meta = check_prepared(directory, tokenizer, self.tokenizer, seq_len, self.prepare_command)
 
@@ -128,8 +138,16 @@ class PreparedSource(RowSource):
 class InMemorySource(RowSource):
     """Documents read whole, tokenized and packed in memory at setup; chat documents also give label rows."""
 
-    def __init__(self, tokenizer: str, documents: DataSource, seq_len: int, seed: int, val_rows: int | None,
-                 messages_field: str | None, chat_template: str | None):
+    def __init__(
+        self,
+        tokenizer: str,
+        documents: DataSource,
+        seq_len: int,
+        seed: int,
+        val_rows: int | None,
+        messages_field: str | None,
+        chat_template: str | None,
+    ):
         super().__init__(seq_len, seed, val_rows, load_tokenizer(tokenizer))
         self.documents, self.messages_field = documents, messages_field
         self.train_labels: torch.Tensor | None = None
@@ -141,8 +159,11 @@ class InMemorySource(RowSource):
         """The first `limit` packed input rows, and label rows for chat data (packed alike, so they
         stay aligned)."""
         T, eos = self.seq_len, self.tokenizer.eos_token_id
-        fields = {"tokenizer": self.tokenizer, "text_field": self.documents.text_field,
-                  "messages_field": self.messages_field}
+        fields = {
+            "tokenizer": self.tokenizer,
+            "text_field": self.documents.text_field,
+            "messages_field": self.messages_field,
+        }
         tokens = ds.map(tokenize_documents, fn_kwargs=fields, batched=True, remove_columns=ds.column_names)
         rows = list(pack(iter(tokens["ids"]), eos, T))
         if not rows:
@@ -191,13 +212,15 @@ class StreamingSource(RowSource):
     name = "streaming"
     workers = False
 
-    def __init__(self, tokenizer: str, documents: DataSource, seq_len: int, seed: int, val_rows: int | None,
-                 shuffle_buffer: int):
+    def __init__(
+        self, tokenizer: str, documents: DataSource, seq_len: int, seed: int, val_rows: int | None, shuffle_buffer: int
+    ):
         super().__init__(seq_len, seed, val_rows, load_tokenizer(tokenizer))
         self.documents, self.shuffle_buffer = documents, shuffle_buffer
 
-    def _rows(self, split: str, rank: int, world: int, start: int = 0,
-              shuffle_seed: int | None = None) -> StreamingRows:
+    def _rows(
+        self, split: str, rank: int, world: int, start: int = 0, shuffle_seed: int | None = None
+    ) -> StreamingRows:
         d = self.documents
         ds = streaming_split(d.dataset, d.dataset_config, split, rank, world, shuffle_seed, self.shuffle_buffer)
         return StreamingRows(ds, self.tokenizer, self.seq_len, d.text_field, start=start)
@@ -226,22 +249,29 @@ def pick_source(fields: Mapping, task: BigramBackcopy | None) -> RowSource:
         others = ("tokenizer", "prepared", "train_files", "val_files", "dataset", "messages_field")
         given = [f"data.{k}" for k in others if f[k]]
         if given:
-            raise ConfigError(f"data.synthetic generates its rows: remove {', '.join(given)} "
-                              "(or remove data.synthetic to read text).")
+            raise ConfigError(
+                f"data.synthetic generates its rows: remove {', '.join(given)} (or remove data.synthetic to read text)."
+            )
         return SyntheticSource(task, f["seq_len"], f["seed"], f["val_rows"])
     if not f["tokenizer"]:
-        raise ConfigError("data.tokenizer: give a tokenizer (a hub name or local directory), "
-                          "or data.synthetic for the synthetic task.")
+        raise ConfigError(
+            "data.tokenizer: give a tokenizer (a hub name or local directory), "
+            "or data.synthetic for the synthetic task."
+        )
     documents = DataSource.of(f)
     shared = {"seq_len": f["seq_len"], "seed": f["seed"], "val_rows": f["val_rows"]}
     if f["prepared"]:
         if f["messages_field"]:
-            raise ConfigError(f"data.prepared={f['prepared']!r} with data.messages_field={f['messages_field']!r}: "
-                              "prepared data holds plain text only; set data.prepared=null to train on chat data.")
+            raise ConfigError(
+                f"data.prepared={f['prepared']!r} with data.messages_field={f['messages_field']!r}: "
+                "prepared data holds plain text only; set data.prepared=null to train on chat data."
+            )
         return PreparedSource(f["prepared"], f["tokenizer"], documents, **shared)
     if not documents.given:
-        raise ConfigError("data: give data.prepared (a directory from python -m vscale.prepare), "
-                          "data.train_files (local files) or data.dataset (a hub dataset name).")
+        raise ConfigError(
+            "data: give data.prepared (a directory from python -m vscale.prepare), "
+            "data.train_files (local files) or data.dataset (a hub dataset name)."
+        )
     documents.check_files()
     chat = {"messages_field": f["messages_field"], "chat_template": f["chat_template"]}
     if f["train_files"]:

@@ -56,25 +56,33 @@ class DataSource:
             if getattr(self, field):
                 local_format(getattr(self, field), flags[field])
 
-    def documents(self, max_documents: int | None = None, val_documents: int | None = None, flags: dict[str, str] = FLAGS):
+    def documents(
+        self, max_documents: int | None = None, val_documents: int | None = None, flags: dict[str, str] = FLAGS
+    ):
         """(train, validation) `datasets.Dataset`s of whole documents. Without val_files, the
         held-out documents are a seeded fraction (`train_test_split(seed=0)`), the same on every call.
         `max_documents` / `val_documents` take the first documents of each split (before the
         hold-out, for local files); from a hub split only those are streamed, not the whole split
         downloaded (C4 en is ~305 GB)."""
         if self.train_files:
-            train = datasets.load_dataset(local_format(self.train_files, flags["train_files"]), data_files=self.train_files, split="train")
+            train = datasets.load_dataset(
+                local_format(self.train_files, flags["train_files"]), data_files=self.train_files, split="train"
+            )
             if max_documents is not None:
                 train = train.select(range(min(max_documents, len(train))))
             if self.val_files:
-                val = datasets.load_dataset(local_format(self.val_files, flags["val_files"]), data_files=self.val_files, split="train")
+                val = datasets.load_dataset(
+                    local_format(self.val_files, flags["val_files"]), data_files=self.val_files, split="train"
+                )
             else:
                 split = train.train_test_split(test_size=self.val_fraction, seed=0, shuffle=True)
                 train, val = split["train"], split["test"]
             if val_documents is not None:
                 val = val.select(range(min(val_documents, len(val))))
             return train, val
-        return self._hub_split(self.train_split, max_documents, flags), self._hub_split(self.val_split, val_documents, flags)
+        return self._hub_split(self.train_split, max_documents, flags), self._hub_split(
+            self.val_split, val_documents, flags
+        )
 
     def texts(self, n: int, streaming: bool = False) -> list[str]:
         """Up to n raw texts for needle filler: the first of `val_files` (else `train_files`, hold-out
@@ -83,24 +91,41 @@ class DataSource:
             files = self.val_files or self.train_files
             ds = datasets.load_dataset(local_format(files, FLAGS["val_files"]), data_files=files, split="train")
             return ds[:n][self.text_field]
-        ds = from_hub(datasets.load_dataset, self.dataset, FLAGS["dataset"], self.dataset_config, split=self.val_split,
-                      streaming=streaming)
+        ds = from_hub(
+            datasets.load_dataset,
+            self.dataset,
+            FLAGS["dataset"],
+            self.dataset_config,
+            split=self.val_split,
+            streaming=streaming,
+        )
         return [example[self.text_field] for example in islice(ds, n)]
 
     def _hub_split(self, split: str, n: int | None, flags: dict[str, str]):
         if n is None:
             return from_hub(datasets.load_dataset, self.dataset, flags["dataset"], self.dataset_config, split=split)
-        stream = from_hub(datasets.load_dataset, self.dataset, flags["dataset"], self.dataset_config, split=split, streaming=True)
+        stream = from_hub(
+            datasets.load_dataset, self.dataset, flags["dataset"], self.dataset_config, split=split, streaming=True
+        )
         return datasets.Dataset.from_generator(_documents, gen_kwargs={"stream": stream.take(n)})
 
     def record(self, max_documents: int | None = None, val_documents: int | None = None) -> dict:
         """What was read, as recorded in a prepared directory's meta.json (and compared when it exists): the fields that decide the tokens."""
         common = {"text_field": self.text_field, "max_documents": max_documents, "val_documents": val_documents}
         if self.train_files:
-            return {"train_files": list(self.train_files), "val_files": list(self.val_files) if self.val_files else None,
-                    "val_fraction": None if self.val_files else self.val_fraction, **common}
-        return {"dataset": self.dataset, "dataset_config": self.dataset_config, "train_split": self.train_split,
-                "val_split": self.val_split, **common}
+            return {
+                "train_files": list(self.train_files),
+                "val_files": list(self.val_files) if self.val_files else None,
+                "val_fraction": None if self.val_files else self.val_fraction,
+                **common,
+            }
+        return {
+            "dataset": self.dataset,
+            "dataset_config": self.dataset_config,
+            "train_split": self.train_split,
+            "val_split": self.val_split,
+            **common,
+        }
 
     def prepare_command(self, out: str, tokenizer: str) -> str:
         """The `python -m vscale.prepare` command line that prepares this source into `out` (defaults left out)."""

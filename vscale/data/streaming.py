@@ -25,7 +25,13 @@ class StreamingRows(IterableDataset):
     """
 
     def __init__(self, dataset, tokenizer, seq_len: int, text_field: str, start: int = 0):
-        self.dataset, self.tokenizer, self.seq_len, self.text_field, self.start = dataset, tokenizer, seq_len, text_field, start
+        self.dataset, self.tokenizer, self.seq_len, self.text_field, self.start = (
+            dataset,
+            tokenizer,
+            seq_len,
+            text_field,
+            start,
+        )
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         texts = (example[self.text_field] for example in self.dataset)
@@ -44,8 +50,15 @@ class Take(IterableDataset):
         return islice(self.dataset, self.n)
 
 
-def streaming_split(dataset: str, dataset_config: str | None, split: str, rank: int, world: int,
-                    shuffle_seed: int | None = None, shuffle_buffer: int = 10_000):
+def streaming_split(
+    dataset: str,
+    dataset_config: str | None,
+    split: str,
+    rank: int,
+    world: int,
+    shuffle_seed: int | None = None,
+    shuffle_buffer: int = 10_000,
+):
     """This rank's shard of a streamed hub split, shuffled through a buffer when a seed is given."""
     ds = from_hub(datasets.load_dataset, dataset, "data.dataset", dataset_config, split=split, streaming=True)
     if shuffle_seed is not None:

@@ -53,20 +53,28 @@ class BigramBackcopy:
     def check(self) -> None:
         """Refuse a task that cannot be built, naming the field."""
         if self.triggers < 1:
-            raise ConfigError(f"data.synthetic.triggers={self.triggers} must be at least 1 (no trigger, nothing to copy).")
+            raise ConfigError(
+                f"data.synthetic.triggers={self.triggers} must be at least 1 (no trigger, nothing to copy)."
+            )
         if self.vocab_size < self.triggers + 3:
-            raise ConfigError(f"data.synthetic.vocab_size={self.vocab_size} leaves fewer than 2 ordinary tokens beside "
-                             f"{self.triggers} trigger(s) and <bos>: raise it to at least {self.triggers + 3}.")
+            raise ConfigError(
+                f"data.synthetic.vocab_size={self.vocab_size} leaves fewer than 2 ordinary tokens beside "
+                f"{self.triggers} trigger(s) and <bos>: raise it to at least {self.triggers + 3}."
+            )
         if not 0 < self.trigger_rate < 1:
             raise ConfigError(f"data.synthetic.trigger_rate={self.trigger_rate} must lie strictly between 0 and 1.")
         if not self.concentration > 0:
-            raise ConfigError(f"data.synthetic.concentration={self.concentration} must be positive (a Dirichlet concentration).")
+            raise ConfigError(
+                f"data.synthetic.concentration={self.concentration} must be positive (a Dirichlet concentration)."
+            )
 
     def check_fits(self, model_vocab_size: int) -> None:
         """The model has an output for every id of the task."""
         if model_vocab_size < self.vocab_size:
-            raise ConfigError(f"data.synthetic.vocab_size={self.vocab_size} exceeds the model's vocab_size={model_vocab_size}: set "
-                             f"model.model_config.vocab_size >= {self.vocab_size}, or lower data.synthetic.vocab_size.")
+            raise ConfigError(
+                f"data.synthetic.vocab_size={self.vocab_size} exceeds the model's vocab_size={model_vocab_size}: set "
+                f"model.model_config.vocab_size >= {self.vocab_size}, or lower data.synthetic.vocab_size."
+            )
 
     @property
     def bos_id(self) -> int:
@@ -129,9 +137,15 @@ class BigramBackcopy:
         """The per-target losses this task is read by, each a 1-D float32 tensor: the model's next-token
         cross-entropy at copy targets (`loss_copy`) and at bigram targets (`loss_bigram`), and the generating
         process's own at bigram targets (`loss_bigram_oracle`, the floor `loss_bigram` can reach)."""
-        ce = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+        ce = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none"
+        )
         copy = self.copy_targets(input_ids).flatten()
-        return {"loss_copy": ce[copy], "loss_bigram": ce[~copy], "loss_bigram_oracle": self.oracle_losses(input_ids).flatten()[~copy]}
+        return {
+            "loss_copy": ce[copy],
+            "loss_bigram": ce[~copy],
+            "loss_bigram_oracle": self.oracle_losses(input_ids).flatten()[~copy],
+        }
 
 
 class SyntheticRows(Dataset):

@@ -18,7 +18,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
-TRAINING_PROFILE = (("sink/rate", "sink rate"), ("act/h_out_ratio", "h_out token-0 / early"), ("gsink/ratio", "gradient-sink ratio R_GS"))
+TRAINING_PROFILE = (
+    ("sink/rate", "sink rate"),
+    ("act/h_out_ratio", "h_out token-0 / early"),
+    ("gsink/ratio", "gradient-sink ratio R_GS"),
+)
 
 LOG_SPAN = 30.0
 """A value axis is logarithmic when its largest value is at least this many times its smallest."""
@@ -99,8 +103,15 @@ def set_value_axis(ax, values, label: str, name: str = "") -> str:
 
 def style(i: int) -> dict:
     """Line style of the i-th run: colour, hollow marker and dash pattern all differ."""
-    return dict(color=f"C{i % 10}", marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[i % len(LINESTYLES)],
-                markerfacecolor="none", markeredgewidth=1.5, markersize=7, linewidth=1.5)
+    return dict(
+        color=f"C{i % 10}",
+        marker=MARKERS[i % len(MARKERS)],
+        linestyle=LINESTYLES[i % len(LINESTYLES)],
+        markerfacecolor="none",
+        markeredgewidth=1.5,
+        markersize=7,
+        linewidth=1.5,
+    )
 
 
 def dodge(i: int, n: int) -> float:
@@ -156,8 +167,12 @@ def per_layer(values: dict[str, float], name: str) -> list[float]:
     return [values[f"{name}/layer_{l}"] for l in layers]
 
 
-def layer_profile_figure(runs: dict[str, dict[str, float]], panels=TRAINING_PROFILE, title: str = "",
-                         errors: dict[str, dict[str, float]] | None = None):
+def layer_profile_figure(
+    runs: dict[str, dict[str, float]],
+    panels=TRAINING_PROFILE,
+    title: str = "",
+    errors: dict[str, dict[str, float]] | None = None,
+):
     """One panel per (metric name, title), the metric by layer, one line per run (dodged
     sideways so equal lines stay visible), one legend naming every run. `errors` (same keys as
     `runs`) adds error bars, e.g. the std over seeds when a line is their mean."""
@@ -172,7 +187,15 @@ def layer_profile_figure(runs: dict[str, dict[str, float]], panels=TRAINING_PROF
             handles[run] = ax.plot(xs, ys, label=run, **style(i))[0]
             drawn += ys
             if errors and errors.get(run):
-                ax.errorbar(xs, ys, yerr=per_layer(errors[run], name), fmt="none", ecolor=style(i)["color"], capsize=3, linewidth=1)
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=per_layer(errors[run], name),
+                    fmt="none",
+                    ecolor=style(i)["color"],
+                    capsize=3,
+                    linewidth=1,
+                )
         reference |= finish_panel(ax, name, drawn, label, "layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     labels = list(handles)
@@ -185,7 +208,12 @@ def layer_profile_figure(runs: dict[str, dict[str, float]], panels=TRAINING_PROF
     return fig
 
 
-def layer_profile(runs: dict[str, dict[str, float]], path: Path, panels=TRAINING_PROFILE, title: str = "",
-                  errors: dict[str, dict[str, float]] | None = None) -> Path:
+def layer_profile(
+    runs: dict[str, dict[str, float]],
+    path: Path,
+    panels=TRAINING_PROFILE,
+    title: str = "",
+    errors: dict[str, dict[str, float]] | None = None,
+) -> Path:
     """`layer_profile_figure` saved as a PNG at `path`."""
     return save(layer_profile_figure(runs, panels, title, errors), path)

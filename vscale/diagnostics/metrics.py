@@ -53,7 +53,9 @@ def sink_row_sums(a0: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"alpha": a0[..., :T_EPS].mean(-1).sum(0), "m0": m0, "s0": s0, "mass": m0 / T, "m2": s0 / T}
 
 
-def sink(alpha: torch.Tensor, mass: torch.Tensor, m2: torch.Tensor, m0: torch.Tensor, s0: torch.Tensor) -> dict[str, torch.Tensor]:
+def sink(
+    alpha: torch.Tensor, mass: torch.Tensor, m2: torch.Tensor, m0: torch.Tensor, s0: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Per-head row means (..., heads) of alpha_h = mean_{t<T_eps} a_t0, M_0/T, S_0/T, M_0 and S_0
     -> the layer's sink rate (fraction of heads with alpha_h > eps) and head means."""
     return {
@@ -93,7 +95,11 @@ def per_layer(means: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out["sink/extra_mass"] = means["sink/extra"].mean(-1)
     if "lambda" in means:
         lam = means["lambda"]
-        out["vscale/lambda_min"], out["vscale/lambda_median"], out["vscale/lambda_max"] = lam.min(-1).values, lam.quantile(0.5, dim=-1), lam.max(-1).values
+        out["vscale/lambda_min"], out["vscale/lambda_median"], out["vscale/lambda_max"] = (
+            lam.min(-1).values,
+            lam.quantile(0.5, dim=-1),
+            lam.max(-1).values,
+        )
     return out
 
 

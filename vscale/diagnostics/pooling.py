@@ -34,7 +34,11 @@ class Pooled(Metric):
                 self.add_state(self._attr(name), torch.zeros_like(sums.get(name, sums["rows"])), dist_reduce_fx="sum")
                 self._names.append(name)
         for name, value in sums.items():
-            setattr(self, self._attr(name), getattr(self, self._attr(name)) + value.detach().to(getattr(self, self._attr(name))))
+            setattr(
+                self,
+                self._attr(name),
+                getattr(self, self._attr(name)) + value.detach().to(getattr(self, self._attr(name))),
+            )
         setattr(self, self._attr("updates"), getattr(self, self._attr("updates")) + 1)
 
     def means(self) -> dict[str, torch.Tensor]:
@@ -53,7 +57,9 @@ def flatten(per_layer: dict[str, torch.Tensor]) -> dict[str, float]:
     """`<group>/<quantity>/layer_<l>` and `<group>/<quantity>/<mean|median|max>` (plus the IQR of
     `gsink/ratio`), with a single host sync."""
     names = list(per_layer)
-    table = torch.stack([per_layer[n].float().reshape(-1) for n in names])  # torchmetrics' compute() squeezes a 1-layer model's (1,) to ()
+    table = torch.stack(
+        [per_layer[n].float().reshape(-1) for n in names]
+    )  # torchmetrics' compute() squeezes a 1-layer model's (1,) to ()
     summaries = metrics.summarise(table)
     values = torch.cat([table.flatten(), *summaries.values()]).tolist()
     keys = [f"{n}/layer_{l}" for n in names for l in range(table.shape[1])]

@@ -29,7 +29,9 @@ class Probe:
 
     def __init__(self, model: nn.Module, all_token_norms: bool = False):
         if not is_routed(model):
-            raise ConfigError("diagnostics tap the attention pipeline: call vscale.apply_interventions(model) first (vscale.diagnose does it for you).")
+            raise ConfigError(
+                "diagnostics tap the attention pipeline: call vscale.apply_interventions(model) first (vscale.diagnose does it for you)."
+            )
         self.all_token_norms = all_token_norms
         self.layers = decoder_layers(model)
         self.records: list[dict[str, torch.Tensor]] = [{} for _ in self.layers]
@@ -37,14 +39,20 @@ class Probe:
         self._stance = None
 
     def __enter__(self) -> "Probe":
-        self._stance = torch.compiler.set_stance("force_eager")  # a compiled model runs eagerly while probed: hooks are not traced
+        self._stance = torch.compiler.set_stance(
+            "force_eager"
+        )  # a compiled model runs eagerly while probed: hooks are not traced
         self._handles.append(self.layers[0].input_layernorm.register_forward_pre_hook(self._track_input_grad))
         for layer, rec in zip(self.layers, self.records):
             self._hook_layer(layer, rec)
             setattr(layer.self_attn, TAP, self._tap(rec))
             for scaler in vscale_modules(layer):  # read while V-scale runs: under FSDP theta is whole only then
                 if scaler.mode == "learned":
-                    self._handles.append(scaler.register_forward_hook(lambda m, args, out, rec=rec: rec.__setitem__("lambda", m.lambdas())))
+                    self._handles.append(
+                        scaler.register_forward_hook(
+                            lambda m, args, out, rec=rec: rec.__setitem__("lambda", m.lambdas())
+                        )
+                    )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -105,9 +113,13 @@ class Probe:
             return pre_hook
 
         attn = layer.self_attn
-        for module, hook in ((layer.input_layernorm, attn_norm), (layer.post_attention_layernorm, mlp_norm), (layer, block),
-                             (attn, lambda m, a, out: rec.__setitem__("act/r_attn", _norms(out[0], n_act))),
-                             (layer.mlp, lambda m, a, out: rec.__setitem__("act/r_mlp", _norms(out, n_act)))):
+        for module, hook in (
+            (layer.input_layernorm, attn_norm),
+            (layer.post_attention_layernorm, mlp_norm),
+            (layer, block),
+            (attn, lambda m, a, out: rec.__setitem__("act/r_attn", _norms(out[0], n_act))),
+            (layer.mlp, lambda m, a, out: rec.__setitem__("act/r_mlp", _norms(out, n_act))),
+        ):
             self._handles.append(module.register_forward_hook(hook))
         for path in metrics.PATHS:
             self._handles.append(getattr(attn, f"{path}_proj").register_forward_pre_hook(path_alias(path)))
@@ -132,7 +144,9 @@ class Probe:
         micro-batch's mean loss."""
         missing = {"sink/alpha", *GRADS} - set().union(*self.records)
         if missing:
-            raise RuntimeError(f"diagnostics saw no forward/backward for {sorted(missing)}: run the loss's backward inside the probe.")
+            raise RuntimeError(
+                f"diagnostics saw no forward/backward for {sorted(missing)}: run the loss's backward inside the probe."
+            )
         stack = lambda key: torch.stack([rec[key] for rec in self.records])
         g = {k: stack(k).float() * grad_scale for k in GRADS}  # (layers, rows, positions, dim)
         n = metrics.EARLY + 1
@@ -142,8 +156,10 @@ class Probe:
         out["grad/g"] = _norms(g["dh_tilde"], metrics.WINDOW).sum(1)
         out["grad/g_sum"] = g["dh_tilde"].sum(1)
         out.update({f"grad/{p}": _norms(g[f"d{p}"], metrics.WINDOW).sum(1) for p in metrics.PATHS})
-        branches = {"attn": (g["dh_half"], g["dh_tilde"][:, :, :n], g["dh"] - g["dh_half"]),
-                    "mlp": (g["dh_out"], g["dh_tilde_half"], g["dh_half"] - g["dh_out"])}
+        branches = {
+            "attn": (g["dh_half"], g["dh_tilde"][:, :, :n], g["dh"] - g["dh_half"]),
+            "mlp": (g["dh_out"], g["dh_tilde_half"], g["dh_half"] - g["dh_out"]),
+        }
         for branch, (g1, g2, g3) in branches.items():
             for name, x in (("g1", g1), ("g2", g2), ("g3", g3), ("g13", g1 + g3)):
                 out[f"reshape/{branch}_{name}"] = _norms(x, n).sum(1)

@@ -11,7 +11,9 @@ from vscale.diagnostics.figures import finish_panel, legend_below, new_figure, s
 from vscale.eval.stats import Effect, arithmetic_band, geometric_band
 
 
-def training_curves_figure(runs: dict[str, dict[str, list[tuple[int, list[float]]]]], names: list[str], title: str = ""):
+def training_curves_figure(
+    runs: dict[str, dict[str, list[tuple[int, list[float]]]]], names: list[str], title: str = ""
+):
     """One panel per metric name (three to a row), its value against the step, one line per arm with a
     marker at every logged point (at most about 25 per line). A point is (step, the values of the arm's
     runs there). A panel whose values span a log axis draws each arm's geometric mean with a band of
@@ -26,7 +28,9 @@ def training_curves_figure(runs: dict[str, dict[str, list[tuple[int, list[float]
             if not series.get(name):
                 continue
             steps = [step for step, _ in series[name]]
-            centre, low, high = zip(*((geometric_band if log else arithmetic_band)(values) for _, values in series[name]))
+            centre, low, high = zip(
+                *((geometric_band if log else arithmetic_band)(values) for _, values in series[name])
+            )
             ax.plot(steps, centre, label=run, markevery=max(1, len(steps) // 25), **style(i))
             lines += centre
             band = [(t, lo, hi) for t, lo, hi in zip(steps, low, high) if lo is not None]
@@ -50,7 +54,9 @@ def training_curves_figure(runs: dict[str, dict[str, list[tuple[int, list[float]
     return fig
 
 
-def training_curves(runs: dict[str, dict[str, list[tuple[int, list[float]]]]], names: list[str], path: Path, title: str = "") -> Path:
+def training_curves(
+    runs: dict[str, dict[str, list[tuple[int, list[float]]]]], names: list[str], path: Path, title: str = ""
+) -> Path:
     """`training_curves_figure` saved as a PNG at `path`."""
     return save(training_curves_figure(runs, names, title), path)
 
@@ -71,8 +77,16 @@ def paired_effects_figure(effects: dict[str, dict[str, Effect]], reference: str,
             null = effect.null
             seeds = list(effect.per_seed.values())
             ax.scatter([i] * len(seeds), seeds, color=style(i)["color"], alpha=0.6, s=18, zorder=3)
-            ax.errorbar([i + 0.18], [effect.estimate], yerr=[[effect.estimate - effect.low], [effect.high - effect.estimate]],
-                        fmt="D", color=style(i)["color"], markerfacecolor="none", capsize=4, zorder=4)
+            ax.errorbar(
+                [i + 0.18],
+                [effect.estimate],
+                yerr=[[effect.estimate - effect.low], [effect.high - effect.estimate]],
+                fmt="D",
+                color=style(i)["color"],
+                markerfacecolor="none",
+                capsize=4,
+                zorder=4,
+            )
             drawn += [*seeds, effect.low, effect.high]
         if null is not None:
             ax.axhline(null, color="0.5", linestyle=":", linewidth=1, zorder=0)
@@ -82,9 +96,11 @@ def paired_effects_figure(effects: dict[str, dict[str, Effect]], reference: str,
         ax.set_title(metric)
         ax.set_ylabel(f"arm / {reference}" if null == 1.0 else f"arm - {reference}")
         ax.grid(True, axis="y", alpha=0.3)
-    handles = [Line2D([], [], color="0.3", marker="o", linestyle="none", alpha=0.6),
-               Line2D([], [], color="0.3", marker="D", markerfacecolor="none", linestyle="none"),
-               Line2D([], [], color="0.5", linestyle=":", linewidth=1)]
+    handles = [
+        Line2D([], [], color="0.3", marker="o", linestyle="none", alpha=0.6),
+        Line2D([], [], color="0.3", marker="D", markerfacecolor="none", linestyle="none"),
+        Line2D([], [], color="0.5", linestyle=":", linewidth=1),
+    ]
     legend_below(fig, handles, ["one seed", "estimate and 95% bootstrap interval", "no effect"], None)
     fig.suptitle(title or f"paired effect per seed against {reference}")
     return fig

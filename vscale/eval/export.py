@@ -1,9 +1,9 @@
 """`eval.py export`: a train.py checkpoint as a Hugging Face directory with its interventions."""
 
 from vscale.data import load_tokenizer
+from vscale.errors import ConfigError
 from vscale.eval.checkpoints import load_checkpoint
 from vscale.model import save_pretrained
-from vscale.errors import ConfigError
 
 
 def export(ckpt: str | None = None, out: str = "export"):

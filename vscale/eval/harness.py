@@ -4,7 +4,6 @@ it is imported inside the functions that use it."""
 
 from vscale.errors import ConfigError
 
-
 RULER_ANSWER_TOKENS = 128
 """Tokens RULER's tasks reserve for the answer inside each `max_seq_lengths` length."""
 
@@ -23,7 +22,9 @@ def lm_eval_manager(tasks: list[str], include_path: str | None, metadata: dict |
     manager = TaskManager(include_path=include_path, metadata=metadata)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
-        raise ConfigError(f"--lm_eval_tasks: unknown task(s) {unknown}; list them with `lm-eval ls tasks`, or define local ones in --lm_eval_include_path.")
+        raise ConfigError(
+            f"--lm_eval_tasks: unknown task(s) {unknown}; list them with `lm-eval ls tasks`, or define local ones in --lm_eval_include_path."
+        )
     return manager
 
 
@@ -53,7 +54,9 @@ def managers(tasks: list[str], include_path: str | None, tokenizer: str, lengths
     if not tasks:
         return []
     groups = [[n] for n in lengths] if limit is not None and len(lengths) > 1 else [lengths]
-    return [lm_eval_manager(tasks, include_path, {"tokenizer": tokenizer, "max_seq_lengths": group}) for group in groups]
+    return [
+        lm_eval_manager(tasks, include_path, {"tokenizer": tokenizer, "max_seq_lengths": group}) for group in groups
+    ]
 
 
 def evaluate(model, tokenizer, task: str, managers: list, limit: int | None = None) -> dict:

@@ -53,11 +53,17 @@ class InterpolateOptions(Checkpoints):
         self.prompts, self.tokens, self.targets = map(as_list, (self.prompts, self.tokens, self.targets))
         prompts, tokens, align_keys = self.prompts, self.tokens, self.align_keys
         if align_keys is not None and (len(align_keys) != 2 or tokens is not None or not prompts or len(prompts) != 1):
-            raise ConfigError(f"--align_keys {align_keys}: give two key positions and one prompt (no --tokens), e.g. --prompts \"[The cat sat on the mat]\" --align_keys \"[0, 2]\".")
+            raise ConfigError(
+                f'--align_keys {align_keys}: give two key positions and one prompt (no --tokens), e.g. --prompts "[The cat sat on the mat]" --align_keys "[0, 2]".'
+            )
         if tokens is not None and (len(tokens) != 2 or not prompts or len(prompts) != 1):
-            raise ConfigError(f'--tokens {tokens} / --prompts {prompts}: with --tokens give exactly two tokens and one prompt, e.g. --prompts "[The cat sat]" --tokens \'[" cat", " dog"]\' --position 1.')
+            raise ConfigError(
+                f'--tokens {tokens} / --prompts {prompts}: with --tokens give exactly two tokens and one prompt, e.g. --prompts "[The cat sat]" --tokens \'[" cat", " dog"]\' --position 1.'
+            )
         if tokens is None and align_keys is None and (not prompts or len(prompts) != 2):
-            raise ConfigError(f'--prompts {prompts}: give two prompts, e.g. --prompts "[The cat sat on the, The dog sat on the]" (or one prompt and two --tokens).')
+            raise ConfigError(
+                f'--prompts {prompts}: give two prompts, e.g. --prompts "[The cat sat on the, The dog sat on the]" (or one prompt and two --tokens).'
+            )
 
 
 def interpolate(o: InterpolateOptions) -> dict:
@@ -69,12 +75,26 @@ def interpolate(o: InterpolateOptions) -> dict:
     ids = _endpoints(tok, source, o.prompts * 2 if o.align_keys else o.prompts, o.tokens, o.position)
     for x in loaded.values():
         check_model(x.model.config, f"checkpoint {x.path!r}", tok, "--tokenizer", {"--prompts": max(map(len, ids))})
-        check_path(x.model.config.num_hidden_layers, o.layer, o.steps, {"prompt A": (o.position, len(ids[0])), "prompt B": (o.position, len(ids[1]))})
+        check_path(
+            x.model.config.num_hidden_layers,
+            o.layer,
+            o.steps,
+            {"prompt A": (o.position, len(ids[0])), "prompt B": (o.position, len(ids[1]))},
+        )
     check_targets(o.targets, len(ids[0]))
     check_targets(o.align_keys or [0], len(ids[0]), "--align_keys")
 
-    result = {"prompts": o.prompts, "tokens": o.tokens, "tokenizer": source, "layer": o.layer, "position": o.position, "steps": o.steps,
-              "targets": o.targets, "align_keys": o.align_keys, "checkpoints": {}}
+    result = {
+        "prompts": o.prompts,
+        "tokens": o.tokens,
+        "tokenizer": source,
+        "layer": o.layer,
+        "position": o.position,
+        "steps": o.steps,
+        "targets": o.targets,
+        "align_keys": o.align_keys,
+        "checkpoints": {},
+    }
     for name, x in tqdm(loaded.items(), desc="checkpoints"):
         path = interpolate_path(x.model, ids[0], ids[1], o.layer, o.position, o.steps, o.targets, o.align_keys)
         result["checkpoints"][name] = {"path": x.path, "vscale": x.vscale, **path}
@@ -84,7 +104,9 @@ def interpolate(o: InterpolateOptions) -> dict:
     (out_dir / "interpolate.json").write_text(json.dumps(result, indent=1))
     for name, c in result["checkpoints"].items():
         heads = [h["steepest"] for h in c["heads"] if h["steepest"] is not None]
-        print(f"{name}: steepest step (1 = linear) attention heads {max(heads, default=float('nan')):.3g}, MLP {c['mlp']['steepest'] or float('nan'):.3g}")
+        print(
+            f"{name}: steepest step (1 = linear) attention heads {max(heads, default=float('nan')):.3g}, MLP {c['mlp']['steepest'] or float('nan'):.3g}"
+        )
     print(f"wrote {out_dir / 'interpolate.json'} and {figure}")
     return result
 
@@ -96,7 +118,11 @@ def _endpoints(tok, source: str, prompts: list[str], tokens: list[str] | None, p
         return [encode(p) for p in prompts]
     context, pieces = encode(prompts[0]), [encode(t) for t in tokens]
     if any(len(p) != 1 for p in pieces):
-        raise ConfigError(f"--tokens {tokens}: each must be one token of {source!r}; they encode to {pieces}. Include the leading space the tokenizer expects.")
+        raise ConfigError(
+            f"--tokens {tokens}: each must be one token of {source!r}; they encode to {pieces}. Include the leading space the tokenizer expects."
+        )
     if not -len(context) <= position < len(context):
-        raise ConfigError(f"--position {position}: the prompt has {len(context)} tokens; give a position in {-len(context)}..{len(context) - 1}.")
-    return [context[:position % len(context)] + p + context[position % len(context) + 1 :] for p in pieces]
+        raise ConfigError(
+            f"--position {position}: the prompt has {len(context)} tokens; give a position in {-len(context)}..{len(context) - 1}."
+        )
+    return [context[: position % len(context)] + p + context[position % len(context) + 1 :] for p in pieces]

@@ -30,8 +30,11 @@ def needle_lengths(seq_len: int, max_positions: int) -> list[int]:
 
 def check_fits(loaded: Loaded, tokenizer, seq_len: int, context_lens: list[int], lm_eval_lens: list[int] = ()) -> None:
     """Model type, vocabulary and positions checked before any measurement."""
-    lengths = {"--seq_len": seq_len, **({"--needle_context_lens": max(context_lens)} if context_lens else {}),
-               **({"--lm_eval_max_seq_lengths": max(lm_eval_lens)} if lm_eval_lens else {})}
+    lengths = {
+        "--seq_len": seq_len,
+        **({"--needle_context_lens": max(context_lens)} if context_lens else {}),
+        **({"--lm_eval_max_seq_lengths": max(lm_eval_lens)} if lm_eval_lens else {}),
+    }
     check_model(loaded.model.config, f"checkpoint {loaded.path!r}", tokenizer, "the eval tokenizer", lengths)
 
 
@@ -98,13 +101,27 @@ def evaluate_checkpoint(loaded: Loaded, plan: Plan) -> dict:
         with contextlib.ExitStack() as stack:
             if precision != FULL:
                 key = f"w8a8_{precision}"
-                if measure(key, {}, errors, stack.enter_context, quant.w8a8(model, precision, plan.calibration)) is None:
+                if (
+                    measure(key, {}, errors, stack.enter_context, quant.w8a8(model, precision, plan.calibration))
+                    is None
+                ):
                     continue  # calibration failed: recorded under the mode, nothing else measured in it
                 measure(key, results.setdefault("w8a8", {}), errors, perplexity, model, plan.rows)
             _needles(loaded, plan, precision, results, errors)
-            for task in plan.lm_eval_tasks:  # one call each: a task that cannot run (a length it cannot fill) leaves the others
-                scores = measure(f"{precision}/lm_eval/{task}", {}, errors, harness.evaluate, model, plan.tokenizer, task,
-                                 plan.lm_eval_managers, plan.lm_eval_limit)
+            for task in (
+                plan.lm_eval_tasks
+            ):  # one call each: a task that cannot run (a length it cannot fill) leaves the others
+                scores = measure(
+                    f"{precision}/lm_eval/{task}",
+                    {},
+                    errors,
+                    harness.evaluate,
+                    model,
+                    plan.tokenizer,
+                    task,
+                    plan.lm_eval_managers,
+                    plan.lm_eval_limit,
+                )
                 results.setdefault("lm_eval", {}).setdefault(precision, {}).update(scores or {})
     return {"results": results, "errors": errors, "gradient_norms": norms}
 
@@ -115,7 +132,20 @@ def _needles(loaded: Loaded, plan: Plan, precision: str, results: dict, errors: 
     for kind in needle.KINDS if plan.needle_lens else ():
         by_length = results.setdefault("needle", {}).setdefault(precision, {}).setdefault(kind, {})
         for length in plan.needle_lens:
-            row = measure(f"{precision}/needle_{kind}@{length}", {}, errors, needle.evaluate, loaded.model, plan.tokenizer, plan.texts,
-                          [length], plan.needle_seeds, plan.needle_n, kind)
+            row = measure(
+                f"{precision}/needle_{kind}@{length}",
+                {},
+                errors,
+                needle.evaluate,
+                loaded.model,
+                plan.tokenizer,
+                plan.texts,
+                [length],
+                plan.needle_seeds,
+                plan.needle_n,
+                kind,
+            )
             if row:
-                by_length[length] = row[length] | {"beyond_trained_length": trained_len is not None and length > trained_len}
+                by_length[length] = row[length] | {
+                    "beyond_trained_length": trained_len is not None and length > trained_len
+                }

@@ -19,16 +19,35 @@ import uuid
 from dataclasses import dataclass
 
 import torch
+
 from vscale.errors import ConfigError
 
 KINDS = ("single", "single_uuid", "multi")
-KEYS = ("apple", "river", "copper", "violet", "falcon", "marble", "cedar", "harbor",
-        "lantern", "meadow", "quartz", "saffron", "tundra", "willow", "ember", "glacier")
+KEYS = (
+    "apple",
+    "river",
+    "copper",
+    "violet",
+    "falcon",
+    "marble",
+    "cedar",
+    "harbor",
+    "lantern",
+    "meadow",
+    "quartz",
+    "saffron",
+    "tundra",
+    "willow",
+    "ember",
+    "glacier",
+)
 NEEDLE = " The special magic {noun} for {key} is {value}."
 QUESTION = " What is the special magic {noun} for {key}? The special magic {noun} for {key} is"
 SENTENCE_ENDS = (".", "!", "?", "\n\n")  # a single newline often wraps a sentence
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")  # "48213.5" and "48,213" are one number, neither equal to "48213"
-UUID = re.compile(r"(?<![0-9a-fA-F-])[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(?![0-9a-fA-F-])")  # whole, not part of a longer one
+UUID = re.compile(
+    r"(?<![0-9a-fA-F-])[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(?![0-9a-fA-F-])"
+)  # whole, not part of a longer one
 NOUN = {"single": "number", "single_uuid": "uuid", "multi": "number"}
 VALUE = {"single": NUMBER, "single_uuid": UUID, "multi": NUMBER}
 
@@ -47,13 +66,19 @@ def _needles(rng: random.Random, kind: str, n_keys: int, corpus: str) -> tuple[l
     keys = rng.sample(KEYS, n_keys if kind == "multi" else 1)
     values: list[str] = []
     while len(values) < len(keys):
-        value = str(uuid.UUID(int=rng.getrandbits(128), version=4)) if kind == "single_uuid" else str(rng.randint(10_000, 99_999))
+        value = (
+            str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            if kind == "single_uuid"
+            else str(rng.randint(10_000, 99_999))
+        )
         if value not in values and value not in corpus:
             values.append(value)
     return keys, values, rng.randrange(len(keys))
 
 
-def make_cases(texts: list[str], tokenizer, context_len: int, n: int, seed: int, kind: str = "single", n_keys: int = 4) -> list[NeedleCase]:
+def make_cases(
+    texts: list[str], tokenizer, context_len: int, n: int, seed: int, kind: str = "single", n_keys: int = 4
+) -> list[NeedleCase]:
     """n prompts of exactly context_len tokens: filler from `texts` (documents joined with eos, as
     in training, so the tokenizer needs one) at a seed-chosen offset, each needle at a seed-chosen
     sentence boundary (any token boundary when the window has too few), then the question and the
@@ -65,7 +90,9 @@ def make_cases(texts: list[str], tokenizer, context_len: int, n: int, seed: int,
     if n < 1:
         raise ConfigError(f"needle n={n} must be at least 1.")
     eos = tokenizer.eos_token_id
-    filler = [t for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] for t in ids + [eos]]
+    filler = [
+        t for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] for t in ids + [eos]
+    ]
     ends = {t for t in set(filler) if tokenizer.decode([t]).endswith(SENTENCE_ENDS)} | {eos}
     encode = lambda s: tokenizer.encode(s, add_special_tokens=False)
 
@@ -79,9 +106,13 @@ def make_cases(texts: list[str], tokenizer, context_len: int, n: int, seed: int,
     # one filler token per needle at least, so that every needle gets its own depth
     minimum = max(len(question) + sum(len(x) + 1 for x in needles) for _, needles, question, _ in drawn)
     if context_len < minimum:
-        raise ConfigError(f"needle context_len={context_len} is too short for the needle(s) and question of these cases; use at least {minimum}.")
+        raise ConfigError(
+            f"needle context_len={context_len} is too short for the needle(s) and question of these cases; use at least {minimum}."
+        )
     if len(filler) < context_len:
-        raise ConfigError(f"needle texts hold {len(filler)} filler tokens, fewer than context_len={context_len}; give more eval text.")
+        raise ConfigError(
+            f"needle texts hold {len(filler)} filler tokens, fewer than context_len={context_len}; give more eval text."
+        )
 
     cases = []
     for rng, needles, question, answer in drawn:
@@ -117,7 +148,9 @@ def generate_answers(model, prompts: list[list[int]], max_new_tokens: int, eos_i
     argmax loop rather than `generate`, which would merge in a checkpoint's generation_config
     (repetition penalty, ...)."""
     if len({len(p) for p in prompts}) != 1:
-        raise ConfigError(f"needle prompts decoded together must have one length; got {sorted({len(p) for p in prompts})}.")
+        raise ConfigError(
+            f"needle prompts decoded together must have one length; got {sorted({len(p) for p in prompts})}."
+        )
     # logits of the last position only: the full (context x vocab) matrix is large at long context
     out = model(input_ids=torch.tensor(prompts, device=model.device), use_cache=True, logits_to_keep=1)
     key, new = _cache_name(model), [[] for _ in prompts]
@@ -152,15 +185,25 @@ def accuracy(model, tokenizer, cases: list[NeedleCase], max_new_tokens: int = 8)
     for start in range(0, len(cases), GENERATION_BATCH):
         chunk, limits = cases[start : start + GENERATION_BATCH], budgets[start : start + GENERATION_BATCH]
         answers = generate_answers(model, [c.prompt_ids for c in chunk], max(limits), eos)
-        hits += [score(c.answer, tokenizer.decode(new[:limit], skip_special_tokens=True), c.kind) for c, new, limit in zip(chunk, answers, limits)]
+        hits += [
+            score(c.answer, tokenizer.decode(new[:limit], skip_special_tokens=True), c.kind)
+            for c, new, limit in zip(chunk, answers, limits)
+        ]
     return sum(hits) / len(hits)
 
 
-def evaluate(model, tokenizer, texts: list[str], context_lens: list[int], seeds: list[int], n: int, kind: str) -> dict[int, dict]:
+def evaluate(
+    model, tokenizer, texts: list[str], context_lens: list[int], seeds: list[int], n: int, kind: str
+) -> dict[int, dict]:
     """Accuracy per context length: mean and population std (ddof=0, defined for one seed) over
     seeds, n cases per seed."""
     out = {}
     for length in context_lens:
         per_seed = [accuracy(model, tokenizer, make_cases(texts, tokenizer, length, n, seed, kind)) for seed in seeds]
-        out[length] = {"mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed), "per_seed": per_seed, "n": n}
+        out[length] = {
+            "mean": statistics.fmean(per_seed),
+            "std": statistics.pstdev(per_seed),
+            "per_seed": per_seed,
+            "n": n,
+        }
     return out

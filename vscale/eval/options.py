@@ -41,7 +41,9 @@ class Checkpoints(Options):
         if not self.ckpt:
             raise ConfigError('--ckpt: give one or more checkpoints, e.g. --ckpt "[a.ckpt, b.ckpt]".')
         if len(self.labels) != len(self.ckpt) or len(set(self.labels)) != len(self.labels):
-            raise ConfigError(f"--label: give one distinct label per --ckpt ({len(self.ckpt)} checkpoints, labels {self.labels}).")
+            raise ConfigError(
+                f"--label: give one distinct label per --ckpt ({len(self.ckpt)} checkpoints, labels {self.labels})."
+            )
 
     @property
     def labels(self) -> list[str]:

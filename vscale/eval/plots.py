@@ -21,8 +21,14 @@ ANNOTATE_CELLS = 256
 """Heatmaps with at most this many cells per panel print each cell's value."""
 
 
-def head_heatmap_figure(runs: dict[str, list[list[float]]], label: str, title: str, vmin: float | None = None,
-                        vmax: float | None = None, threshold: float | None = None):
+def head_heatmap_figure(
+    runs: dict[str, list[list[float]]],
+    label: str,
+    title: str,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    threshold: float | None = None,
+):
     """One panel per run: a (layers x heads) grid of a per-head value, on one colour scale shared
     by every panel (`vmin`..`vmax`, default the values' range), each cell printed when the grid is
     small. With `threshold`, cells above it are outlined (the sink threshold eps for alpha)."""
@@ -34,11 +40,15 @@ def head_heatmap_figure(runs: dict[str, list[list[float]]], label: str, title: s
     fig, axes = new_figure(len(grids), max(3.2, 0.45 * heads + 1.6), max(2.6, 0.35 * layers + 1.2))
     image = None
     for ax, (run, grid) in zip(axes, grids.items()):
-        image = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=vmax, origin="lower", aspect="auto", interpolation="nearest")
+        image = ax.imshow(
+            grid, cmap="viridis", vmin=vmin, vmax=vmax, origin="lower", aspect="auto", interpolation="nearest"
+        )
         if grid.size <= ANNOTATE_CELLS:
             middle = (vmin + vmax) / 2
             for (l, h), value in np.ndenumerate(grid):
-                ax.text(h, l, f"{value:.2g}", ha="center", va="center", fontsize=7, color="k" if value > middle else "w")
+                ax.text(
+                    h, l, f"{value:.2g}", ha="center", va="center", fontsize=7, color="k" if value > middle else "w"
+                )
         if threshold is not None:
             for l, h in zip(*np.nonzero(grid > threshold)):
                 ax.add_patch(Rectangle((h - 0.5, l - 0.5), 1, 1, fill=False, edgecolor="crimson", linewidth=1.5))
@@ -49,21 +59,37 @@ def head_heatmap_figure(runs: dict[str, list[list[float]]], label: str, title: s
         ax.set_yticks(range(grid.shape[0]))
     fig.colorbar(image, ax=axes, label=label, shrink=0.9)
     if threshold is not None:
-        legend_below(fig, [Rectangle((0, 0), 1, 1, fill=False, edgecolor="crimson", linewidth=1.5)], [f"above {threshold:g}"])
+        legend_below(
+            fig, [Rectangle((0, 0), 1, 1, fill=False, edgecolor="crimson", linewidth=1.5)], [f"above {threshold:g}"]
+        )
     fig.suptitle(title)
     return fig
 
 
-def head_heatmap(runs: dict[str, list[list[float]]], path: Path, label: str, title: str, vmin: float | None = None,
-                 vmax: float | None = None, threshold: float | None = None) -> Path:
+def head_heatmap(
+    runs: dict[str, list[list[float]]],
+    path: Path,
+    label: str,
+    title: str,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    threshold: float | None = None,
+) -> Path:
     """`head_heatmap_figure` saved as a PNG at `path`."""
     return save(head_heatmap_figure(runs, label, title, vmin, vmax, threshold), path)
 
 
 def alpha_heatmap(heads: dict[str, list[list[float]]], out_dir: Path) -> Path:
     """alpha_heads.png: alpha_h (method §3) by layer and query head, sink heads (alpha_h > eps) outlined."""
-    return head_heatmap(heads, out_dir / "alpha_heads.png", f"alpha_h (mean a_t0, t < {T_EPS})",
-                        f"Attention sink per head: alpha_h, the mean attention of queries 0..{T_EPS - 1} to token 0", 0.0, 1.0, EPS)
+    return head_heatmap(
+        heads,
+        out_dir / "alpha_heads.png",
+        f"alpha_h (mean a_t0, t < {T_EPS})",
+        f"Attention sink per head: alpha_h, the mean attention of queries 0..{T_EPS - 1} to token 0",
+        0.0,
+        1.0,
+        EPS,
+    )
 
 
 def needle_accuracy_figure(runs: dict[str, dict], precisions: list[str], kinds: list[str], lengths: list[int]):
@@ -71,16 +97,27 @@ def needle_accuracy_figure(runs: dict[str, dict], precisions: list[str], kinds: 
     precision (full, then each W8A8 mode), one bar per run (mean over seeds, std as error bar).
     `runs` maps a label to its results' `needle` entry ({precision: {kind: {length: {mean, std}}}});
     a missing measurement leaves its bar out."""
-    fig, axes = new_figure(len(kinds) * len(lengths), max(4.5, 0.55 * len(precisions) * max(2, len(runs)) + 1.5), 3.2, ncols=len(lengths))
+    fig, axes = new_figure(
+        len(kinds) * len(lengths), max(4.5, 0.55 * len(precisions) * max(2, len(runs)) + 1.5), 3.2, ncols=len(lengths)
+    )
     width = 0.8 / max(1, len(runs))
     for ax, (kind, length) in zip(axes, [(k, n) for k in kinds for n in lengths]):
         for i, (run, needle) in enumerate(runs.items()):
             for x, precision in enumerate(precisions):
-                cell = ((needle.get(precision) or {}).get(kind) or {})
+                cell = (needle.get(precision) or {}).get(kind) or {}
                 cell = cell.get(length, cell.get(str(length)))
                 at = x + (i - (len(runs) - 1) / 2) * width
                 if cell:
-                    bars = ax.bar(at, cell["mean"], width, yerr=cell["std"], capsize=3, color=style(i)["color"], edgecolor="k", linewidth=0.5)
+                    bars = ax.bar(
+                        at,
+                        cell["mean"],
+                        width,
+                        yerr=cell["std"],
+                        capsize=3,
+                        color=style(i)["color"],
+                        edgecolor="k",
+                        linewidth=0.5,
+                    )
                     ax.bar_label(bars, fmt="%.2g", fontsize=7, padding=2)
                 else:  # not measured (failed or skipped): unlike a bar at 0
                     ax.text(at, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
@@ -89,31 +126,48 @@ def needle_accuracy_figure(runs: dict[str, dict], precisions: list[str], kinds: 
         set_value_axis(ax, [], "accuracy (mean over seeds)", "sink/rate")  # a fraction: fixed 0..1 axis
         ax.set_title(f"{kind}, {length} tokens")
         ax.grid(True, axis="y", alpha=0.3)
-    legend_below(fig, [Patch(facecolor=style(i)["color"], edgecolor="k") for i in range(len(runs))], list(runs), "run; error bars: std over seeds")
+    legend_below(
+        fig,
+        [Patch(facecolor=style(i)["color"], edgecolor="k") for i in range(len(runs))],
+        list(runs),
+        "run; error bars: std over seeds",
+    )
     fig.suptitle("Needle retrieval in full precision and under W8A8 (docs/method.md §5)")
     return fig
 
 
-def needle_accuracy(runs: dict[str, dict], precisions: list[str], kinds: list[str], lengths: list[int], path: Path) -> Path:
+def needle_accuracy(
+    runs: dict[str, dict], precisions: list[str], kinds: list[str], lengths: list[int], path: Path
+) -> Path:
     """`needle_accuracy_figure` saved as a PNG at `path`."""
     return save(needle_accuracy_figure(runs, precisions, kinds, lengths), path)
 
 
-def truncation_figure(runs: dict[str, dict[int, list[float]]], keep_sink: dict[str, dict[int, list[float]]] | None = None):
+def truncation_figure(
+    runs: dict[str, dict[int, list[float]]], keep_sink: dict[str, dict[int, list[float]]] | None = None
+):
     """One panel per run: 1 - cos between each layer's output with the full context and with attention
     to the last k tokens only (solid), or to them and token 0 (dashed, `keep_sink`), against the layer,
     one colour per window k."""
-    windows = sorted({k for curves in runs.values() for k in curves}, key=int)  # int keys, or their strings read back from JSON
+    windows = sorted(
+        {k for curves in runs.values() for k in curves}, key=int
+    )  # int keys, or their strings read back from JSON
     fig, axes = new_figure(len(runs), 4.8, 3.8)
     for ax in axes[1:]:
         ax.sharey(axes[0])  # before drawing, so that the shared limits cover every panel's lines
-    drawn = [v for variant in (runs, keep_sink or {}) for curves in variant.values() for ys in curves.values() for v in ys]
+    drawn = [
+        v for variant in (runs, keep_sink or {}) for curves in variant.values() for ys in curves.values() for v in ys
+    ]
     for ax, (run, curves) in zip(axes, runs.items()):
         for i, k in enumerate(windows):
             if k in curves:
                 ax.plot(range(len(curves[k])), curves[k], **style(i) | {"linestyle": "-"})
             if keep_sink and k in keep_sink.get(run, {}):
-                ax.plot(range(len(keep_sink[run][k])), keep_sink[run][k], **style(i) | {"linestyle": "--", "markerfacecolor": style(i)["color"]})
+                ax.plot(
+                    range(len(keep_sink[run][k])),
+                    keep_sink[run][k],
+                    **style(i) | {"linestyle": "--", "markerfacecolor": style(i)["color"]},
+                )
         set_value_axis(ax, drawn, "1 - cos(h_out full, h_out window)")
         ax.set_title(textwrap.fill(run, 36), fontsize=9)
         ax.set_xlabel("layer")
@@ -129,7 +183,9 @@ def truncation_figure(runs: dict[str, dict[int, list[float]]], keep_sink: dict[s
     return fig
 
 
-def truncation(runs: dict[str, dict[int, list[float]]], path: Path, keep_sink: dict[str, dict[int, list[float]]] | None = None) -> Path:
+def truncation(
+    runs: dict[str, dict[int, list[float]]], path: Path, keep_sink: dict[str, dict[int, list[float]]] | None = None
+) -> Path:
     """`truncation_figure` saved as a PNG at `path`."""
     return save(truncation_figure(runs, keep_sink), path)
 
@@ -147,19 +203,33 @@ def interpolation_figure(runs: dict[str, dict]):
         progress_ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
         norms = []
         for h, head in enumerate(result["heads"]):
-            progress_ax.plot(alphas, [math.nan if v is None else v for v in head["progress"]], color=f"C{h % 10}", linewidth=1.2)
+            progress_ax.plot(
+                alphas, [math.nan if v is None else v for v in head["progress"]], color=f"C{h % 10}", linewidth=1.2
+            )
             norm_ax.plot(alphas, head["norm"], color=f"C{h % 10}", linewidth=1.2)
             sink_ax.plot(alphas, head["attention_to_token0"], color=f"C{h % 10}", linewidth=1.2)
             norms += head["norm"]
-        for name, line in (("mlp", dict(color="k", linewidth=2.2)), ("residual", dict(color="0.4", linewidth=1.8, linestyle="--"))):
+        for name, line in (
+            ("mlp", dict(color="k", linewidth=2.2)),
+            ("residual", dict(color="0.4", linewidth=1.8, linestyle="--")),
+        ):
             progress_ax.plot(alphas, [math.nan if v is None else v for v in result[name]["progress"]], **line)
             norm_ax.plot(alphas, result[name]["norm"], **line)
             norms += result[name]["norm"]
         if "logits" in result:
-            progress_ax.plot(alphas, [math.nan if v is None else v for v in result["logits"]["progress"]], color="crimson", linewidth=1.6, linestyle="-.")
+            progress_ax.plot(
+                alphas,
+                [math.nan if v is None else v for v in result["logits"]["progress"]],
+                color="crimson",
+                linewidth=1.6,
+                linestyle="-.",
+            )
         where = f"{run}: layer {result['layer']}, position {result['position']}"
-        for ax, label, title in ((progress_ax, "progress from vector A to B", where), (norm_ax, "output norm", "norms"),
-                                 (sink_ax, "attention to token 0", "attention of the position to token 0")):
+        for ax, label, title in (
+            (progress_ax, "progress from vector A to B", where),
+            (norm_ax, "output norm", "norms"),
+            (sink_ax, "attention to token 0", "attention of the position to token 0"),
+        ):
             ax.set_xlabel("alpha (0: A, 1: B)")
             ax.set_title(title, fontsize=9)
             ax.grid(True, axis="y", alpha=0.3)
@@ -167,10 +237,16 @@ def interpolation_figure(runs: dict[str, dict]):
         set_value_axis(norm_ax, norms, "output norm")
         set_value_axis(sink_ax, [], "attention to token 0", "sink/rate")  # a fraction: fixed 0..1 axis
     handles = [Line2D([], [], color=f"C{h % 10}", linewidth=1.2) for h in range(heads)]
-    handles += [Line2D([], [], color="k", linewidth=2.2), Line2D([], [], color="0.4", linewidth=1.8, linestyle="--"),
-                Line2D([], [], color="crimson", linewidth=1.6, linestyle="-."), Line2D([], [], color="0.6", linestyle=":", linewidth=1)]
+    handles += [
+        Line2D([], [], color="k", linewidth=2.2),
+        Line2D([], [], color="0.4", linewidth=1.8, linestyle="--"),
+        Line2D([], [], color="crimson", linewidth=1.6, linestyle="-."),
+        Line2D([], [], color="0.6", linestyle=":", linewidth=1),
+    ]
     legend_below(fig, handles, [f"head {h}" for h in range(heads)] + ["MLP", "layer output", "logits", "linear path"])
-    fig.suptitle(textwrap.fill("Residual stream interpolated between two vectors: attention heads and MLP along the path", 70))
+    fig.suptitle(
+        textwrap.fill("Residual stream interpolated between two vectors: attention heads and MLP along the path", 70)
+    )
     return fig
 
 

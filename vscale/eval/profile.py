@@ -57,7 +57,9 @@ class ProfileOptions(Rows):
         if not self.model:
             raise ConfigError("--model: give a Hugging Face model directory or hub name, e.g. --model Qwen/Qwen3-0.6B.")
         if bool(self.files) == bool(self.dataset):
-            raise ConfigError('--files / --dataset: give exactly one text source, e.g. --files "[data/tiny/val.jsonl]" or --dataset allenai/c4 --dataset_config en.')
+            raise ConfigError(
+                '--files / --dataset: give exactly one text source, e.g. --files "[data/tiny/val.jsonl]" or --dataset allenai/c4 --dataset_config en.'
+            )
         if self.files:
             local_format(self.files, "--files")
         at_least_one(batches=self.batches)
@@ -83,17 +85,38 @@ def profile(o: ProfileOptions) -> dict:
 
     out_dir = Path(o.out)
     label = Path(o.model).resolve().name if Path(o.model).is_dir() else o.model
-    figures = [*violin.eval_figures({label: metrics}, {label: norms}, out_dir), plots.alpha_heatmap({label: heads["sink/alpha"]}, out_dir)]
+    figures = [
+        *violin.eval_figures({label: metrics}, {label: norms}, out_dir),
+        plots.alpha_heatmap({label: heads["sink/alpha"]}, out_dir),
+    ]
     scalers, n = vscale_modules(lm), len(ids)
-    result = {"model": o.model, "model_type": config.model_type, "vscale": scalers[0].mode if scalers else None,
-              "dtype": str(next(lm.parameters()).dtype).removeprefix("torch."), "device_map": device_map,
-              "data": {"files": o.files, "dataset": o.dataset, "dataset_config": o.dataset_config, "split": None if o.files else o.split,
-                       "text_field": o.text_field},
-              "seq_len": o.seq_len, "batch_size": o.batch_size, "batches": n, "rows": n * o.batch_size, "seed": o.seed,
-              "figures": [f.name for f in figures], "metrics": metrics, "heads": heads}
+    result = {
+        "model": o.model,
+        "model_type": config.model_type,
+        "vscale": scalers[0].mode if scalers else None,
+        "dtype": str(next(lm.parameters()).dtype).removeprefix("torch."),
+        "device_map": device_map,
+        "data": {
+            "files": o.files,
+            "dataset": o.dataset,
+            "dataset_config": o.dataset_config,
+            "split": None if o.files else o.split,
+            "text_field": o.text_field,
+        },
+        "seq_len": o.seq_len,
+        "batch_size": o.batch_size,
+        "batches": n,
+        "rows": n * o.batch_size,
+        "seed": o.seed,
+        "figures": [f.name for f in figures],
+        "metrics": metrics,
+        "heads": heads,
+    }
     (out_dir / "profile.json").write_text(json.dumps(result, indent=1))
-    print(f"{o.model}: R_GS median over layers {metrics['gsink/ratio/median']:.3g}, max sink rate {metrics['sink/rate/max']:.3g}, "
-          f"max token-0 h_out ratio {metrics['act/h_out_ratio/max']:.3g} ({n} batches x {o.batch_size} rows x {o.seq_len} tokens)")
+    print(
+        f"{o.model}: R_GS median over layers {metrics['gsink/ratio/median']:.3g}, max sink rate {metrics['sink/rate/max']:.3g}, "
+        f"max token-0 h_out ratio {metrics['act/h_out_ratio/max']:.3g} ({n} batches x {o.batch_size} rows x {o.seq_len} tokens)"
+    )
     print(f"wrote {out_dir / 'profile.json'} and {len(figures)} figures")
     return result
 
@@ -101,7 +124,9 @@ def profile(o: ProfileOptions) -> dict:
 def _batches(rows: list[torch.Tensor], batch_size: int, batches: int, seq_len: int) -> list[torch.Tensor]:
     n = len(rows) // batch_size
     if n == 0:
-        raise ConfigError(f"--seq_len {seq_len} / --batch_size {batch_size}: the data gave {len(rows)} rows of {seq_len} tokens, fewer than one batch; give more text or lower them.")
+        raise ConfigError(
+            f"--seq_len {seq_len} / --batch_size {batch_size}: the data gave {len(rows)} rows of {seq_len} tokens, fewer than one batch; give more text or lower them."
+        )
     if n < batches:
         print(f"warning: the data gave {n} full batches of the {batches} asked (--batches); profiling those.")
     return [torch.stack(rows[i * batch_size : (i + 1) * batch_size]) for i in range(n)]
@@ -109,12 +134,21 @@ def _batches(rows: list[torch.Tensor], batch_size: int, batches: int, seq_len: i
 
 def _load_resident(model: str, dtype: str, device_map: str | None):
     """The model with every weight on one device, frozen: activation gradients only are needed."""
-    lm = from_hub(from_pretrained, model, "--model", dtype=dtype if dtype == "auto" else getattr(torch, dtype), device_map=device_map, attn_implementation="sdpa")
+    lm = from_hub(
+        from_pretrained,
+        model,
+        "--model",
+        dtype=dtype if dtype == "auto" else getattr(torch, dtype),
+        device_map=device_map,
+        attn_implementation="sdpa",
+    )
     devices = {str(p.device) for p in lm.parameters()}
     if len(devices) > 1 or "meta" in devices:
         placed = sorted(set(map(str, getattr(lm, "hf_device_map", {}).values())) or devices)
-        raise ConfigError(f"--device_map {device_map!r}: model {model!r} was split over {placed} (offloaded or sharded); the diagnostics need "
-                         f"every weight resident on one device: give --device_map cuda:0 (or cpu) and a device the model fits on, or --dtype bfloat16.")
+        raise ConfigError(
+            f"--device_map {device_map!r}: model {model!r} was split over {placed} (offloaded or sharded); the diagnostics need "
+            f"every weight resident on one device: give --device_map cuda:0 (or cpu) and a device the model fits on, or --dtype bfloat16."
+        )
     return lm.eval().requires_grad_(False)
 
 
@@ -128,4 +162,6 @@ def _load_rows(o: ProfileOptions, tokenizer, n: int) -> list[torch.Tensor]:
     try:
         return list(islice(StreamingRows(ds, tokenizer, o.seq_len, o.text_field), n))
     except KeyError as e:
-        raise ConfigError(f"--text_field {o.text_field!r}: the data has no such column ({e}); name the column that holds the text.") from e
+        raise ConfigError(
+            f"--text_field {o.text_field!r}: the data has no such column ({e}); name the column that holds the text."
+        ) from e

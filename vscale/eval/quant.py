@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver
+
 from vscale.errors import ConfigError
 
 QUANT_MODES = ("per_token", "per_tensor", "per_tensor_down_proj")
@@ -45,7 +46,9 @@ def quantize_per_tensor(x: torch.Tensor, scale: float) -> torch.Tensor:
 def weight_per_channel(w: torch.Tensor) -> torch.Tensor:
     """A (out, in) weight fake-quantized with one scale per output row."""
     w = w.detach().float()
-    observer = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=QMIN, quant_max=QMAX)
+    observer = PerChannelMinMaxObserver(
+        ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=QMIN, quant_max=QMAX
+    )
     observer.to(w.device)(w)
     scale, zero = observer.calculate_qparams()
     return torch.fake_quantize_per_channel_affine(w, scale, zero.to(torch.int32), 0, QMIN, QMAX)
@@ -55,8 +58,11 @@ def quantized_linears(model: nn.Module, mode: str) -> dict[str, nn.Linear]:
     """The Linears a mode quantizes, by name: all but the LM head, or only `*mlp.down_proj`."""
     head = model.get_output_embeddings()
     return {
-        name: m for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and m is not head and (mode != "per_tensor_down_proj" or name.endswith("mlp.down_proj"))
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear)
+        and m is not head
+        and (mode != "per_tensor_down_proj" or name.endswith("mlp.down_proj"))
     }
 
 
@@ -75,10 +81,17 @@ def _quantize_input(quantize):
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, linears: dict[str, nn.Linear], batches: Iterable[torch.Tensor]) -> dict[str, MinMaxObserver]:
+def calibrate(
+    model: nn.Module, linears: dict[str, nn.Linear], batches: Iterable[torch.Tensor]
+) -> dict[str, MinMaxObserver]:
     """Run the unquantized model over batches of input_ids; one min/max observer per Linear input."""
     device = next(model.parameters()).device
-    observers = {name: MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=QMIN, quant_max=QMAX).to(device) for name in linears}
+    observers = {
+        name: MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=QMIN, quant_max=QMAX).to(
+            device
+        )
+        for name in linears
+    }
     hooks = [m.register_forward_pre_hook(_observe(observers[name])) for name, m in linears.items()]
     try:
         for input_ids in batches:

@@ -25,8 +25,16 @@ PROFILE_COLUMNS = (
 
 
 DIRECTION_WORDS = {"min": "lower is better", "max": "higher is better"}
-LM_EVAL_BETTER = {"acc": "max", "acc_norm": "max", "exact_match": "max", "f1": "max", "perplexity": "min",
-                  "word_perplexity": "min", "byte_perplexity": "min", "bits_per_byte": "min"}
+LM_EVAL_BETTER = {
+    "acc": "max",
+    "acc_norm": "max",
+    "exact_match": "max",
+    "f1": "max",
+    "perplexity": "min",
+    "word_perplexity": "min",
+    "byte_perplexity": "min",
+    "bits_per_byte": "min",
+}
 """Better direction of lm-eval metrics; a metric named by a length (RULER's score at that length) is higher-better."""
 
 
@@ -45,10 +53,16 @@ def directions(header: list[str], best: list[str | None]) -> str:
     if best and best[0] and all(d == best[0] for d in best):
         text = f"{DIRECTION_WORDS[best[0]]} in every column; the best value of a column is bold, none if checkpoints tie on it."
     else:
-        parts = [f"{DIRECTION_WORDS[d]}: {', '.join(h for h, b in zip(header, best) if b == d)}" for d in ("min", "max") if d in best]
+        parts = [
+            f"{DIRECTION_WORDS[d]}: {', '.join(h for h, b in zip(header, best) if b == d)}"
+            for d in ("min", "max")
+            if d in best
+        ]
         if None in best:
             parts.append(f"no better direction, never bold: {', '.join(h for h, b in zip(header, best) if b is None)}")
-        text = "; ".join(parts) + ". The best value of a column with a direction is bold, none if checkpoints tie on it."
+        text = (
+            "; ".join(parts) + ". The best value of a column with a direction is bold, none if checkpoints tie on it."
+        )
     return text[0].upper() + text[1:]
 
 
@@ -92,7 +106,9 @@ def eval_data_lines(results: dict) -> list[str]:
     if data.get("train_files") and data.get("val_files"):  # local files take precedence over a dataset (vscale.data)
         fields["files"] = ", ".join(data["val_files"])
     elif data.get("train_files"):
-        fields["files"] = f"{', '.join(data['train_files'])} (the held-out fraction {data.get('val_fraction')} of its documents)"
+        fields["files"] = (
+            f"{', '.join(data['train_files'])} (the held-out fraction {data.get('val_fraction')} of its documents)"
+        )
     else:
         fields["dataset"] = data.get("dataset")
         fields["dataset config"] = data.get("dataset_config")
@@ -106,7 +122,9 @@ def eval_data_lines(results: dict) -> list[str]:
     tokens = next((t for t in tokens if t), None)
     if tokens and data.get("seq_len"):
         rows = tokens // (data["seq_len"] - 1)
-        fields["rows"] = f"{rows} ({-(-rows // data['batch_size']) if data.get('batch_size') else '?'} batches, {tokens} predicted tokens)"
+        fields["rows"] = (
+            f"{rows} ({-(-rows // data['batch_size']) if data.get('batch_size') else '?'} batches, {tokens} predicted tokens)"
+        )
     else:
         fields["batches"] = f"{ev.get('batches')} (asked)"
     if ev.get("quant"):
@@ -119,8 +137,11 @@ def eval_data_lines(results: dict) -> list[str]:
 def arms_section(arms: dict, modes: list[str]) -> list[str]:
     """Perplexity (full and under each W8A8 mode) and the sink and activation columns per arm, mean ± sample std over
     its checkpoints (`vscale.eval.runs.pool`); every other measurement is pooled in results.json."""
-    keys = [("perplexity.ppl", "ppl"), *((f"w8a8.w8a8_{m}.ppl", f"ppl {m}") for m in modes),
-            *((f"profile.{name}", title) for name, title, _ in PROFILE_COLUMNS)]
+    keys = [
+        ("perplexity.ppl", "ppl"),
+        *((f"w8a8.w8a8_{m}.ppl", f"ppl {m}") for m in modes),
+        *((f"profile.{name}", title) for name, title, _ in PROFILE_COLUMNS),
+    ]
 
     def cell(arm: dict, key: str) -> str:
         s = arm["results"].get(key)
@@ -128,66 +149,166 @@ def arms_section(arms: dict, modes: list[str]) -> list[str]:
 
     header = ["arm", "checkpoints", *(title for _, title in keys)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += [f"| {name} | {len(arm['checkpoints'])} | " + " | ".join(cell(arm, k) for k, _ in keys) + " |" for name, arm in arms.items()]
-    return ["## Arms: mean ± std over each arm's checkpoints (seeds)", "",
-            "Checkpoints whose labels or run directories differ only in -seed<N> form an arm; sample std (n - 1). Every "
-            "measurement is pooled in results.json (`arms.<arm>.results`).", "", *lines, ""]
+    lines += [
+        f"| {name} | {len(arm['checkpoints'])} | " + " | ".join(cell(arm, k) for k, _ in keys) + " |"
+        for name, arm in arms.items()
+    ]
+    return [
+        "## Arms: mean ± std over each arm's checkpoints (seeds)",
+        "",
+        "Checkpoints whose labels or run directories differ only in -seed<N> form an arm; sample std (n - 1). Every "
+        "measurement is pooled in results.json (`arms.<arm>.results`).",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def render(results: dict) -> str:
     ckpts = results["checkpoints"]
     out = ["# Evaluation report", "", "## Eval data", "", *eval_data_lines(results), ""]
-    out += ["## Perplexity", "", table(["loss", "ppl"], {k: [get(c, "results", "perplexity", "loss"), get(c, "results", "perplexity", "ppl")] for k, c in ckpts.items()}, ["min", "min"]), ""]
-    out += ["## Sinks and activations (method §3, pooled over the eval rows)", "",
-            "Lower means a weaker gradient sink and smaller token-0 activations (the V-scale goal). The sink rate, the fraction "
-            "of heads with an attention sink on token 0, has no better direction: V-scale aims to keep sinks.", ""]
-    out += [table([c[1] for c in PROFILE_COLUMNS], {k: [get(c, "results", "profile", name) for name, _, _ in PROFILE_COLUMNS] for k, c in ckpts.items()}, [c[2] for c in PROFILE_COLUMNS]), ""]
+    out += [
+        "## Perplexity",
+        "",
+        table(
+            ["loss", "ppl"],
+            {
+                k: [get(c, "results", "perplexity", "loss"), get(c, "results", "perplexity", "ppl")]
+                for k, c in ckpts.items()
+            },
+            ["min", "min"],
+        ),
+        "",
+    ]
+    out += [
+        "## Sinks and activations (method §3, pooled over the eval rows)",
+        "",
+        "Lower means a weaker gradient sink and smaller token-0 activations (the V-scale goal). The sink rate, the fraction "
+        "of heads with an attention sink on token 0, has no better direction: V-scale aims to keep sinks.",
+        "",
+    ]
+    out += [
+        table(
+            [c[1] for c in PROFILE_COLUMNS],
+            {k: [get(c, "results", "profile", name) for name, _, _ in PROFILE_COLUMNS] for k, c in ckpts.items()},
+            [c[2] for c in PROFILE_COLUMNS],
+        ),
+        "",
+    ]
     modes = results["eval"]["quant"]
     if results.get("arms"):
         out += arms_section(results["arms"], modes)
     if modes:
         out += ["## W8A8 activation-range sensitivity (perplexity, method §5)", ""]
-        rows = {k: [get(c, "results", "perplexity", "ppl"), *(get(c, "results", "w8a8", f"w8a8_{m}", "ppl") for m in modes)] for k, c in ckpts.items()}
+        rows = {
+            k: [get(c, "results", "perplexity", "ppl"), *(get(c, "results", "w8a8", f"w8a8_{m}", "ppl") for m in modes)]
+            for k, c in ckpts.items()
+        }
         out += [table(["fp32", *modes], rows, ["min"] * (len(modes) + 1)), ""]
     lens, precisions = results["eval"]["needle_context_lens"], [FULL, *modes]
     seeds = len(results["eval"].get("needle_seeds") or [])
     for kind in KINDS if lens else ():
-        out += [f"## Needle retrieval, {kind} (accuracy, mean over {seeds} seeds; full precision and under W8A8, method §5)", ""]
+        out += [
+            f"## Needle retrieval, {kind} (accuracy, mean over {seeds} seeds; full precision and under W8A8, method §5)",
+            "",
+        ]
         cells = [(p, n) for p in precisions for n in lens]
-        beyond = {n for n in lens if any(get(c, "results", "needle", p, kind, n, "beyond_trained_length", default=False) for c in ckpts.values() for p in precisions)}
+        beyond = {
+            n
+            for n in lens
+            if any(
+                get(c, "results", "needle", p, kind, n, "beyond_trained_length", default=False)
+                for c in ckpts.values()
+                for p in precisions
+            )
+        }
         header = [f"{p} @{n}{' (beyond trained)' if n in beyond else ''}" for p, n in cells]
         rows = {k: [get(c, "results", "needle", p, kind, n, "mean") for p, n in cells] for k, c in ckpts.items()}
         out += [table(header, rows, ["max"] * len(cells)), ""]
-        out += ["std over seeds, same columns: " + "; ".join(f"{k}: " + ", ".join(f"{get(c, 'results', 'needle', p, kind, n, 'std', default=float('nan')):.3g}" for p, n in cells)
-                                                           for k, c in ckpts.items()), ""]
+        out += [
+            "std over seeds, same columns: "
+            + "; ".join(
+                f"{k}: "
+                + ", ".join(
+                    f"{get(c, 'results', 'needle', p, kind, n, 'std', default=float('nan')):.3g}" for p, n in cells
+                )
+                for k, c in ckpts.items()
+            ),
+            "",
+        ]
     for precision in precisions if results["eval"].get("lm_eval_tasks") else ():
         scores = {k: get(c, "results", "lm_eval", precision, default={}) for k, c in ckpts.items()}
-        columns = sorted({(t, m) for by_task in scores.values() for t, metrics in by_task.items() for m in metrics if "," in m and "stderr" not in m})
+        columns = sorted(
+            {
+                (t, m)
+                for by_task in scores.values()
+                for t, metrics in by_task.items()
+                for m in metrics
+                if "," in m and "stderr" not in m
+            }
+        )
         out += [f"## lm-evaluation-harness, {'full precision' if precision == FULL else f'W8A8 {precision}'}", ""]
         if not columns:
             out += ["No scores: see Failed measurements.", ""]
             continue
         rows = {k: [get(by_task, t, m) for t, m in columns] for k, by_task in scores.items()}
-        out += [table([f"{t} {m.split(',')[0]}" for t, m in columns], rows, [LM_EVAL_BETTER.get(m.split(",")[0], "max" if m.split(",")[0].isdigit() else None) for _, m in columns]), ""]
-    failures = {k: {m: e for m, e in c["errors"].items() if not m.endswith("_traceback")} for k, c in ckpts.items() if c["errors"]}
+        out += [
+            table(
+                [f"{t} {m.split(',')[0]}" for t, m in columns],
+                rows,
+                [LM_EVAL_BETTER.get(m.split(",")[0], "max" if m.split(",")[0].isdigit() else None) for _, m in columns],
+            ),
+            "",
+        ]
+    failures = {
+        k: {m: e for m, e in c["errors"].items() if not m.endswith("_traceback")}
+        for k, c in ckpts.items()
+        if c["errors"]
+    }
     if failures:
-        out += ["## Failed measurements", ""] + [f"- {k} / {m}: {e}" for k, errs in failures.items() for m, e in errs.items()] + [""]
+        out += (
+            ["## Failed measurements", ""]
+            + [f"- {k} / {m}: {e}" for k, errs in failures.items() for m, e in errs.items()]
+            + [""]
+        )
     out += ["## Figures", "", *(f"![{f}]({f})" for f in results["figures"]), ""]
     return "\n".join(out)
 
 
 def log_to_wandb(results: dict, out_dir, project: str, group: str | None) -> str:
     """The report's tables and figures as one wandb run (job_type eval); returns its directory."""
-    run = wandb.init(project=project, group=group, job_type="eval", dir=str(out_dir), config=results["eval"],
-                     mode="offline" if wandb_offline() else "online")
+    run = wandb.init(
+        project=project,
+        group=group,
+        job_type="eval",
+        dir=str(out_dir),
+        config=results["eval"],
+        mode="offline" if wandb_offline() else "online",
+    )
     rows = []
     for label, c in results["checkpoints"].items():
         r = c["results"]
-        rows.append([label, c["vscale"], get(r, "perplexity", "ppl", default=None),
-                     *(get(r, "w8a8", f"w8a8_{m}", "ppl", default=None) for m in results["eval"]["quant"]),
-                     *(get(r, "profile", name, default=None) for name, _, _ in PROFILE_COLUMNS)])
-    columns = ["checkpoint", "vscale", "ppl", *(f"w8a8_{m}" for m in results["eval"]["quant"]), *(n for n, _, _ in PROFILE_COLUMNS)]
-    run.log({"eval/summary": wandb.Table(columns=columns, data=rows),
-             **{f"eval/{name.removesuffix('.png')}": wandb.Image(str(out_dir / name)) for name in results["figures"]}})
+        rows.append(
+            [
+                label,
+                c["vscale"],
+                get(r, "perplexity", "ppl", default=None),
+                *(get(r, "w8a8", f"w8a8_{m}", "ppl", default=None) for m in results["eval"]["quant"]),
+                *(get(r, "profile", name, default=None) for name, _, _ in PROFILE_COLUMNS),
+            ]
+        )
+    columns = [
+        "checkpoint",
+        "vscale",
+        "ppl",
+        *(f"w8a8_{m}" for m in results["eval"]["quant"]),
+        *(n for n, _, _ in PROFILE_COLUMNS),
+    ]
+    run.log(
+        {
+            "eval/summary": wandb.Table(columns=columns, data=rows),
+            **{f"eval/{name.removesuffix('.png')}": wandb.Image(str(out_dir / name)) for name in results["figures"]},
+        }
+    )
     run.finish()
     return run.dir

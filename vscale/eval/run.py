@@ -93,22 +93,51 @@ def _plan(loaded: dict[str, Loaded], data: PackedTextData, o: RunOptions) -> mea
     seq = data.hparams.seq_len
     max_pos = min(x.model.config.max_position_embeddings for x in loaded.values())
     lens = measure.needle_lengths(seq, max_pos) if o.needle_context_lens is None else o.needle_context_lens
-    ruler_lens = [n for n in lens if n >= 2 * harness.RULER_ANSWER_TOKENS] if o.lm_eval_max_seq_lengths is None else o.lm_eval_max_seq_lengths
+    ruler_lens = (
+        [n for n in lens if n >= 2 * harness.RULER_ANSWER_TOKENS]
+        if o.lm_eval_max_seq_lengths is None
+        else o.lm_eval_max_seq_lengths
+    )
     for x in loaded.values():
         measure.check_fits(x, data.tokenizer, seq, lens, ruler_lens if o.lm_eval_tasks else [])
-    managers = harness.managers(o.lm_eval_tasks, o.lm_eval_include_path, data.hparams.tokenizer, ruler_lens, o.lm_eval_limit)
+    managers = harness.managers(
+        o.lm_eval_tasks, o.lm_eval_include_path, data.hparams.tokenizer, ruler_lens, o.lm_eval_limit
+    )
     rows = eval_batches(data, o.batches)
     data.setup("fit")
     calibration = [split_batch(b)[0] for _, b in zip(range(o.calib_batches), data.train_dataloader())]
-    return measure.Plan(rows, calibration, data.tokenizer, data.validation_texts() if lens else [], o.quant, lens, o.needle_seeds, o.needle_n,
-                        o.lm_eval_tasks, ruler_lens, managers, o.lm_eval_limit)
+    return measure.Plan(
+        rows,
+        calibration,
+        data.tokenizer,
+        data.validation_texts() if lens else [],
+        o.quant,
+        lens,
+        o.needle_seeds,
+        o.needle_n,
+        o.lm_eval_tasks,
+        ruler_lens,
+        managers,
+        o.lm_eval_limit,
+    )
 
 
 def _record(o: RunOptions, loaded: dict[str, Loaded], data: PackedTextData, plan: measure.Plan) -> dict:
     """What was measured on what, as results.json `eval` records it."""
-    return {"ckpt": o.ckpt, "labels": list(loaded), "data": dict(data.hparams), "batches": o.batches, "calib_batches": o.calib_batches,
-            "quant": o.quant, "needle_context_lens": plan.needle_lens, "needle_seeds": o.needle_seeds, "needle_n": o.needle_n, "seed": o.seed,
-            "lm_eval_tasks": o.lm_eval_tasks, "lm_eval_max_seq_lengths": plan.lm_eval_lens if o.lm_eval_tasks else None}
+    return {
+        "ckpt": o.ckpt,
+        "labels": list(loaded),
+        "data": dict(data.hparams),
+        "batches": o.batches,
+        "calib_batches": o.calib_batches,
+        "quant": o.quant,
+        "needle_context_lens": plan.needle_lens,
+        "needle_seeds": o.needle_seeds,
+        "needle_n": o.needle_n,
+        "seed": o.seed,
+        "lm_eval_tasks": o.lm_eval_tasks,
+        "lm_eval_max_seq_lengths": plan.lm_eval_lens if o.lm_eval_tasks else None,
+    }
 
 
 def _measure_all(loaded: dict[str, Loaded], plan: measure.Plan, results: dict) -> dict:
@@ -118,8 +147,15 @@ def _measure_all(loaded: dict[str, Loaded], plan: measure.Plan, results: dict) -
         measured = measure.evaluate_checkpoint(x, plan)
         if measured["gradient_norms"] is not None:
             norms[name] = measured["gradient_norms"]
-        results["checkpoints"][name] = {"path": x.path, "vscale": x.vscale, "config": x.hparams, "data": x.data, "seed": x.seed,
-                                        "results": measured["results"], "errors": measured["errors"]}
+        results["checkpoints"][name] = {
+            "path": x.path,
+            "vscale": x.vscale,
+            "config": x.hparams,
+            "data": x.data,
+            "seed": x.seed,
+            "results": measured["results"],
+            "errors": measured["errors"],
+        }
     return norms
 
 
@@ -132,5 +168,9 @@ def _figures(results: dict, norms: dict, lens: list[int], quant: list[str], out_
         figures.append(plots.alpha_heatmap(heads, out_dir))
     if lens:
         needles = {k: c["results"].get("needle", {}) for k, c in checkpoints.items()}
-        figures.append(plots.needle_accuracy(needles, [measure.FULL, *quant], list(NEEDLE_KINDS), lens, out_dir / "needle_accuracy.png"))
+        figures.append(
+            plots.needle_accuracy(
+                needles, [measure.FULL, *quant], list(NEEDLE_KINDS), lens, out_dir / "needle_accuracy.png"
+            )
+        )
     return figures

@@ -13,8 +13,12 @@ from pathlib import Path
 from vscale.errors import ConfigError
 from vscale.runs import Series, arm_of, late
 
-PROFILE = (("sink/alpha", "attention to token 0 (alpha)"), ("gsink/ratio", "gradient-sink ratio R_GS"),
-           ("act/v_ratio", "value norm, token 0 / early"), ("act/h_out_ratio", "h_out, token 0 / early"))
+PROFILE = (
+    ("sink/alpha", "attention to token 0 (alpha)"),
+    ("gsink/ratio", "gradient-sink ratio R_GS"),
+    ("act/v_ratio", "value norm, token 0 / early"),
+    ("act/h_out_ratio", "h_out, token 0 / early"),
+)
 """Panels of the per-layer profile at the end of training: (metric, title)."""
 
 
@@ -24,9 +28,15 @@ def expand(runs: list[str]) -> list[Path]:
     it matches (`runs/bb/*-off-seed*`: the attention arms of an experiment)."""
     out = []
     for name in runs:
-        named = sorted(Path(p) for p in glob.glob(name) if Path(p).is_dir()) if any(c in name for c in "*?") else [Path(name)]
+        named = (
+            sorted(Path(p) for p in glob.glob(name) if Path(p).is_dir())
+            if any(c in name for c in "*?")
+            else [Path(name)]
+        )
         if not named:
-            raise ConfigError(f"--run {name!r} matches no directory; give run directories, an experiment directory or a pattern that matches some.")
+            raise ConfigError(
+                f"--run {name!r} matches no directory; give run directories, an experiment directory or a pattern that matches some."
+            )
         for run in named:
             inside = sorted(p.parent for p in run.glob("*/metrics.csv"))
             out += inside if inside and not (run / "metrics.csv").is_file() else [run]
@@ -79,7 +89,9 @@ def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[P
         elif len(labels) == len(default):
             arms = [labels[default.index(a)] for a in arms]
         else:
-            raise ConfigError(f"--label: give one label per run ({len(runs)}) or per arm ({len(default)}: {', '.join(default)}); got {len(labels)}.")
+            raise ConfigError(
+                f"--label: give one label per run ({len(runs)}) or per arm ({len(default)}: {', '.join(default)}); got {len(labels)}."
+            )
     groups: dict[str, list[Path]] = {}
     for arm, run in zip(arms, runs):
         groups.setdefault(arm, []).append(run)
@@ -143,7 +155,10 @@ def with_layer_aggregate(series: Series, name: str) -> Series:
         return series
     steps = sorted(set.intersection(*({step for step, _ in points} for points in layers)))
     at = [dict(points) for points in layers]
-    return {**series, name: [(step, float(late.AGGREGATES[aggregate]([values[step] for values in at]))) for step in steps]}
+    return {
+        **series,
+        name: [(step, float(late.AGGREGATES[aggregate]([values[step] for values in at]))) for step in steps],
+    }
 
 
 def check_metrics(arms: dict[str, list[Series]], metrics: list[str] | None, default: list[str]) -> list[str]:
@@ -152,10 +167,14 @@ def check_metrics(arms: dict[str, list[Series]], metrics: list[str] | None, defa
     logged = {name for runs in arms.values() for series in runs for name in series}
     if metrics is None:
         if not (found := [m for m in default if m in logged]):
-            raise ConfigError(f"--run: the runs logged none of {', '.join(default)}; name the metrics to show with --metrics.")
+            raise ConfigError(
+                f"--run: the runs logged none of {', '.join(default)}; name the metrics to show with --metrics."
+            )
         return found
     if missing := [m for m in metrics if m not in logged]:
         summaries = sorted(n for n in logged if not re.search(r"/layer_\d+$", n))
-        raise ConfigError(f"--metrics {missing}: no run logged them; metrics.csv has e.g. {', '.join(summaries[:12])}, and "
-                         "per-layer <name>/layer_<l> (the README's metric table lists them all).")
+        raise ConfigError(
+            f"--metrics {missing}: no run logged them; metrics.csv has e.g. {', '.join(summaries[:12])}, and "
+            "per-layer <name>/layer_<l> (the README's metric table lists them all)."
+        )
     return metrics

@@ -70,11 +70,21 @@ class Effect:
 
     def direction(self, arm: str, reference: str) -> str:
         """One line: which direction holds, and whether the interval excludes no effect."""
-        what = f"{arm} / {reference} = {self.estimate:.3g}" if self.scale == "ratio" else f"{arm} - {reference} = {self.estimate:+.3g}"
+        what = (
+            f"{arm} / {reference} = {self.estimate:.3g}"
+            if self.scale == "ratio"
+            else f"{arm} - {reference} = {self.estimate:+.3g}"
+        )
         up = sum(v > self.null for v in self.per_seed.values())
-        verdict = f"{arm} {self.verdict} than {reference}" if self.established else f"no difference established between {arm} and {reference}"
-        return (f"{self.metric}: {what} (95% CI {self.low:.3g} to {self.high:.3g}; higher in {up}/{self.n} seeds; "
-                f"Wilcoxon p = {self.p:.2g}, adjusted {self.p_adjusted:.2g}, n = {self.n}): {verdict}")
+        verdict = (
+            f"{arm} {self.verdict} than {reference}"
+            if self.established
+            else f"no difference established between {arm} and {reference}"
+        )
+        return (
+            f"{self.metric}: {what} (95% CI {self.low:.3g} to {self.high:.3g}; higher in {up}/{self.n} seeds; "
+            f"Wilcoxon p = {self.p:.2g}, adjusted {self.p_adjusted:.2g}, n = {self.n}): {verdict}"
+        )
 
     @property
     def spread(self) -> float:
@@ -83,7 +93,9 @@ class Effect:
         return float(np.std(d, ddof=1))
 
 
-def paired_effect(metric: str, arm: dict[int, float], reference: dict[int, float], ratio: bool | None = None) -> Effect | None:
+def paired_effect(
+    metric: str, arm: dict[int, float], reference: dict[int, float], ratio: bool | None = None
+) -> Effect | None:
     """`arm` and `reference` map a seed to a run's late-window value; the seeds both have are paired. `ratio`: the
     scale, decided over a whole study so that every pair of arms is compared on the same one; default: from these
     values (`is_ratio_scale`). None with fewer than two pairs (no interval)."""
@@ -95,8 +107,16 @@ def paired_effect(metric: str, arm: dict[int, float], reference: dict[int, float
     d = np.log(a) - np.log(r) if ratio else a - r
     low, high = interval(d)
     back = np.exp if ratio else (lambda x: x)
-    return Effect(metric, "ratio" if ratio else "difference", len(seeds), float(back(d.mean())), float(back(low)), float(back(high)),
-                  signed_rank_p(d), {s: float(back(x)) for s, x in zip(seeds, d)})
+    return Effect(
+        metric,
+        "ratio" if ratio else "difference",
+        len(seeds),
+        float(back(d.mean())),
+        float(back(low)),
+        float(back(high)),
+        signed_rank_p(d),
+        {s: float(back(x)) for s, x in zip(seeds, d)},
+    )
 
 
 def adjusted(ps: list[float]) -> list[float]:
@@ -130,8 +150,14 @@ def interval(d: np.ndarray) -> tuple[float, float]:
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():  # BCa's warning where it is undefined: the percentile interval follows
             warnings.simplefilter("ignore")
-            ci = stats.bootstrap((d,), np.mean, confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method=method,
-                                 random_state=np.random.default_rng(0)).confidence_interval
+            ci = stats.bootstrap(
+                (d,),
+                np.mean,
+                confidence_level=CONFIDENCE,
+                n_resamples=RESAMPLES,
+                method=method,
+                random_state=np.random.default_rng(0),
+            ).confidence_interval
         if np.isfinite(ci.low) and np.isfinite(ci.high):
             return float(ci.low), float(ci.high)
     return math.nan, math.nan

@@ -61,11 +61,21 @@ def truncate(o: TruncateOptions) -> dict:
     rows = eval_batches(data, o.batches)
 
     where = f"t >= {max(o.windows)}" if o.queries == "common" else "t >= k"
-    result = {"windows": o.windows, "queries": f"{where} of rows of {seq} tokens", "rows": sum(b.shape[0] for b in rows),
-              "data": dict(data.hparams), "seed": o.seed, "checkpoints": {}}
+    result = {
+        "windows": o.windows,
+        "queries": f"{where} of rows of {seq} tokens",
+        "rows": sum(b.shape[0] for b in rows),
+        "data": dict(data.hparams),
+        "seed": o.seed,
+        "checkpoints": {},
+    }
     common = o.queries == "common"
     for name, x in tqdm(loaded.items(), desc="checkpoints"):
-        c = result["checkpoints"][name] = {"path": x.path, "vscale": x.vscale, "one_minus_cos": truncation(x.model, rows, o.windows, common=common)}
+        c = result["checkpoints"][name] = {
+            "path": x.path,
+            "vscale": x.vscale,
+            "one_minus_cos": truncation(x.model, rows, o.windows, common=common),
+        }
         if o.keep_sink:
             c["one_minus_cos_keep_sink"] = truncation(x.model, rows, o.windows, keep_sink=True, common=common)
         c["attended_distance"] = attended_distance(x.model, rows).tolist()
@@ -75,12 +85,25 @@ def truncate(o: TruncateOptions) -> dict:
 
 def _write(result: dict, out_dir: Path) -> None:
     checkpoints = result["checkpoints"]
-    figures = [plots.truncation({k: c["one_minus_cos"] for k, c in checkpoints.items()}, out_dir / "truncation.png",
-                                {k: c["one_minus_cos_keep_sink"] for k, c in checkpoints.items() if "one_minus_cos_keep_sink" in c}),
-               plots.head_heatmap({k: c["attended_distance"] for k, c in checkpoints.items()}, out_dir / "attended_distance.png",
-                                  "mean attended distance (tokens)", "Mean attended distance sum_j a_tj (t - j) per head, full context", vmin=0.0)]
+    figures = [
+        plots.truncation(
+            {k: c["one_minus_cos"] for k, c in checkpoints.items()},
+            out_dir / "truncation.png",
+            {k: c["one_minus_cos_keep_sink"] for k, c in checkpoints.items() if "one_minus_cos_keep_sink" in c},
+        ),
+        plots.head_heatmap(
+            {k: c["attended_distance"] for k, c in checkpoints.items()},
+            out_dir / "attended_distance.png",
+            "mean attended distance (tokens)",
+            "Mean attended distance sum_j a_tj (t - j) per head, full context",
+            vmin=0.0,
+        ),
+    ]
     result["figures"] = [f.name for f in figures]
     (out_dir / "truncate.json").write_text(json.dumps(result, indent=1))
     for name, c in checkpoints.items():
-        print(f"{name}: 1 - cos at the last layer, " + ", ".join(f"k={k}: {v[-1]:.3g}" for k, v in c["one_minus_cos"].items()))
+        print(
+            f"{name}: 1 - cos at the last layer, "
+            + ", ".join(f"k={k}: {v[-1]:.3g}" for k, v in c["one_minus_cos"].items())
+        )
     print(f"wrote {out_dir / 'truncate.json'} and {len(figures)} figures")

@@ -49,9 +49,17 @@ def gradient_violin_figure(runs: dict, title: str = ""):
         ax.scatter(range(len(rest)), token0, color="crimson", marker="D", s=40, zorder=3)
         many = len(rest) > 8  # then each "×k" stands upright above its marker, out of its neighbours' way
         for layer, (y, factor) in enumerate(zip(token0, token0_over_median(norms))):
-            ax.annotate(f"×{factor:.0f}" if factor >= 10 else f"×{factor:.2g}", (layer, y), xytext=(0, 6) if many else (7, 0),
-                        textcoords="offset points", ha="center" if many else "left", va="bottom" if many else "center",
-                        rotation=90 if many else 0, fontsize=8, color="crimson")
+            ax.annotate(
+                f"×{factor:.0f}" if factor >= 10 else f"×{factor:.2g}",
+                (layer, y),
+                xytext=(0, 6) if many else (7, 0),
+                textcoords="offset points",
+                ha="center" if many else "left",
+                va="bottom" if many else "center",
+                rotation=90 if many else 0,
+                fontsize=8,
+                color="crimson",
+            )
         if many:
             ax.set_ymargin(0.25)
         ax.set_title(run)
@@ -61,10 +69,16 @@ def gradient_violin_figure(runs: dict, title: str = ""):
         ax.yaxis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10]))
         ax.grid(True, axis="y", alpha=0.3)
     rows = shape[1] if shape else 0
-    handles = [Patch(facecolor="C0", edgecolor="C0", alpha=0.35), Line2D([], [], color="k", linewidth=1.5),
-               Line2D([], [], color="crimson", marker="D", linestyle="none")]
-    labels = [f"tokens t ≥ 1 of {rows} rows (exact zeros left out)", "median over tokens t ≥ 1",
-              f"token 0, mean over the {rows} rows; ×k: k times that median"]
+    handles = [
+        Patch(facecolor="C0", edgecolor="C0", alpha=0.35),
+        Line2D([], [], color="k", linewidth=1.5),
+        Line2D([], [], color="crimson", marker="D", linestyle="none"),
+    ]
+    labels = [
+        f"tokens t ≥ 1 of {rows} rows (exact zeros left out)",
+        "median over tokens t ≥ 1",
+        f"token 0, mean over the {rows} rows; ×k: k times that median",
+    ]
     legend_below(fig, handles, labels)
     fig.suptitle(title or "G_t = dL/dh~_t at the attention input (after RMSNorm)")
     return fig
@@ -83,7 +97,15 @@ def eval_figures(profiles: dict[str, dict[str, float]], norms: dict, out_dir: Pa
     out_dir = Path(out_dir)
     return [
         layer_profile(profiles, out_dir / "sink_rate.png", [("sink/rate", "attention sink rate")]),
-        layer_profile(profiles, out_dir / "token0_ratio.png", [("act/h_out_ratio", "h_out, token 0 / early"), ("act/r_mlp_ratio", "r_mlp, token 0 / early")]),
+        layer_profile(
+            profiles,
+            out_dir / "token0_ratio.png",
+            [("act/h_out_ratio", "h_out, token 0 / early"), ("act/r_mlp_ratio", "r_mlp, token 0 / early")],
+        ),
         layer_profile(profiles, out_dir / "gsink_ratio.png", [("gsink/ratio", "gradient-sink ratio R_GS")]),
-        gradient_violin(norms, out_dir / "grad_norm_violin.png", "log10 ||G_t|| = log10 ||dL/dh~_t|| at the attention input, by layer"),
+        gradient_violin(
+            norms,
+            out_dir / "grad_norm_violin.png",
+            "log10 ||G_t|| = log10 ||dL/dh~_t|| at the attention input, by layer",
+        ),
     ]

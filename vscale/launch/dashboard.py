@@ -25,9 +25,17 @@ from vscale.console import OneLineParser, one_line_errors
 from vscale.errors import MissingInput
 from vscale.runs import read_metrics, wandb_offline
 
-SECTIONS = (("Loss", ("train/loss", "val/", "lr-", "train/skipped")), ("Attention sink", ("sink/",)), ("Gradient sink", ("gsink/",)),
-            ("Activations", ("act/", "reshape/")), ("V-scale lambda", ("vscale/",)),
-            ("Throughput", ("train/device/", "train/items", "train/peak", "train/time", "train/batches", "train/samples", "train/lengths")))
+SECTIONS = (
+    ("Loss", ("train/loss", "val/", "lr-", "train/skipped")),
+    ("Attention sink", ("sink/",)),
+    ("Gradient sink", ("gsink/",)),
+    ("Activations", ("act/", "reshape/")),
+    ("V-scale lambda", ("vscale/",)),
+    (
+        "Throughput",
+        ("train/device/", "train/items", "train/peak", "train/time", "train/batches", "train/samples", "train/lengths"),
+    ),
+)
 """Sections of the workspace, each holding the metrics whose names start with one of its prefixes."""
 GROUP_BY = "arm"
 """The wandb config field every panel groups runs by (train.py logs it top-level)."""
@@ -46,7 +54,10 @@ def spec(experiment: str, metrics: list[str]) -> dict:
         section = next((name for name, prefixes in SECTIONS if metric.startswith(prefixes)), None)
         if section is not None:
             sections[section].append({"title": metric, "y": [metric]})
-    layered = [{"title": f"{q} by layer", "y": sorted(ys, key=lambda m: int(LAYER.match(m)["layer"]))} for q, ys in sorted(per_layer.items())]
+    layered = [
+        {"title": f"{q} by layer", "y": sorted(ys, key=lambda m: int(LAYER.match(m)["layer"]))}
+        for q, ys in sorted(per_layer.items())
+    ]
     out = [{"name": name, "panels": panels} for name, panels in sections.items() if panels]
     out.append({"name": "Per layer", "panels": layered})
     out.append({"name": "Evaluation (eval.py run --wandb)", "media": [f"eval/{f}" for f in EVAL_FIGURES]})
@@ -57,8 +68,10 @@ def logged_metrics(experiment_dir: Path) -> list[str]:
     """Every metric any run of the experiment logged (the columns of its metrics.csv files)."""
     runs = sorted(p.parent for p in experiment_dir.glob("*/metrics.csv"))
     if not runs:
-        raise MissingInput(f"--runs_dir {experiment_dir}: no run directory with a metrics.csv there; give the experiment's directory "
-                           "(run.root/run.experiment) after its runs logged a step.")
+        raise MissingInput(
+            f"--runs_dir {experiment_dir}: no run directory with a metrics.csv there; give the experiment's directory "
+            "(run.root/run.experiment) after its runs logged a step."
+        )
     return sorted({name for run in runs for name in read_metrics(run)})
 
 
@@ -69,14 +82,21 @@ def workspace(spec: dict, entity: str, project: str) -> ws.Workspace:
         if "media" in section:
             panels = [wr.MediaBrowser(title="eval figures", media_keys=section["media"])]
         else:
-            panels = [wr.LinePlot(title=p["title"], x="trainer/global_step", y=p["y"], groupby=spec["group_by"]) for p in section["panels"]]
+            panels = [
+                wr.LinePlot(title=p["title"], x="trainer/global_step", y=p["y"], groupby=spec["group_by"])
+                for p in section["panels"]
+            ]
         sections.append(ws.Section(name=section["name"], panels=panels, is_open=section["name"] != "Per layer"))
-    runset = ws.RunsetSettings(filters=ws.And(ws.Metric("Group") == spec["experiment"]), groupby=[ws.Config(spec["group_by"])])
+    runset = ws.RunsetSettings(
+        filters=ws.And(ws.Metric("Group") == spec["experiment"]), groupby=[ws.Config(spec["group_by"])]
+    )
     return ws.Workspace(entity=entity, project=project, name=spec["name"], sections=sections, runset_settings=runset)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = OneLineParser(prog="python -m vscale.dashboard", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(
+        prog="python -m vscale.dashboard", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--experiment", help="the study's run.experiment (its wandb group)")
     p.add_argument("--runs_dir", type=Path, help="its directory (default: runs/<experiment>)")
     p.add_argument("--spec", type=Path, help="create the workspace of a spec written earlier instead")
@@ -86,12 +106,18 @@ def main(argv: list[str] | None = None) -> None:
     if (args.experiment is None) == (args.spec is None):
         p.error("give --experiment (a study's run.experiment) or --spec (a dashboard.json written offline)")
     with one_line_errors():
-        built = json.loads(args.spec.read_text()) if args.spec else spec(args.experiment, logged_metrics(args.runs_dir or Path("runs") / args.experiment))
+        built = (
+            json.loads(args.spec.read_text())
+            if args.spec
+            else spec(args.experiment, logged_metrics(args.runs_dir or Path("runs") / args.experiment))
+        )
         if wandb_offline() or not args.entity:
             path = args.spec or (args.runs_dir or Path("runs") / args.experiment) / "dashboard.json"
             path.write_text(json.dumps(built, indent=1))
-            print(f"wrote {path} (no wandb network or --entity here); create the workspace where wandb is reachable with: "
-                  f"python -m vscale.dashboard --spec {path} --entity <entity> --project {args.project}")
+            print(
+                f"wrote {path} (no wandb network or --entity here); create the workspace where wandb is reachable with: "
+                f"python -m vscale.dashboard --spec {path} --entity <entity> --project {args.project}"
+            )
             return
         saved = workspace(built, args.entity, args.project).save()
         print(saved.url, file=sys.stdout)

@@ -36,38 +36,78 @@ from vscale.runs.steps import accumulation
 
 REPO = Path(__file__).resolve().parents[2]  # where train.py is; every job runs there (--chdir)
 # train.py flags the launcher sets itself, and the launcher flag to use instead
-SET_HERE = {"--model.vscale": "--modes", "--model.attention": "--attention", "--seed_everything": "--seeds", "--trainer.num_nodes": "--nodes",
-            "--trainer.devices": "--gpus-per-node", "--ckpt_path": "nothing (always last, to resume)"}
+SET_HERE = {
+    "--model.vscale": "--modes",
+    "--model.attention": "--attention",
+    "--seed_everything": "--seeds",
+    "--trainer.num_nodes": "--nodes",
+    "--trainer.devices": "--gpus-per-node",
+    "--ckpt_path": "nothing (always last, to resume)",
+}
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, list[str]]:
     cut = argv.index("--") if "--" in argv else len(argv)
-    argv, overrides = argv[:cut], argv[cut + 1:]
-    p = OneLineParser(prog="python -m vscale.launch", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, type=Path,
-                   help="train.py YAML config; its run: section names the run directories")
-    p.add_argument("--modes", nargs="+", default=[["off", "learned"]], type=_items,
-                   help=f"V-scale modes ({', '.join(MODES)}), space- or comma-separated (default: off learned)")
-    p.add_argument("--attention", nargs="+", type=_items,
-                   help=f"attention arms ({', '.join(ARMS)}), space- or comma-separated (default: the config's model.attention)")
-    p.add_argument("--seeds", nargs="+", default=[[0, 1, 2]], type=lambda s: [int(x) for x in _items(s)],
-                   help="seed_everything values, space- or comma-separated (default: 0 1 2)")
-    p.add_argument("--nodes", type=int, default=1, help="nodes per job: #SBATCH --nodes and trainer.num_nodes (default: 1)")
-    p.add_argument("--gpus-per-node", type=int, required=True,
-                   help="GPUs per node, one task each: --ntasks-per-node and trainer.devices; 0 = CPU, one task per node")
-    p.add_argument("--template", help="sbatch template, a path or a name in slurm/ "
-                   "(default: cpu with 0 GPUs, else single-node for 1 node, else multi-node)")
+    argv, overrides = argv[:cut], argv[cut + 1 :]
+    p = OneLineParser(
+        prog="python -m vscale.launch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config", required=True, type=Path, help="train.py YAML config; its run: section names the run directories"
+    )
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=[["off", "learned"]],
+        type=_items,
+        help=f"V-scale modes ({', '.join(MODES)}), space- or comma-separated (default: off learned)",
+    )
+    p.add_argument(
+        "--attention",
+        nargs="+",
+        type=_items,
+        help=f"attention arms ({', '.join(ARMS)}), space- or comma-separated (default: the config's model.attention)",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        default=[[0, 1, 2]],
+        type=lambda s: [int(x) for x in _items(s)],
+        help="seed_everything values, space- or comma-separated (default: 0 1 2)",
+    )
+    p.add_argument(
+        "--nodes", type=int, default=1, help="nodes per job: #SBATCH --nodes and trainer.num_nodes (default: 1)"
+    )
+    p.add_argument(
+        "--gpus-per-node",
+        type=int,
+        required=True,
+        help="GPUs per node, one task each: --ntasks-per-node and trainer.devices; 0 = CPU, one task per node",
+    )
+    p.add_argument(
+        "--template",
+        help="sbatch template, a path or a name in slurm/ "
+        "(default: cpu with 0 GPUs, else single-node for 1 node, else multi-node)",
+    )
     p.add_argument("--time", help="time limit, e.g. 24:00:00; USR1 90 s before it makes the run checkpoint and requeue")
     p.add_argument("--partition", help="Slurm partition (default: the cluster's)")
     p.add_argument("--account", help="Slurm account to charge")
     p.add_argument("--cpus-per-task", type=int, help="CPUs per task (per GPU), e.g. for data loading")
     p.add_argument("--mem", help="memory per node, e.g. 200G")
-    p.add_argument("--dry-run", action="store_true", help="print every script and its sbatch command; write and submit nothing")
-    p.add_argument("--local", action="store_true",
-                   help="no Slurm: run each job's train.py command here, one after another (e.g. a fine-tuning pair)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="with --local: run this many jobs at a time, the CPU threads shared among them (default: 1)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print every script and its sbatch command; write and submit nothing"
+    )
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="no Slurm: run each job's train.py command here, one after another (e.g. a fine-tuning pair)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="with --local: run this many jobs at a time, the CPU threads shared among them (default: 1)",
+    )
     return p, p.parse_args(argv), overrides
 
 
@@ -128,15 +168,21 @@ def main(argv: list[str] | None = None) -> None:
     p, args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     # Every check runs before the first submission, so bad input never leaves half a sweep queued.
     template, run, overrides = check(p, args, overrides)
-    ids = [run.identity(mode, seed, attention)
-           for attention, mode, seed in product(dict.fromkeys(args.attention), dict.fromkeys(args.modes), dict.fromkeys(args.seeds))]
+    ids = [
+        run.identity(mode, seed, attention)
+        for attention, mode, seed in product(
+            dict.fromkeys(args.attention), dict.fromkeys(args.modes), dict.fromkeys(args.seeds)
+        )
+    ]
     jobs = [(REPO / run_id.dir, script(p, template, run_id, args, overrides)) for run_id in ids]
     if not (args.dry_run or args.local) and shutil.which("sbatch") is None:
         p.error("sbatch is not on PATH: run on a Slurm login node, or add --dry-run to print the scripts")
     prepared = config_section(args.config, overrides, "data").get("prepared")
     if prepared and not (REPO / prepared / "meta.json").is_file():
-        missing = (f"data.prepared={prepared!r} is not prepared yet (jobs run in {REPO}): run `python -m vscale.prepare --config "
-                   f"{args.config} --out {prepared}` first (see the config's header), or pass -- --data.prepared=null to stream")
+        missing = (
+            f"data.prepared={prepared!r} is not prepared yet (jobs run in {REPO}): run `python -m vscale.prepare --config "
+            f"{args.config} --out {prepared}` first (see the config's header), or pass -- --data.prepared=null to stream"
+        )
         if not args.dry_run:
             p.error(missing)
         print(f"warning: {missing}")
@@ -149,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         submit(run_dir, text, args.dry_run)
 
 
-def check(p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[str]) -> tuple[Path, RunConfig, list[str]]:
+def check(
+    p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[str]
+) -> tuple[Path, RunConfig, list[str]]:
     """The launcher's own options and the overrides after `--`, refused with `p.error` when wrong;
     returns the template, the run config and the overrides train.py gets."""
     if not args.config.is_file():
@@ -157,10 +205,15 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace, overrides: list[
     if args.nodes < 1:
         p.error(f"--nodes {args.nodes}: must be at least 1")
     if args.jobs < 1 or (args.jobs > 1 and not args.local):
-        p.error(f"--jobs {args.jobs}: give a number >= 1, and more than 1 only with --local (Slurm schedules submitted jobs itself)")
+        p.error(
+            f"--jobs {args.jobs}: give a number >= 1, and more than 1 only with --local (Slurm schedules submitted jobs itself)"
+        )
     args.modes, args.seeds = [m for ms in args.modes for m in ms], [s for ss in args.seeds for s in ss]
-    args.attention = [a for arms in args.attention for a in arms] if args.attention else [
-        config_section(args.config, overrides, "model").get("attention") or "softmax"]
+    args.attention = (
+        [a for arms in args.attention for a in arms]
+        if args.attention
+        else [config_section(args.config, overrides, "model").get("attention") or "softmax"]
+    )
     for field, given, known in (("--modes", args.modes, MODES), ("--attention", args.attention, ARMS)):
         if unknown := [x for x in given if x not in known]:
             p.error(f"{field} {' '.join(unknown)}: unknown; choose from {', '.join(known)}")
@@ -201,18 +254,33 @@ def check_batch(p: argparse.ArgumentParser, args: argparse.Namespace, overrides:
         accumulate = accumulation(data["global_batch"], batch, devices, given)
     except ValueError as e:
         p.error(f"--nodes {args.nodes} x --gpus-per-node {args.gpus_per_node}: {e}")
-    return (f"global batch per job: data.batch_size {batch} x {devices} device(s) ({args.nodes} node(s) x {args.gpus_per_node or 1}) "
-            f"x accumulate_grad_batches {accumulate} (derived) = {batch * devices * accumulate} rows per optimizer step")
+    return (
+        f"global batch per job: data.batch_size {batch} x {devices} device(s) ({args.nodes} node(s) x {args.gpus_per_node or 1}) "
+        f"x accumulate_grad_batches {accumulate} (derived) = {batch * devices * accumulate} rows per optimizer step"
+    )
 
 
-def script(p: argparse.ArgumentParser, template: Path, run_id: RunId, args: argparse.Namespace, overrides: list[str]) -> str:
+def script(
+    p: argparse.ArgumentParser, template: Path, run_id: RunId, args: argparse.Namespace, overrides: list[str]
+) -> str:
     """The sbatch script of one job, checked to give Slurm and the trainer the same nodes and devices."""
     devices = args.gpus_per_node or 1
     values = dict(
-        job_name=f"{run_id.experiment}-{run_id.name}", nodes=args.nodes, devices=devices,
-        gpus_per_node=args.gpus_per_node or None, cpus_per_task=args.cpus_per_task, mem=args.mem,
-        time=args.time, partition=args.partition, account=args.account, run_dir=REPO / run_id.dir, repo=REPO,
-        config=shlex.quote(str(args.config.resolve())), attention=run_id.attention, mode=run_id.mode, seed=run_id.seed,
+        job_name=f"{run_id.experiment}-{run_id.name}",
+        nodes=args.nodes,
+        devices=devices,
+        gpus_per_node=args.gpus_per_node or None,
+        cpus_per_task=args.cpus_per_task,
+        mem=args.mem,
+        time=args.time,
+        partition=args.partition,
+        account=args.account,
+        run_dir=REPO / run_id.dir,
+        repo=REPO,
+        config=shlex.quote(str(args.config.resolve())),
+        attention=run_id.attention,
+        mode=run_id.mode,
+        seed=run_id.seed,
         overrides=shlex.join(overrides),
     )  # jobs run in REPO: a relative run.root is relative to it
     try:
@@ -221,8 +289,10 @@ def script(p: argparse.ArgumentParser, template: Path, run_id: RunId, args: argp
         p.error(f"--template {template}: a placeholder the launcher does not fill, or a stray $: {e!r}")
     for option, flag, want in (("nodes", "--nodes", args.nodes), ("ntasks-per-node", "--gpus-per-node", devices)):
         if sbatch_option(text, option) != str(want):
-            p.error(f"--template {template}: #SBATCH --{option}={sbatch_option(text, option)} but {flag} "
-                    f"gives the trainer {want}; pick a template that matches, or change {flag}")
+            p.error(
+                f"--template {template}: #SBATCH --{option}={sbatch_option(text, option)} but {flag} "
+                f"gives the trainer {want}; pick a template that matches, or change {flag}"
+            )
     return text
 
 

@@ -10,8 +10,13 @@ SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 """Pre-norm RMSNorm decoders (method §1) whose attention goes through transformers' function registry."""
 
 
-def check_model(config, who: str = "the model", tokenizer=None, tokenizer_field: str = "data.tokenizer",
-                lengths: dict[str, int] | None = None) -> None:
+def check_model(
+    config,
+    who: str = "the model",
+    tokenizer=None,
+    tokenizer_field: str = "data.tokenizer",
+    lengths: dict[str, int] | None = None,
+) -> None:
     """Everything a model must be here: a pre-norm RMSNorm decoder (method §1), a vocabulary holding
     every id of the tokenizer used with it, and positions for every length asked (`lengths`:
     field -> tokens). `who` names the model in the messages."""
@@ -35,16 +40,23 @@ def check_model(config, who: str = "the model", tokenizer=None, tokenizer_field:
             )
 
 
-def check_interventions(config, vscale: str | None = None, lam: float = 1.0, attention: str | None = None,
-                        kernel: str | None = None, who: str = "the model") -> None:
+def check_interventions(
+    config,
+    vscale: str | None = None,
+    lam: float = 1.0,
+    attention: str | None = None,
+    kernel: str | None = None,
+    who: str = "the model",
+) -> None:
     """A model that exists (`apply_*`, the config of `config`) can take the interventions asked:
     it is a model `check_model` accepts, and `check_asked` holds."""
     check_model(config, who)
     check_asked(config, vscale, lam, attention, kernel)
 
 
-def check_asked(config, vscale: str | None = None, lam: float = 1.0, attention: str | None = None,
-                kernel: str | None = None) -> None:
+def check_asked(
+    config, vscale: str | None = None, lam: float = 1.0, attention: str | None = None, kernel: str | None = None
+) -> None:
     """V-scale `vscale` with lambda `lam` and the attention arm `attention` (None: not asked) on the
     attention kernel `kernel` (default: the config's own), for a config already checked to be a
     supported decoder (`check_model`, or `build_config`'s, which checks it where it enters)."""

@@ -4,7 +4,6 @@ attention arm, both reached through the attention pipeline (`vscale.model.pipeli
 The public `apply_*` functions are entry points: they check their arguments (`checks`) and
 install. The training module checks once in its constructor and calls `install` directly."""
 
-import torch
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -40,8 +39,13 @@ def _install_arm(model: PreTrainedModel, attention: str) -> None:
             arm.install(attn)
 
 
-def install(model: PreTrainedModel, vscale: str | None = None, attention: str | None = None, lam: float = 1.0,
-            sigma: float = SIGMA) -> PreTrainedModel:
+def install(
+    model: PreTrainedModel,
+    vscale: str | None = None,
+    attention: str | None = None,
+    lam: float = 1.0,
+    sigma: float = SIGMA,
+) -> PreTrainedModel:
     """The arm, then V-scale (None: keep what is installed), trusting them to be checked; the two compose on
     every arm. The model is switched to the pipeline once, whatever was installed."""
     if attention is not None:
@@ -52,8 +56,9 @@ def install(model: PreTrainedModel, vscale: str | None = None, attention: str | 
     return model
 
 
-def apply_vscale(model: PreTrainedModel, mode: str = "learned", lam: float = 1.0,
-                 sigma: float = SIGMA) -> PreTrainedModel:
+def apply_vscale(
+    model: PreTrainedModel, mode: str = "learned", lam: float = 1.0, sigma: float = SIGMA
+) -> PreTrainedModel:
     """Install V-scale in place on a Llama/Mistral/Qwen2/Qwen3 causal LM and return it.
 
     `mode` is one of off|fixed|learned|backward (docs/method.md §2); `lam` is lambda for `fixed` and
@@ -71,8 +76,9 @@ def apply_attention(model: PreTrainedModel, attention: str = "softmax") -> PreTr
     return install(model, attention=attention)
 
 
-def apply_interventions(model: PreTrainedModel, vscale: str = "off", attention: str = "softmax", lam: float = 1.0,
-                        sigma: float = SIGMA) -> PreTrainedModel:
+def apply_interventions(
+    model: PreTrainedModel, vscale: str = "off", attention: str = "softmax", lam: float = 1.0, sigma: float = SIGMA
+) -> PreTrainedModel:
     """`apply_attention` then `apply_vscale`, checked together first."""
     check_interventions(getattr(model, "config", None), vscale, lam, attention, who=type(model).__name__)
     return install(model, vscale, attention, lam, sigma)

@@ -57,7 +57,9 @@ def recomputed_lse(q: torch.Tensor, k: torch.Tensor, scaling: float, max_element
     pos = torch.arange(T, device=q.device)
     for start in range(0, T, chunk):
         stop = min(T, start + chunk)
-        causal = torch.zeros(stop - start, stop, device=q.device).masked_fill_(pos[:stop] > pos[start:stop, None], float("-inf"))
+        causal = torch.zeros(stop - start, stop, device=q.device).masked_fill_(
+            pos[:stop] > pos[start:stop, None], float("-inf")
+        )
         scores = (q[..., start:stop, :] @ k[..., :stop, :].transpose(-1, -2)).mul_(scaling).add_(causal)
         lse[..., start:stop] = scores.logsumexp(-1)
     return lse.view(B, H, T)
@@ -70,8 +72,9 @@ def causal_lse(q: torch.Tensor, k: torch.Tensor, scaling: float, fused: bool = T
 
 
 @torch.no_grad()
-def token0_weights(q: torch.Tensor, k: torch.Tensor, scaling: float, slot: torch.Tensor | None = None,
-                   fused: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token0_weights(
+    q: torch.Tensor, k: torch.Tensor, scaling: float, slot: torch.Tensor | None = None, fused: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """a_t0 = exp(<q_t,k_0> * scaling - LSE_t), (batch, heads, tokens), in float32; keys may have
     fewer (GQA) heads than queries. With `slot`, the logits (broadcastable to (batch, heads,
     tokens)) of a key that is not a token but joins every normaliser (a sink logit, a bias key),

@@ -52,5 +52,7 @@ def from_pretrained(path: str, **kwargs) -> PreTrainedModel:
     if (Path(path) / ARM_FILE).is_file():
         missing, unexpected = model.load_state_dict(load_file(str(Path(path) / ARM_FILE)), strict=False)
         if unexpected or any(".arm." in k for k in missing):
-            raise ConfigError(f"{path}: {ARM_FILE} does not match the {info['attention']!r} arm (unexpected {unexpected}).")
+            raise ConfigError(
+                f"{path}: {ARM_FILE} does not match the {info['attention']!r} arm (unexpected {unexpected})."
+            )
     return model

@@ -11,8 +11,13 @@ import numpy as np
 WINDOW = 0.25
 """Fraction of a run's logged steps, the last ones, whose median summarises it."""
 LAYER = re.compile(r"/layer_(\d+)$")
-AGGREGATES = {"mean": np.mean, "median": np.median, "max": np.max, "min": np.min,
-              "iqr": lambda x: np.quantile(x, 0.75) - np.quantile(x, 0.25)}
+AGGREGATES = {
+    "mean": np.mean,
+    "median": np.median,
+    "max": np.max,
+    "min": np.min,
+    "iqr": lambda x: np.quantile(x, 0.75) - np.quantile(x, 0.25),
+}
 
 
 def late_median(points: list[tuple[int, float]], window: float = WINDOW) -> float | None:
@@ -20,14 +25,19 @@ def late_median(points: list[tuple[int, float]], window: float = WINDOW) -> floa
     values = [v for _, v in sorted(points) if math.isfinite(v)]
     if not values:
         return None
-    return float(np.median(values[-max(1, math.ceil(window * len(values))):]))
+    return float(np.median(values[-max(1, math.ceil(window * len(values))) :]))
 
 
-def layer_medians(series: dict[str, list[tuple[int, float]]], quantity: str, window: float = WINDOW) -> dict[int, float]:
+def layer_medians(
+    series: dict[str, list[tuple[int, float]]], quantity: str, window: float = WINDOW
+) -> dict[int, float]:
     """{layer: late median} of a per-layer quantity's `<quantity>/layer_<l>` columns, in layer order (layers with no
     finite value left out)."""
-    found = {int(m.group(1)): points for k, points in series.items()
-             if k.startswith(f"{quantity}/layer_") and (m := LAYER.search(k))}
+    found = {
+        int(m.group(1)): points
+        for k, points in series.items()
+        if k.startswith(f"{quantity}/layer_") and (m := LAYER.search(k))
+    }
     return {layer: v for layer in sorted(found) if (v := late_median(found[layer], window)) is not None}
 
 
@@ -42,7 +52,9 @@ def late_value(series: dict[str, list[tuple[int, float]]], name: str, window: fl
     return late_median(series[name], window) if name in series else None
 
 
-def late_summary(series: dict[str, list[tuple[int, float]]], window: float = WINDOW, skip: tuple[str, ...] = ()) -> dict[str, float]:
+def late_summary(
+    series: dict[str, list[tuple[int, float]]], window: float = WINDOW, skip: tuple[str, ...] = ()
+) -> dict[str, float]:
     """`late/<name>`: the late-window value of every logged metric but the per-layer columns (their layer
     aggregates `<quantity>/<mean|median|max|min|iqr>` are recomputed from the layers) and names holding `skip`."""
     names = [n for n in series if not LAYER.search(n) and not any(s in n for s in skip)]

@@ -13,7 +13,9 @@ def read_metrics(run_dir: Path) -> Series:
     """A run's metrics.csv as {name: [(step, value), ...]}."""
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
-        raise MissingInput(f"{run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>).")
+        raise MissingInput(
+            f"{run_dir}: no metrics.csv there; give a run directory written by train.py (runs/<experiment>/<name>)."
+        )
     series: Series = {}
     with open(path) as f:
         for row in csv.DictReader(f):

@@ -71,7 +71,9 @@ class VScaleCLI(LightningCLI):
         identity, which names its directory, its wandb run and its arm."""
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         cpu.pin(cfg["run"]["cpu_capability"], may_restart=self._command_line)
-        self.run_id = RunConfig(**cfg["run"].as_dict()).identity(cfg["model"]["vscale"], cfg["seed_everything"], cfg["model"]["attention"])
+        self.run_id = RunConfig(**cfg["run"].as_dict()).identity(
+            cfg["model"]["vscale"], cfg["seed_everything"], cfg["model"]["attention"]
+        )
 
     def _config(self):
         """The instantiated config of this command (`fit`), or the whole one without a subcommand (run=False)."""
@@ -82,8 +84,10 @@ class VScaleCLI(LightningCLI):
         run_dir = self.run_id.dir
         cfg["ckpt_path"] = check_run_dir(run_dir, cfg.get("ckpt_path"))
         trainer = super().instantiate_trainer(
-            logger=run_loggers(cfg["run"], self.run_id), callbacks=run_callbacks(cfg["run"], run_dir, cfg["trainer"]),
-            plugins=run_plugins(cfg["trainer"]), default_root_dir=str(run_dir),
+            logger=run_loggers(cfg["run"], self.run_id),
+            callbacks=run_callbacks(cfg["run"], run_dir, cfg["trainer"]),
+            plugins=run_plugins(cfg["trainer"]),
+            default_root_dir=str(run_dir),
             enable_model_summary=False,  # the summary is RunModelSummary's; Lightning would only say it adds none
             **kwargs,
         )
@@ -96,13 +100,18 @@ class VScaleCLI(LightningCLI):
         """The accumulation `data.global_batch` asks for and the validation interval `run.val_every_n_steps` asks for,
         in micro-batches, once the trainer knows its device count."""
         cfg, data = self._config(), self.datamodule.hparams
-        trainer.accumulate_grad_batches = accumulation(data.global_batch, data.batch_size, trainer.world_size, trainer.accumulate_grad_batches)
-        trainer.val_check_interval = val_check_interval(cfg["run"].val_every_n_steps, trainer.accumulate_grad_batches,
-                                                        cfg["trainer"].get("val_check_interval"))
+        trainer.accumulate_grad_batches = accumulation(
+            data.global_batch, data.batch_size, trainer.world_size, trainer.accumulate_grad_batches
+        )
+        trainer.val_check_interval = val_check_interval(
+            cfg["run"].val_every_n_steps, trainer.accumulate_grad_batches, cfg["trainer"].get("val_check_interval")
+        )
 
     def before_fit(self) -> None:
         data, trainer = self.datamodule.hparams, self.trainer
-        check_model(self.model.model.config, tokenizer=self.datamodule.tokenizer, lengths={"data.seq_len": data.seq_len})
+        check_model(
+            self.model.model.config, tokenizer=self.datamodule.tokenizer, lengths={"data.seq_len": data.seq_len}
+        )
         if self.datamodule.task is not None:
             self.datamodule.task.check_fits(self.model.model.config.vocab_size)
         cfg = self._config()
@@ -114,8 +123,15 @@ class VScaleCLI(LightningCLI):
             f" x accumulate_grad_batches {trainer.accumulate_grad_batches} x {trainer.world_size} device(s)"
         )
         for logger in trainer.loggers:
-            logger.log_hyperparams({"effective_global_batch": rows, "effective_accumulate_grad_batches": trainer.accumulate_grad_batches,
-                                    "world_size": trainer.world_size, **self._arm(), **cpu.description()})
+            logger.log_hyperparams(
+                {
+                    "effective_global_batch": rows,
+                    "effective_accumulate_grad_batches": trainer.accumulate_grad_batches,
+                    "world_size": trainer.world_size,
+                    **self._arm(),
+                    **cpu.description(),
+                }
+            )
 
     def _arm(self) -> dict:
         """The config fields that define an arm, top-level (wandb groups and dashboards group runs by them)."""
@@ -131,8 +147,10 @@ def run_callbacks(run: RunConfig, run_dir: Path, trainer: dict) -> list[Callback
     model summary unless turned off), each left out where `trainer.callbacks` configures its kind, then those."""
     configured = trainer.get("callbacks") or []
     if any(isinstance(c, Diagnostics) for c in configured):
-        raise ConfigError("trainer.callbacks lists vscale.train.callbacks.Diagnostics: configure it under diagnostics: "
-                          "(every_n_steps, profile_figure; every run has it) and remove it from trainer.callbacks.")
+        raise ConfigError(
+            "trainer.callbacks lists vscale.train.callbacks.Diagnostics: configure it under diagnostics: "
+            "(every_n_steps, profile_figure; every run has it) and remove it from trainer.callbacks."
+        )
     has = lambda kind: any(isinstance(c, kind) for c in configured)
     wants_bar = trainer.get("enable_progress_bar") is not False and not has(ProgressBar)
     wants_summary = trainer.get("enable_model_summary") is not False and not has(ModelSummary)

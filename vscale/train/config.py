@@ -24,8 +24,14 @@ def check_run_dir(run_dir: Path, ckpt_path: str | None) -> str | None:
     path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path) if ckpt_path else None
     if path is not None and path.is_file() and not whole(path):
         good = next((p for p in reversed(found) if p != path and whole(p)), None)
-        fix = f"resume from the newest whole one with --ckpt_path {good}" if good else "no other checkpoint there is whole: start afresh with --run.name=<new name>"
-        raise DamagedCheckpoint(f"--ckpt_path {ckpt_path}: {path} is damaged (cut short or overwritten, not a whole checkpoint); {fix}.")
+        fix = (
+            f"resume from the newest whole one with --ckpt_path {good}"
+            if good
+            else "no other checkpoint there is whole: start afresh with --run.name=<new name>"
+        )
+        raise DamagedCheckpoint(
+            f"--ckpt_path {ckpt_path}: {path} is damaged (cut short or overwritten, not a whole checkpoint); {fix}."
+        )
     return ckpt_path
 
 

@@ -26,7 +26,11 @@ class _ContinuingWriter(ExperimentWriter):
     def log_metrics(self, metrics_dict: dict, step: int | None = None) -> None:
         pending = self.metrics[-1] if self.metrics else None
         super().log_metrics(metrics_dict, step)
-        if pending is not None and pending["step"] == self.metrics[-1]["step"] and not (pending.keys() & metrics_dict.keys()):
+        if (
+            pending is not None
+            and pending["step"] == self.metrics[-1]["step"]
+            and not (pending.keys() & metrics_dict.keys())
+        ):
             pending.update(self.metrics.pop())
 
     def _check_log_dir_exists(self) -> None:

@@ -32,16 +32,22 @@ def check_arm_trainable(model: torch.nn.Module, attention: str, patterns: list[s
     """A retrofitted arm starts from its paper's initialisation: frozen there, it is not the arm."""
     arm = [p for name, p in model.named_parameters() if ".arm." in name]
     if arm and not any(p.requires_grad for p in arm):
-        raise ConfigError(f"model.trainable={patterns} leaves model.attention={attention!r} frozen at its initialisation: add "
-                         f"'*.arm.*' to model.trainable, or use model.attention=softmax.")
+        raise ConfigError(
+            f"model.trainable={patterns} leaves model.attention={attention!r} frozen at its initialisation: add "
+            f"'*.arm.*' to model.trainable, or use model.attention=softmax."
+        )
 
 
 def check_recipe(lr: float, min_lr: float, warmup_steps: int, weight_decay: float, betas, eps: float) -> None:
     """Each optimizer field in its own range first, then how they relate, so a message blames the field that is wrong."""
-    for field, value, ok, rule in (("lr", lr, lr > 0, "> 0"), ("min_lr", min_lr, min_lr >= 0, ">= 0"),
-                                   ("warmup_steps", warmup_steps, warmup_steps >= 0, ">= 0"),
-                                   ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"), ("eps", eps, eps > 0, "> 0"),
-                                   ("betas", list(betas), len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)")):
+    for field, value, ok, rule in (
+        ("lr", lr, lr > 0, "> 0"),
+        ("min_lr", min_lr, min_lr >= 0, ">= 0"),
+        ("warmup_steps", warmup_steps, warmup_steps >= 0, ">= 0"),
+        ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
+        ("eps", eps, eps > 0, "> 0"),
+        ("betas", list(betas), len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
+    ):
         if not ok:
             raise ConfigError(f"model.{field}={value} must be {rule}.")
     if min_lr > lr:
@@ -103,7 +109,9 @@ class VScaleLM(L.LightningModule):
         check_asked(config, vscale, vscale_lambda, attention, attn_implementation)
         self.save_hyperparameters()
         self.hparams.trainable = trainable = as_list(trainable)  # one pattern: a list of one
-        self.model = install(build_model(config, pretrained, attn_implementation, embedding_std), vscale, attention, vscale_lambda)
+        self.model = install(
+            build_model(config, pretrained, attn_implementation, embedding_std), vscale, attention, vscale_lambda
+        )
         if trainable is not None:
             freeze_except(self.model, trainable)
             check_arm_trainable(self.model, attention, trainable)
@@ -187,5 +195,7 @@ class VScaleLM(L.LightningModule):
         hp, total = self.hparams, self.trainer.max_steps
         if total is None or total <= 0:
             raise ConfigError("trainer.max_steps must be set (> 0): the cosine schedule decays over it.")
-        optimizer, schedule = build_optimizer(self.model, hp.lr, hp.min_lr, hp.warmup_steps, total, hp.weight_decay, tuple(hp.betas), hp.eps)
+        optimizer, schedule = build_optimizer(
+            self.model, hp.lr, hp.min_lr, hp.warmup_steps, total, hp.weight_decay, tuple(hp.betas), hp.eps
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

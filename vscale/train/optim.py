@@ -24,8 +24,16 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, lr: float, min
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, lr: float, min_lr: float, warmup_steps: int, total_steps: int,
-                    weight_decay: float, betas: tuple[float, float], eps: float):
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    min_lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    weight_decay: float,
+    betas: tuple[float, float],
+    eps: float,
+):
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, lr, min_lr) / lr

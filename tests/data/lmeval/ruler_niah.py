@@ -9,8 +9,10 @@ from lm_eval.tasks.ruler.common_utils import get_tokenizer, process_results, res
 __all__ = ["niah_single", "process_results"]
 
 # RULER's niah_utils.TEMPLATE and needle, single-needle wording (prepare_niah.generate_input_output)
-TEMPLATE = ("A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the number "
-            "afterwards.\n{context}\nWhat is the special magic number for {key} mentioned in the provided text?")
+TEMPLATE = (
+    "A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the number "
+    "afterwards.\n{context}\nWhat is the special magic number for {key} mentioned in the provided text?"
+)
 NEEDLE = "One of the special magic numbers for {key} is: {value}."
 HAYSTACK = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 KEYS = ("amber-river", "quiet-lantern", "brisk-meadow", "hollow-cedar")
@@ -31,13 +33,20 @@ def _sample(rng: random.Random, tokenizer, max_length: int) -> dict:
 
     low, high = 0, max_length  # build(low) fits (checked below), build(high) does not
     if build(0)[1] > max_length:
-        raise ValueError(f"max_seq_lengths {max_length}: too short for the template, one needle and {ANSWER_TOKENS} answer tokens.")
+        raise ValueError(
+            f"max_seq_lengths {max_length}: too short for the template, one needle and {ANSWER_TOKENS} answer tokens."
+        )
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if build(middle)[1] <= max_length else (low, middle)
     text, length = build(low)
-    return {"input": text, "outputs": [value], "length": length, "max_length": max_length,
-            "gen_prefix": f"The special magic number for {key} mentioned in the provided text is"}
+    return {
+        "input": text,
+        "outputs": [value],
+        "length": length,
+        "max_length": max_length,
+        "gen_prefix": f"The special magic number for {key} mentioned in the provided text is",
+    }
 
 
 def niah_single(**metadata):

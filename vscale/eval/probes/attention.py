@@ -32,17 +32,25 @@ def attention_weights(output, layer: int) -> torch.Tensor:
     slots' share is `sink/extra_mass`)."""
     weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
     if weights is None:
-        raise RuntimeError(f"layer {layer}'s attention returned no weights under the eager kernel; its attention arm does not form them.")
+        raise RuntimeError(
+            f"layer {layer}'s attention returned no weights under the eager kernel; its attention arm does not form them."
+        )
     return weights[..., -weights.shape[-2] :]
 
 
 @torch.no_grad()
-def layer_outputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+def layer_outputs(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, start: int = 0
+) -> torch.Tensor:
     """h_out of every decoder layer at positions `start`.., (layers, batch, tokens, d_model), in
     float64 (1 - cos of nearly equal vectors needs the digits)."""
     captured: list[torch.Tensor] = []
-    hooks = [layer.register_forward_hook(lambda m, args, out: captured.append((out[0] if isinstance(out, tuple) else out)[:, start:].double()))
-             for layer in decoder_layers(model)]
+    hooks = [
+        layer.register_forward_hook(
+            lambda m, args, out: captured.append((out[0] if isinstance(out, tuple) else out)[:, start:].double())
+        )
+        for layer in decoder_layers(model)
+    ]
     try:
         model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
     finally:

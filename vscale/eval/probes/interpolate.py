@@ -18,9 +18,9 @@ steepest step, max |d progress / d alpha| over the grid, summarises it (1 for a 
 import torch
 from torch import nn
 
-from vscale.model.pipeline import TAP, decoder_layers, is_routed, route_through_pipeline, unroute
-from vscale.eval.probes.attention import attention_weights, materialised_attention
 from vscale.errors import ConfigError
+from vscale.eval.probes.attention import attention_weights, materialised_attention
+from vscale.model.pipeline import TAP, decoder_layers, is_routed, route_through_pipeline, unroute
 
 
 def check_path(n_layers: int, layer: int, steps: int, positions: dict[str, tuple[int, int]]) -> None:
@@ -32,14 +32,18 @@ def check_path(n_layers: int, layer: int, steps: int, positions: dict[str, tuple
         raise ConfigError(f"--steps {steps}: the path needs at least 2 points (alpha = 0 and 1).")
     for field, (position, length) in positions.items():
         if not -length <= position < length:
-            raise ConfigError(f"--position {position}: {field} has {length} tokens; give a position in {-length}..{length - 1} (negative counts from the end).")
+            raise ConfigError(
+                f"--position {position}: {field} has {length} tokens; give a position in {-length}..{length - 1} (negative counts from the end)."
+            )
 
 
 @torch.no_grad()
 def residual_at(model: nn.Module, input_ids: list[int], layer: int, position: int) -> torch.Tensor:
     """The residual stream entering decoder layer `layer` at `position`, (d_model,)."""
     captured = []
-    hook = decoder_layers(model)[layer].register_forward_pre_hook(lambda m, args: captured.append(args[0][0, position].clone()))
+    hook = decoder_layers(model)[layer].register_forward_pre_hook(
+        lambda m, args: captured.append(args[0][0, position].clone())
+    )
     try:
         model(input_ids=torch.tensor([input_ids], device=model.device), use_cache=False, logits_to_keep=1)
     finally:
@@ -75,15 +79,21 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def aligned_residual(model: nn.Module, input_ids: list[int], layer: int, position: int, key_position: int) -> torch.Tensor:
+def aligned_residual(
+    model: nn.Module, input_ids: list[int], layer: int, position: int, key_position: int
+) -> torch.Tensor:
     """A residual entering `layer` at `position` whose query points, in every head, along the key (after RoPE) of
     `key_position`, as long as the residual there: the endpoint of a path on which the query turns from one key to
     another. Solved through RMSNorm, W_Q (least squares; exact when W_Q is square), a q_norm if the model has one,
     and RoPE at `position`; a q_proj bias (Qwen2) is not accounted for, so there it aligns only roughly."""
     attn, norm = decoder_layers(model)[layer].self_attn, decoder_layers(model)[layer].input_layernorm
     seen: dict = {}
-    hook = attn.register_forward_pre_hook(lambda m, args, kwargs: seen.__setitem__("rope", kwargs["position_embeddings"]), with_kwargs=True)
-    setattr(attn, TAP, lambda arm, q, k, v, scaling: seen.__setitem__("k", k[0, :, key_position % len(input_ids)].double()))
+    hook = attn.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.__setitem__("rope", kwargs["position_embeddings"]), with_kwargs=True
+    )
+    setattr(
+        attn, TAP, lambda arm, q, k, v, scaling: seen.__setitem__("k", k[0, :, key_position % len(input_ids)].double())
+    )
     routed = is_routed(model)
     route_through_pipeline(model)
     try:
@@ -94,7 +104,9 @@ def aligned_residual(model: nn.Module, input_ids: list[int], layer: int, positio
         if not routed:
             unroute(model)
     cos, sin = (x[0, position % len(input_ids)].double() for x in seen["rope"])
-    target = seen["k"].repeat_interleave(model.config.num_attention_heads // seen["k"].shape[0], dim=0)  # (heads, head_dim)
+    target = seen["k"].repeat_interleave(
+        model.config.num_attention_heads // seen["k"].shape[0], dim=0
+    )  # (heads, head_dim)
     query = target * cos - _rotate_half(target) * sin  # RoPE undone at the query's position
     if getattr(attn, "q_norm", None) is not None:
         query = query / attn.q_norm.weight.double()
@@ -104,8 +116,16 @@ def aligned_residual(model: nn.Module, input_ids: list[int], layer: int, positio
 
 
 @torch.no_grad()
-def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], layer: int, position: int, steps: int,
-                targets: list[int] = (0,), align_keys: tuple[int, int] | None = None) -> dict:
+def interpolate(
+    model: nn.Module,
+    prompt_a: list[int],
+    prompt_b: list[int],
+    layer: int,
+    position: int,
+    steps: int,
+    targets: list[int] = (0,),
+    align_keys: tuple[int, int] | None = None,
+) -> dict:
     """The path from prompt_a's to prompt_b's residual entering `layer` at `position` (each prompt's own
     position when negative), run in prompt_a's context; see the module docstring. Recorded along it: each
     head's output and its attention to each of `targets` (positions of prompt A), the MLP output, the
@@ -113,7 +133,9 @@ def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], laye
     prompt A) the ends are instead residuals whose query points at each of those keys (`aligned_residual`), both in
     prompt A's context."""
     layers = decoder_layers(model)
-    check_path(len(layers), layer, steps, {"prompt A": (position, len(prompt_a)), "prompt B": (position, len(prompt_b))})
+    check_path(
+        len(layers), layer, steps, {"prompt A": (position, len(prompt_a)), "prompt B": (position, len(prompt_b))}
+    )
     check_targets(targets, len(prompt_a))
     p_a, p_b = position % len(prompt_a), position % len(prompt_b)
     if align_keys is None:
@@ -121,7 +143,13 @@ def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], laye
     else:
         h_a, h_b = (aligned_residual(model, prompt_a, layer, p_a, j) for j in align_keys)
     alphas = torch.linspace(0, 1, steps, dtype=torch.float64)
-    seen = _run_path(model, prompt_a, layer, p_a, ((1 - alphas[:, None]) * h_a.double() + alphas[:, None] * h_b.double()).to(h_a.dtype))
+    seen = _run_path(
+        model,
+        prompt_a,
+        layer,
+        p_a,
+        ((1 - alphas[:, None]) * h_a.double() + alphas[:, None] * h_b.double()).to(h_a.dtype),
+    )
     attn = layers[layer].self_attn
     heads, head_dim = model.config.num_attention_heads, attn.head_dim
     w_o = attn.o_proj.weight.double()
@@ -129,19 +157,37 @@ def interpolate(model: nn.Module, prompt_a: list[int], prompt_b: list[int], laye
     outputs = [y[:, h] @ w_o[:, h * head_dim : (h + 1) * head_dim].T for h in range(heads)]  # (steps, d_model) per head
     rows = {t % len(prompt_a): seen["weights"][:, :, t % len(prompt_a)] for t in targets}
     later = [{"layer": l, **summary(seen[f"h_out/{l}"], alphas)} for l in range(layer, len(layers))]
-    return {"layer": layer, "position": p_a, "position_b": p_b, "alphas": alphas.tolist(), "targets": sorted(rows),
-            "heads": [summary(o, alphas) | {"attention_to_token0": seen["weights"][:, h, 0].tolist(),
-                                            "attention": {str(t): row[:, h].tolist() for t, row in rows.items()}} for h, o in enumerate(outputs)],
-            "mlp": summary(seen["mlp"], alphas), "residual": later[0], "layers": later,
-            "logits": summary(seen["logits"], alphas) | {"top_token": seen["logits"].argmax(-1).tolist()}}
+    return {
+        "layer": layer,
+        "position": p_a,
+        "position_b": p_b,
+        "alphas": alphas.tolist(),
+        "targets": sorted(rows),
+        "heads": [
+            summary(o, alphas)
+            | {
+                "attention_to_token0": seen["weights"][:, h, 0].tolist(),
+                "attention": {str(t): row[:, h].tolist() for t, row in rows.items()},
+            }
+            for h, o in enumerate(outputs)
+        ],
+        "mlp": summary(seen["mlp"], alphas),
+        "residual": later[0],
+        "layers": later,
+        "logits": summary(seen["logits"], alphas) | {"top_token": seen["logits"].argmax(-1).tolist()},
+    }
 
 
 def check_targets(targets: list[int], length: int, field: str = "--targets") -> None:
     if not targets or any(not -length <= t < length for t in targets):
-        raise ConfigError(f"{field} {list(targets)}: give positions of prompt A ({length} tokens) in {-length}..{length - 1}, e.g. [0] for token 0.")
+        raise ConfigError(
+            f"{field} {list(targets)}: give positions of prompt A ({length} tokens) in {-length}..{length - 1}, e.g. [0] for token 0."
+        )
 
 
-def _run_path(model: nn.Module, prompt_a: list[int], layer: int, p_a: int, path: torch.Tensor) -> dict[str, torch.Tensor]:
+def _run_path(
+    model: nn.Module, prompt_a: list[int], layer: int, p_a: int, path: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Prompt A once per point of `path`, the residual entering `layer` at `p_a` replaced by the point; what
     the layer's heads, attention row and MLP, every layer from it on, and the logits give at `p_a`."""
     layers = decoder_layers(model)
@@ -156,11 +202,15 @@ def _run_path(model: nn.Module, prompt_a: list[int], layer: int, p_a: int, path:
     def keep(key: str):
         return lambda m, args, out: seen.__setitem__(key, (out[0] if isinstance(out, tuple) else out)[:, p_a].double())
 
-    hooks = [block.register_forward_pre_hook(replace),
-             attn.o_proj.register_forward_pre_hook(lambda m, args: seen.__setitem__("y", args[0][:, p_a].double())),
-             attn.register_forward_hook(lambda m, args, out: seen.__setitem__("weights", attention_weights(out, layer)[:, :, p_a].double())),
-             block.mlp.register_forward_hook(keep("mlp")),
-             *(layers[l].register_forward_hook(keep(f"h_out/{l}")) for l in range(layer, len(layers)))]
+    hooks = [
+        block.register_forward_pre_hook(replace),
+        attn.o_proj.register_forward_pre_hook(lambda m, args: seen.__setitem__("y", args[0][:, p_a].double())),
+        attn.register_forward_hook(
+            lambda m, args, out: seen.__setitem__("weights", attention_weights(out, layer)[:, :, p_a].double())
+        ),
+        block.mlp.register_forward_hook(keep("mlp")),
+        *(layers[l].register_forward_hook(keep(f"h_out/{l}")) for l in range(layer, len(layers))),
+    ]
     try:
         with materialised_attention(model):
             logits = model(input_ids=torch.tensor([prompt_a] * len(path), device=model.device), use_cache=False).logits

@@ -21,9 +21,9 @@ averaged over rows and all queries t (weights from the eager kernel, `materialis
 import torch
 from torch import nn
 
-from vscale.model.pipeline import decoder_layers, kernel_name
-from vscale.eval.probes.attention import attention_weights, layer_outputs, materialised_attention
 from vscale.errors import ConfigError
+from vscale.eval.probes.attention import attention_weights, layer_outputs, materialised_attention
+from vscale.model.pipeline import decoder_layers, kernel_name
 
 WINDOWS = (1, 2, 5, 10, 20, 50, 100)
 MASKED_KERNELS = ("sdpa", "eager")
@@ -35,18 +35,24 @@ def check_windows(windows: list[int], seq_len: int | None = None, field: str = "
     if not windows or min(windows) < 1:
         raise ConfigError(f"{field} {windows}: give one or more windows of at least 1 token, e.g. [1, 2, 5, 10].")
     if seq_len is not None and max(windows) >= seq_len:
-        raise ConfigError(f"{field}: the window {max(windows)} does not cut rows of {seq_len} tokens (the queries compared are t >= the largest window); "
-                         f"use windows below {seq_len} or longer rows (--seq_len).")
+        raise ConfigError(
+            f"{field}: the window {max(windows)} does not cut rows of {seq_len} tokens (the queries compared are t >= the largest window); "
+            f"use windows below {seq_len} or longer rows (--seq_len)."
+        )
 
 
 def check_kernel(model: nn.Module, who: str) -> None:
     """The kernel must take an additive 4D mask; flash-style kernels take none."""
     kernel = kernel_name(model)
     if kernel not in MASKED_KERNELS:
-        raise ConfigError(f"{who} attends with the {kernel!r} kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'.")
+        raise ConfigError(
+            f"{who} attends with the {kernel!r} kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'."
+        )
 
 
-def banded_causal_mask(seq_len: int, window: int, dtype: torch.dtype, device=None, keep_sink: bool = False) -> torch.Tensor:
+def banded_causal_mask(
+    seq_len: int, window: int, dtype: torch.dtype, device=None, keep_sink: bool = False
+) -> torch.Tensor:
     """(1, 1, T, T) additive mask: 0 where t - window < j <= t (and at j = 0 too with `keep_sink`), the dtype's
     minimum elsewhere (as transformers' own float masks, so exp underflows to exactly 0 and no row is empty)."""
     t = torch.arange(seq_len, device=device)
@@ -85,8 +91,9 @@ def attended_distance(model: nn.Module, batches: list[torch.Tensor]) -> torch.Te
 
 
 @torch.no_grad()
-def truncation(model: nn.Module, batches: list[torch.Tensor], windows: list[int], keep_sink: bool = False,
-               common: bool = False) -> dict[int, list[float]]:
+def truncation(
+    model: nn.Module, batches: list[torch.Tensor], windows: list[int], keep_sink: bool = False, common: bool = False
+) -> dict[int, list[float]]:
     """{k: [1 - cos per layer]}: each layer's output with the full context against the same with attention to
     the last k tokens (and token 0 with `keep_sink`), mean over rows and the queries t >= k, every query
     whose context the window cuts (t >= max(windows) for all windows with `common`)."""
@@ -100,6 +107,8 @@ def truncation(model: nn.Module, batches: list[torch.Tensor], windows: list[int]
         for k in windows:
             start = first if common else k
             cut = layer_outputs(model, batch, banded_causal_mask(seq_len, k, dtype, batch.device, keep_sink), start)
-            sums[k] = sums[k] + (1 - torch.nn.functional.cosine_similarity(full[:, :, start - first:], cut, dim=-1)).sum(dim=(1, 2))
+            sums[k] = sums[k] + (
+                1 - torch.nn.functional.cosine_similarity(full[:, :, start - first :], cut, dim=-1)
+            ).sum(dim=(1, 2))
             counts[k] += batch.shape[0] * (seq_len - start)
     return {k: (sums[k] / counts[k]).tolist() for k in windows}

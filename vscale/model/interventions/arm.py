@@ -35,9 +35,11 @@ class Arm(nn.Module, metaclass=ABCMeta):
     def check(cls, config, kernel: str) -> None:
         """Refuse, before any compute, a model this arm cannot run on, naming the fields."""
         if cls.kernels is not None and kernel not in cls.kernels:
-            raise ConfigError(f"model.attention={cls.name!r} runs on model.attn_implementation "
-                              f"{' or '.join(cls.kernels)}, not {kernel!r}: it hands the kernel a mask or computes the weights "
-                              "itself.")
+            raise ConfigError(
+                f"model.attention={cls.name!r} runs on model.attn_implementation "
+                f"{' or '.join(cls.kernels)}, not {kernel!r}: it hands the kernel a mask or computes the weights "
+                "itself."
+            )
 
     @classmethod
     @abstractmethod
@@ -55,6 +57,7 @@ class Arm(nn.Module, metaclass=ABCMeta):
         """The layer's attention (output, weights | None), in place of `kernel`'s."""
 
     @abstractmethod
-    def token0(self, query: torch.Tensor, key: torch.Tensor,
-               scaling: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def token0(
+        self, query: torch.Tensor, key: torch.Tensor, scaling: float
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """a_t0 (batch, heads, tokens), and the weight each query puts on no token (None: all on tokens)."""

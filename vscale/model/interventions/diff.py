@@ -45,7 +45,9 @@ class Diff(Arm):
     def __init__(self, head_dim: int, layer_index: int):
         super().__init__()
         half = head_dim // 2
-        self.lambda_q1, self.lambda_k1, self.lambda_q2, self.lambda_k2 = (nn.Parameter(torch.randn(half) * LAMBDA_STD) for _ in range(4))
+        self.lambda_q1, self.lambda_k1, self.lambda_q2, self.lambda_k2 = (
+            nn.Parameter(torch.randn(half) * LAMBDA_STD) for _ in range(4)
+        )
         self.norm_weight = nn.Parameter(torch.ones(head_dim))
         self.lambda_init = lambda_init(layer_index)
 
@@ -53,15 +55,21 @@ class Diff(Arm):
     def check(cls, config, kernel: str) -> None:
         super().check(config, kernel)
         if head_dim(config) % 4:
-            raise ConfigError(f"model.attention='diff' splits each head into two sub-heads of whole RoPE pairs: the model's head_dim "
-                             f"({head_dim(config)}) must be divisible by 4.")
+            raise ConfigError(
+                f"model.attention='diff' splits each head into two sub-heads of whole RoPE pairs: the model's head_dim "
+                f"({head_dim(config)}) must be divisible by 4."
+            )
 
     @classmethod
     def build(cls, config, layer_index: int) -> "Diff":
         return cls(head_dim(config), layer_index)
 
     def lam(self) -> torch.Tensor:
-        return (self.lambda_q1 * self.lambda_k1).sum().exp() - (self.lambda_q2 * self.lambda_k2).sum().exp() + self.lambda_init
+        return (
+            (self.lambda_q1 * self.lambda_k1).sum().exp()
+            - (self.lambda_q2 * self.lambda_k2).sum().exp()
+            + self.lambda_init
+        )
 
     def forward(self, module, query, key, value, attention_mask, kernel, **kwargs):
         kwargs = {**kwargs, "scaling": (query.shape[-1] // 2) ** -0.5}

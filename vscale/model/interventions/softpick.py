@@ -46,7 +46,9 @@ class Softpick(Arm):
     def forward(self, module, query, key, value, attention_mask, kernel, **kwargs):
         scaling = kwargs.get("scaling") or module.scaling
         T, S = query.shape[2], key.shape[2]
-        scores = _scores(query, key, scaling).masked_fill(~allowed_keys(attention_mask, T, S, query.device), float("-inf"))
+        scores = _scores(query, key, scaling).masked_fill(
+            ~allowed_keys(attention_mask, T, S, query.device), float("-inf")
+        )
         weights = F.dropout(softpick(scores).to(query.dtype), p=kwargs.get("dropout", 0.0), training=module.training)
         out = weights @ value.repeat_interleave(query.shape[1] // value.shape[1], dim=1)
         return out.transpose(1, 2).contiguous(), weights

@@ -10,4 +10,13 @@ from vscale.train.callbacks.progress import StepProgressBar
 from vscale.train.callbacks.summary import RunModelSummary
 from vscale.train.callbacks.throughput import Throughput
 
-__all__ = ["Diagnostics", "NonFiniteGuard", "Preemption", "RunCheckpoint", "RunModelSummary", "StepProgressBar", "Throughput", "gradients_finite"]
+__all__ = [
+    "Diagnostics",
+    "NonFiniteGuard",
+    "Preemption",
+    "RunCheckpoint",
+    "RunModelSummary",
+    "StepProgressBar",
+    "Throughput",
+    "gradients_finite",
+]

@@ -95,6 +95,8 @@ def summary(metrics: dict[str, float], step: int) -> str:
     layers = sorted(int(k.rsplit("_", 1)[1]) for k in metrics if k.startswith("sink/alpha/layer_"))
     l = max(layers, key=lambda i: metrics[f"sink/alpha/layer_{i}"])
     at = {name: metrics[f"{name}/layer_{l}"] for name in ("sink/alpha", "sink/rate", "gsink/ratio", "act/v_ratio")}
-    return (f"diagnostics at step {step}, layer {l} (largest alpha): attention to token 0 alpha {at['sink/alpha']:.3g}, "
-            f"sink rate {at['sink/rate']:.3g}, gradient sink R_GS {at['gsink/ratio']:.3g}, token-0 value ratio {at['act/v_ratio']:.3g} "
-            "(every layer: metrics.csv)")
+    return (
+        f"diagnostics at step {step}, layer {l} (largest alpha): attention to token 0 alpha {at['sink/alpha']:.3g}, "
+        f"sink rate {at['sink/rate']:.3g}, gradient sink R_GS {at['gsink/ratio']:.3g}, token-0 value ratio {at['act/v_ratio']:.3g} "
+        "(every layer: metrics.csv)"
+    )

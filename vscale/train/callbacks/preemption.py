@@ -44,7 +44,9 @@ class Preemption(L.Callback):
         """Installed here, after Lightning registered its own handlers, so these replace them."""
         self.received, self._saved = None, None
         if threading.current_thread() is not threading.main_thread():
-            rank_zero_warn("Preemption: training runs outside the main thread, where signals cannot be handled; a SIGTERM will not checkpoint.")
+            rank_zero_warn(
+                "Preemption: training runs outside the main thread, where signals cannot be handled; a SIGTERM will not checkpoint."
+            )
             return
         self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
 
@@ -64,7 +66,9 @@ class Preemption(L.Callback):
             return
         if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
-        ckpt_dir = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else Path(trainer.default_root_dir)
+        ckpt_dir = (
+            Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else Path(trainer.default_root_dir)
+        )
         self._saved = str(ckpt_dir / "last.ckpt")
         trainer.save_checkpoint(self._saved, weights_only=False)
 

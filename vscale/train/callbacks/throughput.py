@@ -11,7 +11,9 @@ count.
 import torch
 from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.callbacks import ThroughputMonitor
-from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dtype  # Lightning's precision -> compute dtype
+from lightning.pytorch.callbacks.throughput_monitor import (
+    _plugin_to_compute_dtype,
+)  # Lightning's precision -> compute dtype
 from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForCausalLM
 
