@@ -18,7 +18,8 @@ from functools import partial
 from pathlib import Path
 
 from vscale.eval import stats
-from vscale.eval.compare import analysis, headline, median_cell, seeds_needed, summary_lines
+from vscale.eval.compare import analysis
+from vscale.eval.verdicts import headline, median_cell, seeds_needed, summary_lines
 from vscale.eval.needle import KINDS
 from vscale.runs import late, read_metrics
 

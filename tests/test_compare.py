@@ -9,7 +9,8 @@ import statistics
 import pytest
 
 from vscale.eval import cli as eval_cli, runs
-from vscale.eval.compare import analysis, comparisons, headline, seeds_needed, summary_lines
+from vscale.eval.compare import analysis, comparisons
+from vscale.eval.verdicts import headline, seeds_needed, summary_lines
 from vscale.runs import read_metrics
 
 STEPS = [9, 19, 29]

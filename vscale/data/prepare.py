@@ -33,7 +33,8 @@ import datasets
 
 from vscale.console import OneLineParser, one_line_errors, quiet, read_config
 from vscale.data.packing import load_tokenizer, tokenize_documents
-from vscale.data.prepared import FORMAT, META, abandoned_partials, partial_dir, token_dtype, write_splits
+from vscale.data.partial import abandoned_partials, partial_dir
+from vscale.data.prepared import FORMAT, META, token_dtype, write_splits
 from vscale.data.source import DataSource
 from vscale.errors import PrepareRefused
 

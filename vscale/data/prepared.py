@@ -12,16 +12,13 @@ A prepared directory holds
     the dtype, each split's document and token counts, and the source it was read from.
 
 The directory is written beside its destination under a hidden `.<name>.partial-<host>-<pid>` name and
-renamed into place only once every file is complete and synced: a directory with the final name
-is always whole.
+renamed into place only once every file is complete and synced (partial.py): a directory with the final
+name is always whole.
 """
 
 import json
 import os
-import shutil
-import socket
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from vscale.data.partial import partial_dir
 from vscale.errors import ConfigError, MissingInput
 
 FORMAT = "vscale-prepared-tokens/1"
@@ -111,63 +109,6 @@ class TokenFileWriter:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def partial_path(out: str | Path) -> Path:
-    """Where this process writes `out` before renaming it: named by host and pid, so that a later prepare can
-    tell a directory left by a killed one (its process gone) from one another prepare is still writing."""
-    out = Path(out)
-    return out.parent / f".{out.name}.partial-{socket.gethostname()}-{os.getpid()}"
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def abandoned_partials(out: str | Path) -> tuple[list[Path], list[Path]]:
-    """(partial directories of `out` left by prepares on this host that no longer run, the other partial
-    directories: prepares still running, or on other hosts, whose processes this host cannot see)."""
-    out, host = Path(out), socket.gethostname()
-    abandoned, others = [], []
-    for path in sorted(out.parent.glob(f".{out.name}.partial-*")):
-        owner, _, pid = path.name.removeprefix(f".{out.name}.partial-").rpartition("-")
-        (abandoned if owner == host and pid.isdigit() and not _running(int(pid)) else others).append(path)
-    return abandoned, others
-
-
-@contextmanager
-def partial_dir(out: str | Path) -> Iterator[Path]:
-    """A fresh directory beside `out` to write into, renamed to `out` when the block completes
-    and removed when it raises. A killed process leaves only the hidden partial directory."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(tmp)
-    if out.exists():
-        raise FileExistsError(f"{out} appeared while preparing (another prepare?); the finished data is left in {tmp}.")
-    os.rename(tmp, out)
-    _fsync_dir(out.parent)
 
 
 def write_splits(

@@ -3,10 +3,7 @@ saying which direction is better, the best value in bold (none on a tie)."""
 
 import math
 
-import wandb
-
 from vscale.eval.needle import KINDS
-from vscale.runs import wandb_offline
 
 FULL = "full"  # vscale.eval.measure.FULL, not imported: the report needs no model code
 
@@ -165,9 +162,44 @@ def arms_section(arms: dict, modes: list[str]) -> list[str]:
 
 
 def render(results: dict) -> str:
-    ckpts = results["checkpoints"]
+    """report.md: the eval data, then a section per measurement (the arms pooled, W8A8, needle retrieval and lm-eval
+    only when measured), the failures and the figures."""
+    ckpts, modes = results["checkpoints"], results["eval"]["quant"]
     out = ["# Evaluation report", "", "## Eval data", "", *eval_data_lines(results), ""]
-    out += [
+    out += profile_sections(ckpts)
+    if results.get("arms"):
+        out += arms_section(results["arms"], modes)
+    if modes:
+        out += ["## W8A8 activation-range sensitivity (perplexity, method §5)", ""]
+        rows = {
+            k: [get(c, "results", "perplexity", "ppl"), *(get(c, "results", "w8a8", f"w8a8_{m}", "ppl") for m in modes)]
+            for k, c in ckpts.items()
+        }
+        out += [table(["fp32", *modes], rows, ["min"] * (len(modes) + 1)), ""]
+    precisions = [FULL, *modes]
+    seeds = len(results["eval"].get("needle_seeds") or [])
+    for kind in KINDS if results["eval"]["needle_context_lens"] else ():
+        out += needle_section(ckpts, kind, results["eval"]["needle_context_lens"], precisions, seeds)
+    for precision in precisions if results["eval"].get("lm_eval_tasks") else ():
+        out += lm_eval_section(ckpts, precision)
+    failures = {
+        k: {m: e for m, e in c["errors"].items() if not m.endswith("_traceback")}
+        for k, c in ckpts.items()
+        if c["errors"]
+    }
+    if failures:
+        out += (
+            ["## Failed measurements", ""]
+            + [f"- {k} / {m}: {e}" for k, errs in failures.items() for m, e in errs.items()]
+            + [""]
+        )
+    out += ["## Figures", "", *(f"![{f}]({f})" for f in results["figures"]), ""]
+    return "\n".join(out)
+
+
+def profile_sections(ckpts: dict) -> list[str]:
+    """The perplexity table and the method §3 profile table, a row per checkpoint."""
+    out = [
         "## Perplexity",
         "",
         table(
@@ -195,120 +227,62 @@ def render(results: dict) -> str:
         ),
         "",
     ]
-    modes = results["eval"]["quant"]
-    if results.get("arms"):
-        out += arms_section(results["arms"], modes)
-    if modes:
-        out += ["## W8A8 activation-range sensitivity (perplexity, method §5)", ""]
-        rows = {
-            k: [get(c, "results", "perplexity", "ppl"), *(get(c, "results", "w8a8", f"w8a8_{m}", "ppl") for m in modes)]
-            for k, c in ckpts.items()
-        }
-        out += [table(["fp32", *modes], rows, ["min"] * (len(modes) + 1)), ""]
-    lens, precisions = results["eval"]["needle_context_lens"], [FULL, *modes]
-    seeds = len(results["eval"].get("needle_seeds") or [])
-    for kind in KINDS if lens else ():
-        out += [
-            f"## Needle retrieval, {kind} (accuracy, mean over {seeds} seeds; full precision and under W8A8, method §5)",
-            "",
-        ]
-        cells = [(p, n) for p in precisions for n in lens]
-        beyond = {
-            n
-            for n in lens
-            if any(
-                get(c, "results", "needle", p, kind, n, "beyond_trained_length", default=False)
-                for c in ckpts.values()
-                for p in precisions
-            )
-        }
-        header = [f"{p} @{n}{' (beyond trained)' if n in beyond else ''}" for p, n in cells]
-        rows = {k: [get(c, "results", "needle", p, kind, n, "mean") for p, n in cells] for k, c in ckpts.items()}
-        out += [table(header, rows, ["max"] * len(cells)), ""]
-        out += [
-            "std over seeds, same columns: "
-            + "; ".join(
-                f"{k}: "
-                + ", ".join(
-                    f"{get(c, 'results', 'needle', p, kind, n, 'std', default=float('nan')):.3g}" for p, n in cells
-                )
-                for k, c in ckpts.items()
-            ),
-            "",
-        ]
-    for precision in precisions if results["eval"].get("lm_eval_tasks") else ():
-        scores = {k: get(c, "results", "lm_eval", precision, default={}) for k, c in ckpts.items()}
-        columns = sorted(
-            {
-                (t, m)
-                for by_task in scores.values()
-                for t, metrics in by_task.items()
-                for m in metrics
-                if "," in m and "stderr" not in m
-            }
-        )
-        out += [f"## lm-evaluation-harness, {'full precision' if precision == FULL else f'W8A8 {precision}'}", ""]
-        if not columns:
-            out += ["No scores: see Failed measurements.", ""]
-            continue
-        rows = {k: [get(by_task, t, m) for t, m in columns] for k, by_task in scores.items()}
-        out += [
-            table(
-                [f"{t} {m.split(',')[0]}" for t, m in columns],
-                rows,
-                [LM_EVAL_BETTER.get(m.split(",")[0], "max" if m.split(",")[0].isdigit() else None) for _, m in columns],
-            ),
-            "",
-        ]
-    failures = {
-        k: {m: e for m, e in c["errors"].items() if not m.endswith("_traceback")}
-        for k, c in ckpts.items()
-        if c["errors"]
-    }
-    if failures:
-        out += (
-            ["## Failed measurements", ""]
-            + [f"- {k} / {m}: {e}" for k, errs in failures.items() for m, e in errs.items()]
-            + [""]
-        )
-    out += ["## Figures", "", *(f"![{f}]({f})" for f in results["figures"]), ""]
-    return "\n".join(out)
+    return out
 
 
-def log_to_wandb(results: dict, out_dir, project: str, group: str | None) -> str:
-    """The report's tables and figures as one wandb run (job_type eval); returns its directory."""
-    run = wandb.init(
-        project=project,
-        group=group,
-        job_type="eval",
-        dir=str(out_dir),
-        config=results["eval"],
-        mode="offline" if wandb_offline() else "online",
-    )
-    rows = []
-    for label, c in results["checkpoints"].items():
-        r = c["results"]
-        rows.append(
-            [
-                label,
-                c["vscale"],
-                get(r, "perplexity", "ppl", default=None),
-                *(get(r, "w8a8", f"w8a8_{m}", "ppl", default=None) for m in results["eval"]["quant"]),
-                *(get(r, "profile", name, default=None) for name, _, _ in PROFILE_COLUMNS),
-            ]
-        )
-    columns = [
-        "checkpoint",
-        "vscale",
-        "ppl",
-        *(f"w8a8_{m}" for m in results["eval"]["quant"]),
-        *(n for n, _, _ in PROFILE_COLUMNS),
+def needle_section(ckpts: dict, kind: str, lens: list[int], precisions: list[str], seeds: int) -> list[str]:
+    """Needle retrieval of one kind: accuracy by precision and context length, then its std over seeds."""
+    out = [
+        f"## Needle retrieval, {kind} (accuracy, mean over {seeds} seeds; full precision and under W8A8, method §5)",
+        "",
     ]
-    run.log(
+    cells = [(p, n) for p in precisions for n in lens]
+    beyond = {
+        n
+        for n in lens
+        if any(
+            get(c, "results", "needle", p, kind, n, "beyond_trained_length", default=False)
+            for c in ckpts.values()
+            for p in precisions
+        )
+    }
+    header = [f"{p} @{n}{' (beyond trained)' if n in beyond else ''}" for p, n in cells]
+    rows = {k: [get(c, "results", "needle", p, kind, n, "mean") for p, n in cells] for k, c in ckpts.items()}
+    out += [table(header, rows, ["max"] * len(cells)), ""]
+    out += [
+        "std over seeds, same columns: "
+        + "; ".join(
+            f"{k}: "
+            + ", ".join(f"{get(c, 'results', 'needle', p, kind, n, 'std', default=float('nan')):.3g}" for p, n in cells)
+            for k, c in ckpts.items()
+        ),
+        "",
+    ]
+    return out
+
+
+def lm_eval_section(ckpts: dict, precision: str) -> list[str]:
+    """lm-evaluation-harness scores at one precision, a column per task and metric (their stderr aside)."""
+    scores = {k: get(c, "results", "lm_eval", precision, default={}) for k, c in ckpts.items()}
+    columns = sorted(
         {
-            "eval/summary": wandb.Table(columns=columns, data=rows),
-            **{f"eval/{name.removesuffix('.png')}": wandb.Image(str(out_dir / name)) for name in results["figures"]},
+            (t, m)
+            for by_task in scores.values()
+            for t, metrics in by_task.items()
+            for m in metrics
+            if "," in m and "stderr" not in m
         }
     )
-    run.finish()
-    return run.dir
+    out = [f"## lm-evaluation-harness, {'full precision' if precision == FULL else f'W8A8 {precision}'}", ""]
+    if not columns:
+        return out + ["No scores: see Failed measurements.", ""]
+    rows = {k: [get(by_task, t, m) for t, m in columns] for k, by_task in scores.items()}
+    out += [
+        table(
+            [f"{t} {m.split(',')[0]}" for t, m in columns],
+            rows,
+            [LM_EVAL_BETTER.get(m.split(",")[0], "max" if m.split(",")[0].isdigit() else None) for _, m in columns],
+        ),
+        "",
+    ]
+    return out

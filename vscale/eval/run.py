@@ -15,7 +15,8 @@ from vscale.eval.checkpoints import Loaded, eval_batches, eval_data, load_all, r
 from vscale.eval.needle import KINDS as NEEDLE_KINDS
 from vscale.eval.options import Checkpoints, EvalData
 from vscale.eval.quant import QUANT_MODES, check_quant_mode
-from vscale.eval.report import log_to_wandb, render
+from vscale.eval.report import render
+from vscale.eval.wandb_log import log_to_wandb
 
 
 @dataclass

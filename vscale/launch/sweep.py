@@ -17,10 +17,8 @@ any. Arguments after `--` go to train.py as they are.
 
 import argparse
 import os
-import re
 import shlex
 import shutil
-import string
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from vscale.console import OneLineParser, read_config
+from vscale.launch.sbatch import render, sbatch_option, submit, train_command
 from vscale.model import ARMS, MODES
 from vscale.runs import RunConfig, RunId
 from vscale.runs.steps import accumulation
@@ -75,6 +74,26 @@ def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Names
         type=lambda s: [int(x) for x in _items(s)],
         help="seed_everything values, space- or comma-separated (default: 0 1 2)",
     )
+    add_slurm_options(p)
+    p.add_argument(
+        "--dry-run", action="store_true", help="print every script and its sbatch command; write and submit nothing"
+    )
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="no Slurm: run each job's train.py command here, one after another (e.g. a fine-tuning pair)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="with --local: run this many jobs at a time, the CPU threads shared among them (default: 1)",
+    )
+    return p, p.parse_args(argv), overrides
+
+
+def add_slurm_options(p: argparse.ArgumentParser) -> None:
+    """What each job asks Slurm for: nodes and GPUs (which the trainer is given too), template, time and the rest."""
     p.add_argument(
         "--nodes", type=int, default=1, help="nodes per job: #SBATCH --nodes and trainer.num_nodes (default: 1)"
     )
@@ -94,21 +113,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Names
     p.add_argument("--account", help="Slurm account to charge")
     p.add_argument("--cpus-per-task", type=int, help="CPUs per task (per GPU), e.g. for data loading")
     p.add_argument("--mem", help="memory per node, e.g. 200G")
-    p.add_argument(
-        "--dry-run", action="store_true", help="print every script and its sbatch command; write and submit nothing"
-    )
-    p.add_argument(
-        "--local",
-        action="store_true",
-        help="no Slurm: run each job's train.py command here, one after another (e.g. a fine-tuning pair)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="with --local: run this many jobs at a time, the CPU threads shared among them (default: 1)",
-    )
-    return p, p.parse_args(argv), overrides
 
 
 def _items(text: str) -> list[str]:
@@ -135,24 +139,6 @@ def config_section(config: Path, overrides: list[str], section: str) -> dict:
 
 def run_config(config: Path, overrides: list[str]) -> RunConfig:
     return RunConfig(**config_section(config, overrides, "run"))
-
-
-def render(template: str, values: dict) -> str:
-    """Fill ${name}; a line using a value that is None (an unset option) is left out."""
-    lines = [string.Template(line) for line in template.splitlines(keepends=True)]
-    kept = [t for t in lines if all(values[k] is not None for k in t.get_identifiers())]
-    return "".join(t.substitute(values).rstrip() + "\n" for t in kept)
-
-
-def sbatch_option(script: str, option: str) -> str | None:
-    match = re.search(rf"^#SBATCH --{option}=(\S+)", script, re.MULTILINE)
-    return match and match.group(1)
-
-
-def train_command(script: str) -> list[str]:
-    """What a script runs under srun (`python train.py fit ...`), split as the shell would."""
-    (line,) = [l for l in script.replace("\\\n", " ").splitlines() if l.startswith("srun ")]
-    return shlex.split(line.removesuffix("&"))[1:]
 
 
 def run_here(script: str, dry_run: bool, threads: int | None = None) -> None:
@@ -294,18 +280,3 @@ def script(
                 f"gives the trainer {want}; pick a template that matches, or change {flag}"
             )
     return text
-
-
-def submit(run_dir: Path, text: str, dry_run: bool) -> None:
-    """Write the job's script into its run directory and `sbatch` it (print both with `dry_run`)."""
-    path = run_dir / "job.sbatch"
-    command = ["sbatch", "--parsable", str(path)]
-    if dry_run:
-        print(f"#### {path}\n{text}$ {shlex.join(command)}\n")
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)  # Slurm opens --output there before the job starts
-    path.write_text(text)
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"sbatch {path} failed, the jobs printed above were submitted: {result.stderr.strip()}")
-    print(result.stdout.strip().split(";")[0], run_dir, flush=True)
