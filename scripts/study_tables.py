@@ -19,8 +19,8 @@ from pathlib import Path
 
 from vscale.eval import stats
 from vscale.eval.compare import analysis
-from vscale.eval.verdicts import headline, median_cell, seeds_needed, summary_lines
 from vscale.eval.needle import KINDS
+from vscale.eval.verdicts import headline, median_cell, seeds_needed, summary_lines
 from vscale.runs import late, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]

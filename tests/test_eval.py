@@ -223,7 +223,8 @@ def test_an_explicit_eval_source_replaces_the_checkpoint_data_source():
 
 
 def test_a_recorded_seq_len_too_short_for_the_diagnostics_is_refused_naming_where_it_came_from():
-    """A given --seq_len is checked by EvalData; one read from the checkpoint's data config is checked where it is read."""
+    """A given --seq_len is checked by EvalData; one read from the checkpoint's data config is checked where it is
+    read."""
     from vscale.eval.checkpoints import eval_data
     from vscale.eval.options import EvalData
 

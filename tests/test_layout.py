@@ -130,7 +130,8 @@ def test_eval_and_launch_do_not_import_train():
 
 
 def test_the_run_name_is_written_and_parsed_in_vscale_runs_identity_only():
-    """`-seed` followed by a number's placeholder or pattern (an f-string part, a regex) only where the name is defined."""
+    """`-seed` followed by a number's placeholder or pattern (an f-string part, a regex) only where the name is
+    defined."""
     found = [
         f"{path.relative_to(PACKAGE)}:{n.lineno}"
         for m, path in modules().items()
@@ -150,8 +151,8 @@ def test_attention_arms_implement_the_arm_interface_not_each_other():
 
 MAX_PARAMETERS = 12
 CLI_ENTRY_POINTS = {
-    "vscale.data.module:PackedTextData.__init__": "LightningCLI makes its parameters the documented data.* flags of train.py",
-    "vscale.train.module:VScaleLM.__init__": "LightningCLI makes its parameters the documented model.* flags of train.py",
+    "vscale.data.module:PackedTextData.__init__": "LightningCLI makes its parameters train.py's data.* flags",
+    "vscale.train.module:VScaleLM.__init__": "LightningCLI makes its parameters train.py's model.* flags",
 }
 """Functions allowed more than MAX_PARAMETERS parameters, each with why."""
 
@@ -188,7 +189,8 @@ def test_no_function_has_more_than_twelve_parameters_but_the_cli_entry_points():
 
 
 def source_name_tests(tree: ast.AST, names: tuple[str, ...]) -> list[ast.AST]:
-    """Comparisons (`==`, `in`, ...) and match cases with a source name among their operands, tuples of them included."""
+    """Comparisons (`==`, `in`, ...) and match cases with a source name among their operands, tuples of them
+    included."""
 
     def named(node: ast.AST) -> bool:
         elements = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
@@ -203,9 +205,9 @@ def source_name_tests(tree: ast.AST, names: tuple[str, ...]) -> list[ast.AST]:
 
 
 def test_the_source_of_the_data_is_picked_in_one_place():
-    """Issue 32: which of the five sources a data config names (synthetic, prepared, files, hub, streaming) is decided by
-    vscale.data.rows.pick_source alone, from the data fields; everything after asks the RowSource it returned, so no
-    module compares a source's name."""
+    """Issue 32: which of the five sources a data config names (synthetic, prepared, files, hub, streaming) is
+    decided by vscale.data.rows.pick_source alone, from the data fields; everything after asks the RowSource it
+    returned, so no module compares a source's name."""
     from vscale.data import SOURCES
 
     assert sorted(SOURCES) == ["files", "hub", "prepared", "streaming", "synthetic"]
