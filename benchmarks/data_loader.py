@@ -166,20 +166,23 @@ def main():
     )
     print(
         f"(a) loader throughput, prepared rows; paper-0.1b consumes {GLOBAL_BATCH} x {SEQ} tokens per optimizer step, "
-        f"at an ASSUMED {args.steps_per_s} steps/s on {args.gpus} GPUs (no GPU measured): {need / 1e6:.2f}M tokens/s in all, "
-        f"{need / args.gpus / 1e3:.0f}k tokens/s per GPU's loader\n"
+        f"at an ASSUMED {args.steps_per_s} steps/s on {args.gpus} GPUs (no GPU measured): {need / 1e6:.2f}M tokens/s "
+        f"in all, {need / args.gpus / 1e3:.0f}k tokens/s per GPU's loader\n"
     )
     print(
-        "| num_workers | tokens/s | batches/s | x one GPU's need | x all 8 GPUs' need |\n| --- | --- | --- | --- | --- |"
+        "| num_workers | tokens/s | batches/s | x one GPU's need "
+        "| x all 8 GPUs' need |\n| --- | --- | --- | --- | --- |"
     )
     for workers in (0, 2):
         rate = throughput(prepared, workers, args.batches, args.repeats)
         print(
-            f"| {workers} | {rate / 1e6:.1f}M | {rate / (BATCH * SEQ):,.0f} | {rate / (need / args.gpus):,.0f} | {rate / need:,.1f} |"
+            f"| {workers} | {rate / 1e6:.1f}M | {rate / (BATCH * SEQ):,.0f} "
+            f"| {rate / (need / args.gpus):,.0f} | {rate / need:,.1f} |"
         )
 
     print(
-        f"\n(b) time to the first batch of a resumed run, prepared rows (median of {4 * args.repeats}, starts alternated)\n"
+        "\n(b) time to the first batch of a resumed run, "
+        f"prepared rows (median of {4 * args.repeats}, starts alternated)\n"
     )
     print("| num_workers | resume at sample 10^3 | resume at sample 10^8 | ratio |\n| --- | --- | --- | --- |")
     for workers in (0, 2):
@@ -188,11 +191,12 @@ def main():
 
     rows_s, tokens_s, skipped = streaming_reread(args.repeats)
     print(
-        f"\n(c) streaming resume (StreamingRows, data/tiny/train.jsonl streamed from the local file, {TOKENIZER}, seq_len {SEQ}): "
-        f"re-reading {skipped} rows, median of {args.repeats}\n"
+        f"\n(c) streaming resume (StreamingRows, data/tiny/train.jsonl streamed from the local file, {TOKENIZER}, "
+        f"seq_len {SEQ}): re-reading {skipped} rows, median of {args.repeats}\n"
     )
     print(
-        f"| re-read rate | rows/s | tokens/s |\n| --- | --- | --- |\n| measured | {rows_s:,.0f} | {tokens_s / 1e6:.2f}M |\n"
+        "| re-read rate | rows/s | tokens/s |\n| --- | --- | --- "
+        f"|\n| measured | {rows_s:,.0f} | {tokens_s / 1e6:.2f}M |\n"
     )
     print("| resume at | tokens re-read | time before the first batch (extrapolated) |\n| --- | --- | --- |")
     for label, samples in (
@@ -201,7 +205,8 @@ def main():
     ):
         print(f"| {label}, one loader | {samples * SEQ / 1e9:,.1f}B | {hours(samples / rows_s)} |")
         print(
-            f"| {label}, {args.gpus} ranks in parallel | {samples * SEQ / args.gpus / 1e9:,.1f}B per rank | {hours(samples / args.gpus / rows_s)} |"
+            f"| {label}, {args.gpus} ranks in parallel | {samples * SEQ / args.gpus / 1e9:,.1f}B "
+            f"per rank | {hours(samples / args.gpus / rows_s)} |"
         )
 
 

@@ -66,11 +66,13 @@ SCIENCE = (
     "train/loss",
     "val/loss",
 )
-"""What the science leg reports and draws: block 0's token-0 residual ratio (the peak of issue 28), sinks, R_GS, loss."""
+"""What the science leg reports and draws: block 0's token-0 residual ratio (the peak of issue 28), sinks, R_GS,
+loss."""
 
 
 def variants() -> dict[str, tuple[str, str, int, bool]]:
-    """name -> (V-scale mode, attention arm, diagnostics interval, guard); the first is the baseline, the second its A/A control."""
+    """name -> (V-scale mode, attention arm, diagnostics interval, guard); the first is the baseline, the second its A/A
+    control."""
     out = {"off": ("off", "softmax", 0, False), "A/A control": ("off", "softmax", 0, False)}
     out |= {m: (m, "softmax", 0, False) for m in MODES if m != "off"}
     out |= {
@@ -293,7 +295,8 @@ def stage_lines(name: str, r: dict) -> list[str]:
     if name == "smoke":
         versions = ", ".join(f"{k} {v}" for k, v in r["versions"].items())
         return [
-            f"smoke (the entry points' imports, 5 steps): {'ok' if r['ok'] else 'NON-FINITE'}, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}; {versions}"
+            f"smoke (the entry points' imports, 5 steps): {'ok' if r['ok'] else 'NON-FINITE'}, "
+            f"loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}; {versions}"
         ]
     if name == "cuda_tests":
         return [f"CUDA tests: {r['summary']}" + ("" if r["cuda"] else " (GPU-only: skipped without CUDA)")]
@@ -314,8 +317,9 @@ def stage_lines(name: str, r: dict) -> list[str]:
         if not r["ok"]:
             return ["train.py fit: failed: " + " | ".join(r["last_lines"])]
         return [
-            f"train.py fit ({r['steps']} steps in {r['seconds']:.0f} s): tokens/s {number(r['tokens_per_sec'], '.0f')}, MFU {number(r['mfu'])}, "
-            f"ratio to the hand-written loop {number(r.get('ratio_to_loop'))}"
+            f"train.py fit ({r['steps']} steps in {r['seconds']:.0f} s): tokens/s "
+            f"{number(r['tokens_per_sec'], '.0f')}, MFU {number(r['mfu'])}, ratio to the hand-written loop "
+            f"{number(r.get('ratio_to_loop'))}"
         ]
     runs = r["runs"]
     lines = [

@@ -25,7 +25,8 @@ from vscale.train.optim import build_optimizer
 
 
 def variants(compare: str, mode: str) -> dict[str, tuple[str, str, int, bool]]:
-    """name -> (V-scale mode, attention arm, diagnostics interval (0 = none), non-finite guard). The first is the baseline."""
+    """name -> (V-scale mode, attention arm, diagnostics interval (0 = none), non-finite guard). The first is the
+    baseline."""
     if compare == "modes":
         return {m: (m, "softmax", 0, False) for m in MODES}
     if compare == "arms":

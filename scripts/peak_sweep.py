@@ -1,9 +1,9 @@
 """The sweep behind configs/bb-peak.yaml (docs/bb-peak.md, "The sweep"): which levers grow a token-0 residual peak
 (a massive activation) on the Bigram-Backcopy task, in the paper's model class.
 
-Every variant trains the baseline (V-scale off) through train.py, pinned to AVX2 kernels as the config is, two
-processes of one thread at a time, and each finished run is kept (scripts/keep_runs.py) in docs/results/bb-peak-sweep-runs,
-so that a sweep spanning sessions never trains a kept run again. The base config's own row is the study's baseline runs
+Every variant trains the baseline (V-scale off) through train.py, pinned to AVX2 kernels as the config is, two processes
+of one thread at a time, and each finished run is kept (scripts/keep_runs.py) in docs/results/bb-peak-sweep-runs, so
+that a sweep spanning sessions never trains a kept run again. The base config's own row is the study's baseline runs
 (docs/results/bb-peak-runs, README "The residual peak"):
 
     python scripts/peak_sweep.py --seeds 0

@@ -6,8 +6,8 @@ number in the prose can differ from the runs it reports (tests/test_study_tables
     python scripts/study_tables.py --upgrade   # first rebuild each study's comparisons from its late values
 
 A block sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`; NAME's result file is
-`docs/results/NAME.json` (an `eval.py compare` summary.json, the sweep summary of scripts/bb_sweep.py, or an `eval.py run`
-results.json).
+`docs/results/NAME.json` (an `eval.py compare` summary.json, the sweep summary of scripts/bb_sweep.py, or an `eval.py
+run` results.json).
 """
 
 import argparse
@@ -88,7 +88,8 @@ def upgrade(path: Path) -> None:
 
 
 def sweep(record: dict) -> str:
-    """The sweep of scripts/bb_sweep.py: per variant, the seeds that grow a sink under each dispatch, and those that flip."""
+    """The sweep of scripts/bb_sweep.py: per variant, the seeds that grow a sink under each dispatch, and those that
+    flip."""
     dispatches = record["dispatches"]
     lines = [
         "| variant | "
@@ -104,8 +105,9 @@ def sweep(record: dict) -> str:
         [
             *lines,
             "",
-            f"(A seed grows a sink when the late-window median of `sink/alpha/max` over the last {record['window']:.0%} "
-            f"of its logged steps exceeds eps = {record['eps']}; unpinned runs, `--run.cpu_capability=null`.)",
+            "(A seed grows a sink when the late-window median of `sink/alpha/max` over the last "
+            f"{record['window']:.0%} of its logged steps exceeds eps = {record['eps']}; unpinned runs, "
+            "`--run.cpu_capability=null`.)",
             "",
         ]
     )
@@ -162,7 +164,8 @@ def paper(record: dict) -> str:
         for i, arm in enumerate(arms, start=1):
             e = stats.Effect(**record["effects"][arm][metric])
             cells.append(
-                f"{median_cell(list(record['arms'][record['baseline']]['late'][metric].values()))}; {e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})"
+                f"{median_cell(list(record['arms'][record['baseline']]['late'][metric].values()))}; "
+                f"{e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})"
             )
             said = None if values[i] is None else "lower" if values[i] < values[0] else "higher"
             here = e.verdict if e.established else f"none ({'lower' if e.estimate < e.null else 'higher'} by estimate)"
@@ -176,9 +179,9 @@ def paper(record: dict) -> str:
         [
             *lines,
             "",
-            f"(Here: {record['baseline']}'s median over its seeds, then the arm's paired effect against it — a ratio, or a "
-            "difference for losses and rates — with its interval; a direction is stated only when established after "
-            f"{record['correction']['method']}. The paper's are single runs.)",
+            f"(Here: {record['baseline']}'s median over its seeds, then the arm's paired effect against it — a ratio, "
+            "or a difference for losses and rates — with its interval; a direction is stated only when established "
+            f"after {record['correction']['method']}. The paper's are single runs.)",
             "",
         ]
     )
@@ -186,10 +189,11 @@ def paper(record: dict) -> str:
 
 def peak_sweep(record: dict) -> str:
     """The sweep of scripts/peak_sweep.py: per variant, its runs' residual peak (median over seeds, with the range and
-    the layers it sat in), the seeds reaching 10x, the other faces of the sink, and the steps its fitted power law predicts."""
+    the layers it sat in), the seeds reaching 10x, the other faces of the sink, and the steps its fitted power law
+    predicts."""
     lines = [
-        "| variant | seeds | residual peak, token 0 / early (layer) | seeds >= 10x | token-0 norm | sink alpha | R_GS max | val loss "
-        "| growth exponent k (ratio ~ step^k) | steps to 10x / 100x (fit) |",
+        "| variant | seeds | residual peak, token 0 / early (layer) | seeds >= 10x | token-0 norm | sink alpha "
+        "| R_GS max | val loss | growth exponent k (ratio ~ step^k) | steps to 10x / 100x (fit) |",
         "|" + " --- |" * 10,
     ]
     for name, v in record["variants"].items():
@@ -199,17 +203,21 @@ def peak_sweep(record: dict) -> str:
             _median([r["growth"]["steps_to"][str(t)] for r in runs], "{:.0f}") for t in record["targets"]
         )
         lines.append(
-            f"| {name} (`{' '.join(v['overrides']) or 'configs/bb-peak.yaml'}`) | {len(runs)} | {median_cell([r['peak'] for r in runs])} ({layers}) "
-            f"| {sum(r['peak'] >= 10 for r in runs)}/{len(runs)} | {median_cell([r['act/h_out_t0/max'] for r in runs])} "
-            f"| {median_cell([r['sink/alpha/max'] for r in runs])} | {median_cell([r['gsink/ratio/max'] for r in runs])} "
-            f"| {median_cell([r['val/loss'] for r in runs])} | {median_cell([r['growth']['exponent'] for r in runs])} | {reach} |"
+            f"| {name} (`{' '.join(v['overrides']) or 'configs/bb-peak.yaml'}`) "
+            f"| {len(runs)} | {median_cell([r['peak'] for r in runs])} ({layers}) "
+            f"| {sum(r['peak'] >= 10 for r in runs)}/{len(runs)} | "
+            f"{median_cell([r['act/h_out_t0/max'] for r in runs])} "
+            f"| {median_cell([r['sink/alpha/max'] for r in runs])} "
+            f"| {median_cell([r['gsink/ratio/max'] for r in runs])} "
+            f"| {median_cell([r['val/loss'] for r in runs])} | "
+            f"{median_cell([r['growth']['exponent'] for r in runs])} | {reach} |"
         )
     return "\n".join(
         [
             *lines,
             "",
-            f"(Late window: the median over the last {record['window']:.0%} of each run's logged steps; a cell is the median "
-            "over seeds with the range; the fit is a power law through the peak layer's logged ratios, its "
+            f"(Late window: the median over the last {record['window']:.0%} of each run's logged steps; a cell is the "
+            "median over seeds with the range; the fit is a power law through the peak layer's logged ratios, its "
             "steps the median over seeds, '-' where it does not rise.)",
             "",
         ]
@@ -229,8 +237,8 @@ def peak_layers(kept: Path) -> str:
     """Per baseline run kept by scripts/keep_runs.py (late window): the block whose MLP writes most at token 0, and
     after it the token-0 norm, the early tokens' norm and their ratio; then the largest ratio of any layer."""
     lines = [
-        "| run | block writing most at token 0 (`act/r_mlp_t0`) | token-0 norm after it | early tokens' norm after it | ratio "
-        "after it | largest ratio (layer) |",
+        "| run | block writing most at token 0 (`act/r_mlp_t0`) | token-0 norm after it | early tokens' norm after it "
+        "| ratio after it | largest ratio (layer) |",
         "|" + " --- |" * 6,
     ]
     for run in sorted(kept.glob("off-seed*"), key=lambda r: int(r.name.removeprefix("off-seed"))):
@@ -242,7 +250,8 @@ def peak_layers(kept: Path) -> str:
         )
         t0, ratio = at["act/h_out_t0"][block], at["act/h_out_ratio"][block]
         lines.append(
-            f"| {run.name} | {block} | {t0:.0f} | {t0 / ratio:.0f} | {ratio:.2f} | {at['act/h_out_ratio'][top]:.2f} ({top}) |"
+            f"| {run.name} | {block} | {t0:.0f} | {t0 / ratio:.0f} | "
+            f"{ratio:.2f} | {at['act/h_out_ratio'][top]:.2f} ({top}) |"
         )
     return "\n".join(
         [

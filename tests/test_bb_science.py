@@ -18,8 +18,9 @@ from vscale.train.optim import build_optimizer
 STEPS = 100
 """The baseline is measured at step STEPS - 1 (the last diagnostic step)."""
 SEED = ["--seed_everything=3"]
-"""Its sink appears at step 59 (in layer 2). The tests compute with AVX2 kernels (conftest, as run.cpu_capability: avx2),
-so this trajectory is the same on every x86 machine: the assertions hold for this pinned seed, not by luck of a machine."""
+"""Its sink appears at step 59 (in layer 2). The tests compute with AVX2 kernels (conftest, as run.cpu_capability:
+avx2), so this trajectory is the same on every x86 machine: the assertions hold for this pinned seed, not by luck of a
+machine."""
 CONSTANT_LR = ["--model.lr=2e-2", "--model.min_lr=2e-2"]
 """lr = min_lr: after warm-up the schedule does not depend on max_steps, so these steps are those of a longer run."""
 LOG_EVERY_STEP = ["--trainer.log_every_n_steps=1"]

@@ -1,5 +1,6 @@
-"""eval.py compare: runs grouped into arms by their directory names (or labels), each run summarised by its late
-window, arms compared with the baseline paired by seed; computed here by hand from the metrics.csv files written for the test."""
+"""eval.py compare: runs grouped into arms by their directory names (or labels), each run summarised by its late window,
+arms compared with the baseline paired by seed; computed here by hand from the metrics.csv files written for the
+test."""
 
 import csv
 import json
@@ -101,7 +102,8 @@ def test_the_table_gives_each_arms_late_window_median_and_range_baseline_first(e
     # window 0.5 of 3 logged steps: the last 2; a run's late value is their median, a cell the median over runs (range)
     late = lambda values: statistics.median(values[1:])
     loss = sorted(late([base + 3 - s / 10 for s in range(3)]) for base in (1.0, 2.0, 4.0))
-    # a per-layer quantity's /median: each layer's late median first, then the median over the layers (not the column's own)
+    # a per-layer quantity's /median: each layer's late median first, then the median over the layers (not the
+    # column's own)
     ratio = sorted(
         statistics.median(late([base + l + 0.5 * s for s in range(3)]) for l in range(2)) for base in (1.0, 2.0, 4.0)
     )
@@ -268,9 +270,9 @@ SIDES = {
 
 def test_the_headline_names_the_arms_on_each_side_with_their_estimates_and_adjusted_p():
     assert headline(SIDES, "gsink/ratio/max", "the gradient sink").startswith(
-        "Against off, the gradient sink (`gsink/ratio/max`, late window, paired by seed): lower with fixed (0.2, 95% CI 0.1 to 0.4, "
-        "adjusted p 0.002); higher with backward (3, 95% CI 1.5 to 6, adjusted p 0.01); no difference established with learned "
-        "(0.5, 95% CI 0.2 to 1.3, adjusted p 0.08)."
+        "Against off, the gradient sink (`gsink/ratio/max`, late window, paired by seed): lower with fixed (0.2, 95% "
+        "CI 0.1 to 0.4, adjusted p 0.002); higher with backward (3, 95% CI 1.5 to 6, adjusted p 0.01); no difference "
+        "established with learned (0.5, 95% CI 0.2 to 1.3, adjusted p 0.08)."
     )
 
 
@@ -353,7 +355,8 @@ def test_each_p_is_adjusted_over_every_arm_and_metric_against_the_baseline(three
 
 
 def test_a_metric_is_compared_on_one_scale_in_every_pair_of_arms():
-    """sink/rate/mean is 0 in some baseline runs: a difference against the baseline, so a difference between the other arms too."""
+    """sink/rate/mean is 0 in some baseline runs: a difference against the baseline, so a difference between the other
+    arms too."""
     late = {
         "off": {"sink/rate/mean": {"0": 0.0, "1": 0.3, "2": 0.6}},
         "fixed": {"sink/rate/mean": {"0": 0.3, "1": 0.6, "2": 0.9}},
@@ -403,7 +406,8 @@ def test_fewer_seeds_have_halves_only_when_asked():
 
 @pytest.fixture
 def split_study():
-    """20 seeds: gsink lower in every seed; alpha lower (x 0.1) in seeds 0-9 only, seeds 10-19 scattered both ways (x 0.5, x 1.5)."""
+    """20 seeds: gsink lower in every seed; alpha lower (x 0.1) in seeds 0-9 only, seeds 10-19 scattered both
+    ways (x 0.5, x 1.5)."""
     record = study_of(
         20,
         {
@@ -465,13 +469,15 @@ def test_the_seeds_sentence_gives_the_interval_at_ten_and_twenty_seeds_and_what_
     assert record["effects"]["learned"]["gsink/ratio/max"]["p_adjusted"] > 0.05
     sentence = seeds_needed(record, "gsink/ratio/max", "the gradient sink")
     assert sentence.startswith(
-        f"Seeds for the gradient sink: a 95% interval spans x/÷ {math.exp(2.2622 * sd / math.sqrt(10)):.2g} at 10 seeds "
-        f"and x/÷ {math.exp(2.0930 * sd / math.sqrt(20)):.2g} at 20 (t intervals at the spread of the arms' per-seed "
-        "log ratios against off)"
+        f"Seeds for the gradient sink: a 95% interval spans x/÷ {math.exp(2.2622 * sd / math.sqrt(10)):.2g} at 10 "
+        f"seeds and x/÷ {math.exp(2.0930 * sd / math.sqrt(20)):.2g} at 20 (t intervals at the spread of the arms' "
+        "per-seed log ratios against off)"
     )
-    # 1 test, so 95%: t(0.975; 6) = 2.4469 gives 2.4469 x 0.527 / sqrt(7) = 0.487 < 0.5 at 7 seeds; t(0.975; 5) = 2.5706 gives 0.553 at 6
+    # 1 test, so 95%: t(0.975; 6) = 2.4469 gives 2.4469 x 0.527 / sqrt(7) = 0.487 < 0.5 at 7 seeds;
+    # t(0.975; 5) = 2.5706 gives 0.553 at 6
     assert sentence.endswith(
-        "; at their sizes, learned's effect (0.607) would need about 7 seeds to exclude 1 at 1 - 0.05/1, the family's strictest level."
+        "; at their sizes, learned's effect (0.607) would need about 7 "
+        "seeds to exclude 1 at 1 - 0.05/1, the family's strictest level."
     )
 
 

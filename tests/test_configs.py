@@ -35,8 +35,9 @@ def test_config_parses_against_the_cli(path, capsys):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_builds_model_and_data(path, tmp_path, tiny_prepared):
-    """Built on the meta device (shapes only; a pretrained one on the CPU); hub tokenizers are swapped for the shipped one offline,
-    prepared C4 for the prepared tiny corpus, a GPU-only strategy for the default one, and a pretrained model for a tiny saved one."""
+    """Built on the meta device (shapes only; a pretrained one on the CPU); hub tokenizers are swapped for the shipped
+    one offline, prepared C4 for the prepared tiny corpus, a GPU-only strategy for the default one, and a pretrained
+    model for a tiny saved one."""
     config = yaml.safe_load(path.read_text())
     tokenizer = config["data"].get("tokenizer")  # none for synthetic data
     swap = [] if tokenizer is None or Path(tokenizer).is_dir() else ["--data.tokenizer=assets/tokenizer-tiny"]

@@ -317,8 +317,8 @@ def test_lm_eval_runs_local_and_ruler_style_tasks_on_the_vscale_model_in_full_pr
 
 
 def test_an_lm_eval_limit_applies_to_each_length(runs, tmp_path):
-    """lm-eval keeps a task's first `limit` documents, and RULER's come grouped by length: with one call, a limit below the
-    samples per length (4 here) would score the first length only."""
+    """lm-eval keeps a task's first `limit` documents, and RULER's come grouped by length: with one call, a limit below
+    the samples per length (4 here) would score the first length only."""
     results = eval_cli.run(
         RunOptions(
             [str(runs["learned"] / "checkpoints" / "last.ckpt")],

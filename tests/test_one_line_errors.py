@@ -9,7 +9,8 @@ from conftest import QUIET, train
 
 
 def refusal(*command: str) -> str:
-    """The last line of stderr of a refused command, after checking it is the only error line and nothing else is dumped."""
+    """The last line of stderr of a refused command, after checking it is the only error line and nothing else is
+    dumped."""
     result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=300)
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0, result.stderr
@@ -34,7 +35,8 @@ TRAIN = ["train.py", "fit", "--config", "configs/tiny.yaml", *QUIET]
         ),
         (
             "--model.attention=flashy",
-            "error: unknown attention arm 'flashy' (model.attention, or apply_interventions(attention=...)); choose one of",
+            "error: unknown attention arm 'flashy' (model.attention, "
+            "or apply_interventions(attention=...)); choose one of",
         ),
         ("--model.lr=-0.001", "error: model.lr=-0.001 must be > 0."),
         (
@@ -43,7 +45,8 @@ TRAIN = ["train.py", "fit", "--config", "configs/tiny.yaml", *QUIET]
         ),
         (
             "--model.vscale=maybe",
-            "error: Parser key \"model.vscale\": Expected a typing.Literal['off', 'fixed', 'learned', 'backward']. Got value: maybe",
+            "error: Parser key \"model.vscale\": Expected a typing.Literal['off', "
+            "'fixed', 'learned', 'backward']. Got value: maybe",
         ),
     ],
     ids=["missing-file", "one-file-not-a-list", "arm", "negative-lr", "misspelled-option", "bad-choice"],
@@ -72,7 +75,8 @@ def test_a_damaged_last_checkpoint_is_named_and_the_previous_whole_one_offered(t
     [
         (
             ["run", "--ckpt", "[{tmp}]"],
-            "error: checkpoint '{tmp}': a directory with no model in it (no config.json); give a .ckpt written by train.py",
+            "error: checkpoint '{tmp}': a directory with no model in it (no config.json); "
+            "give a .ckpt written by train.py",
         ),
         (
             ["run", "--ckpt", "{tmp}/last.ckpt"],
@@ -80,7 +84,8 @@ def test_a_damaged_last_checkpoint_is_named_and_the_previous_whole_one_offered(t
         ),
         (
             ["runn"],
-            "error: argument subcommand: invalid choice: 'runn' (choose from 'run', 'compare', 'export', 'profile', 'truncate', 'interpolate')",
+            "error: argument subcommand: invalid choice: 'runn' (choose from 'run', "
+            "'compare', 'export', 'profile', 'truncate', 'interpolate')",
         ),
     ],
     ids=["empty-directory", "one-path-not-a-list", "misspelled-command"],
@@ -106,8 +111,8 @@ def test_prepare_and_the_launcher_refuse_bad_input_in_one_line(tmp_path):
         "-m", "vscale.launch", "--config", "configs/tiny.yaml", "--gpus-per-node", "0", "--modes", "maybe", "--dry-run"
     )
     assert (
-        line
-        == "error: --modes maybe: unknown; choose from off, fixed, learned, backward (python -m vscale.launch --help lists the options)"
+        line == "error: --modes maybe: unknown; choose from off, fixed, learned, "
+        "backward (python -m vscale.launch --help lists the options)"
     )
 
 

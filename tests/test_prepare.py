@@ -317,8 +317,8 @@ def test_missing_prepared_dir_is_refused_with_the_command_that_makes_it(tmp_path
         PackedTextData(**FILES, prepared=out, seq_len=128)
     command = str(refused.value).split("create it with: ")[1].split(" (or train")[0]
     assert (
-        command
-        == f"python -m vscale.prepare --tokenizer assets/tokenizer-tiny --files {TRAIN_FILE} --val_files {VAL_FILE} --out {out}"
+        command == "python -m vscale.prepare --tokenizer assets/tokenizer-tiny "
+        f"--files {TRAIN_FILE} --val_files {VAL_FILE} --out {out}"
     )
     main(shlex.split(command)[3:])
     assert PackedTextData(**FILES, prepared=out, seq_len=128).source == "prepared"
@@ -329,7 +329,8 @@ def test_missing_prepared_dir_of_a_hub_source_names_its_prepare_command(tmp_path
     with pytest.raises(
         FileNotFoundError,
         match=rf"create it with: python -m vscale.prepare --tokenizer assets/tokenizer-tiny --dataset allenai/c4 "
-        rf"--dataset_config en --out {out} \(a large hub dataset: add --max_documents N .*\) \(or train from the source itself with --data.prepared=null\)",
+        rf"--dataset_config en --out {out} \(a large hub dataset: "
+        r"add --max_documents N .*\) \(or train from the source itself with --data.prepared=null\)",
     ):
         PackedTextData(tokenizer="assets/tokenizer-tiny", prepared=out, dataset="allenai/c4", dataset_config="en")
 

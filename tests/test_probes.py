@@ -413,6 +413,7 @@ def test_truncation_refuses_a_kernel_that_takes_no_attention_mask():
 
     with pytest.raises(
         ValueError,
-        match=r"checkpoint 'x' attends with the 'flex_attention' kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'",
+        match=r"checkpoint 'x' attends with the 'flex_attention' kernel, "
+        r"which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'",
     ):
         check_kernel(tiny_model(attn="flex_attention"), "checkpoint 'x'")

@@ -45,7 +45,8 @@ spec = importlib.util.spec_from_file_location(
 synthetic_rows = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(synthetic_rows)
 token_at_a_time = synthetic_rows.token_at_a_time
-"""The task's definition read literally, one token at a time (benchmarks/synthetic_rows.py times it against the batch)."""
+"""The task's definition read literally, one token at a time (benchmarks/synthetic_rows.py times it against the
+batch)."""
 
 
 @pytest.mark.parametrize("task", [TASK, BigramBackcopy(bos=False, triggers=1, trigger_rate=0.5)], ids=["bos", "no-bos"])
@@ -167,7 +168,8 @@ def test_a_bad_synthetic_config_is_refused_naming_the_field(fields, message):
 def test_a_model_vocabulary_smaller_than_the_task_is_refused_before_training(tmp_path):
     with pytest.raises(
         ValueError,
-        match=r"data\.synthetic\.vocab_size=64 exceeds the model's vocab_size=32.*model\.model_config\.vocab_size >= 64",
+        match=r"data\.synthetic\.vocab_size=64 exceeds the model's "
+        r"vocab_size=32.*model\.model_config\.vocab_size >= 64",
     ):
         train(tmp_path, "--model.model_config.vocab_size=32", *SHORT, config="configs/bb.yaml")
     assert not (tmp_path / RUN / "checkpoints").exists()

@@ -42,7 +42,8 @@ def test_tf32_matmuls_use_the_tf32_peak_and_unknown_devices_have_none():
 
 
 def test_flops_count_the_attention_arm_as_trained():
-    """gated adds a d_model -> heads x head_dim projection per layer: 2 B T d (H hd) FLOPs forward, twice that backward."""
+    """gated adds a d_model -> heads x head_dim projection per layer: 2 B T d (H hd) FLOPs forward, twice that
+    backward."""
     B, T_, (plain, gated) = 2, 16, (apply_interventions(tiny_model(), "off", arm) for arm in ("softmax", "gated"))
     c = plain.config
     extra = (

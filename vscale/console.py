@@ -20,7 +20,8 @@ from vscale.errors import ConfigError, UserError
 UNACTIONABLE_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)",  # inside Lightning's _pytree, with torch >= 2.10
     r"The `srun` command is available on your system but is not used",  # a local run on a Slurm login node
-    r"Checkpoint directory .* exists and is not empty",  # every resume; a fresh run there is refused (vscale.train.config)
+    # every resume; a fresh run there is refused (vscale.train.config)
+    r"Checkpoint directory .* exists and is not empty",
 )
 ADVERTS = ("💡 Tip",)  # litlogger / litmodels, through Lightning's rank-zero logger
 RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")

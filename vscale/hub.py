@@ -27,6 +27,7 @@ def from_hub(load, name: str, field: str, *args, **kwargs):
         if not _offline(error):
             raise
         raise HubUnreachable(
-            f"{field}={name!r}: the Hugging Face hub could not be reached and nothing is cached for {name!r}; give a local "
-            f"directory (save_pretrained / eval.py export output, or local data files), or run where the hub is reachable."
+            f"{field}={name!r}: the Hugging Face hub could not be reached and nothing is cached for {name!r}; give a "
+            "local directory (save_pretrained / eval.py export output, or local data files), or run where the hub is "
+            "reachable."
         ) from None

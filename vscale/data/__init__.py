@@ -10,7 +10,8 @@ One module per idea:
   - `prepared`: the on-disk token format of `python -m vscale.prepare`, its writer and memmap reader;
   - `prepare`: `python -m vscale.prepare`, which writes it;
   - `synthetic`: the Bigram-Backcopy task, rows generated from (seed, position);
-  - `rows`: one `RowSource` per source of rows (synthetic, prepared, files, hub, streaming), picked once by `pick_source`;
+  - `rows`: one `RowSource` per source of rows (synthetic, prepared, files, hub, streaming), picked once by
+    `pick_source`;
   - `module`: `PackedTextData`, the LightningDataModule, which composes the picked source with resumable loaders.
 """
 

@@ -22,9 +22,9 @@ class PackedTextData(L.LightningDataModule):
         tokenizer: Hugging Face tokenizer name or local directory (every source but `synthetic`, which has none).
         seq_len: Tokens per row (the context length).
         batch_size: Rows per micro-batch on each device.
-        global_batch: Rows per optimizer step over all devices and nodes (the paper's 512). trainer.accumulate_grad_batches
-            is derived from it as global_batch / (batch_size x devices x nodes), which must divide evenly; None keeps
-            trainer.accumulate_grad_batches as given.
+        global_batch: Rows per optimizer step over all devices and nodes (the paper's 512).
+            trainer.accumulate_grad_batches is derived from it as global_batch / (batch_size x devices x nodes), which
+            must divide evenly; None keeps trainer.accumulate_grad_batches as given.
         prepared: A directory written by `python -m vscale.prepare` (train.bin, val.bin, meta.json: the source tokenized
             once, made with e.g. `python -m vscale.prepare --config <this config> --out <dir>`). When set, rows are
             memory-mapped from it (nothing is tokenized during training; a resume reads nothing before its position)
@@ -39,7 +39,8 @@ class PackedTextData(L.LightningDataModule):
         text_field: Column holding the text.
         messages_field: Column holding chat conversations (lists of {role, content}); when set, rows are rendered with
             the chat template and the loss is taken on assistant replies only. Needs streaming false for hub datasets.
-        chat_template: Jinja chat template (a file or a string) for tokenizers without one, e.g. assets/chat_template.jinja.
+        chat_template: Jinja chat template (a file or a string) for tokenizers without one, e.g.
+            assets/chat_template.jinja.
         streaming: Stream the hub dataset instead of downloading it.
         val_fraction: Fraction of documents held out when no validation files are given.
         val_rows: Validation rows used per evaluation (None: all).

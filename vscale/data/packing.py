@@ -24,7 +24,8 @@ def load_tokenizer(name_or_path: str, field: str = "data.tokenizer"):
     tokenizer = from_hub(AutoTokenizer.from_pretrained, name_or_path, field)
     if tokenizer.eos_token_id is None:
         raise ConfigError(
-            f"{field}={name_or_path!r} has no eos token; packing needs one to separate documents. Set tokenizer.eos_token."
+            f"{field}={name_or_path!r} has no eos token; "
+            "packing needs one to separate documents. Set tokenizer.eos_token."
         )
     return tokenizer
 
@@ -34,7 +35,8 @@ def local_format(files: list[str], field: str) -> str:
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         raise MissingInput(
-            f"{field}: no such file(s) {missing}; give existing .txt/.jsonl/.json/.parquet paths (relative to the working directory)."
+            f"{field}: no such file(s) {missing}; "
+            "give existing .txt/.jsonl/.json/.parquet paths (relative to the working directory)."
         )
     formats = {LOCAL_FORMATS.get(Path(f).suffix) for f in files}
     if None in formats or len(formats) != 1:

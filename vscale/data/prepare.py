@@ -69,7 +69,8 @@ def prepare(
     when `out` already holds this preparation. Raises PrepareRefused before any work when it cannot."""
     if not source.given:
         raise PrepareRefused(
-            "no source: give --files (local .txt/.jsonl/.json/.parquet files) or --dataset (a hub dataset), or a --config whose data: section names one."
+            "no source: give --files (local .txt/.jsonl/.json/.parquet files) or --dataset (a hub dataset), "
+            "or a --config whose data: section names one."
         )
     for n, flag in ((max_documents, "--max_documents"), (val_documents, "--val_documents"), (num_proc, "--num_proc")):
         if n is not None and n < 1:
@@ -117,7 +118,8 @@ def _existing(out: str, tokenizer: str, vocab_size: int, eos_id: int, dtype: str
         print(f"removed {stale}, left by a prepare on this host that no longer runs.", file=sys.stderr)
     for stale in others:
         print(
-            f"note: {stale} belongs to a prepare that is running or ran on another host; remove it unless one is running.",
+            f"note: {stale} belongs to a prepare that is running or ran on another host; "
+            "remove it unless one is running.",
             file=sys.stderr,
         )
     return None
@@ -144,7 +146,8 @@ def _write(
     for split, ds in (("train", train), ("val", val)):
         if source.text_field not in ds.column_names:
             raise PrepareRefused(
-                f"--text_field {source.text_field!r}: the {split} data has no such column (it has {ds.column_names}); name the column that holds the text."
+                f"--text_field {source.text_field!r}: the {split} data has no such "
+                f"column (it has {ds.column_names}); name the column that holds the text."
             )
         tokens[split] = ds.map(
             tokenize_documents,
@@ -220,7 +223,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max_documents",
         type=int,
-        help="take only the first N documents of the training split (hub: only those are streamed; local files: before the hold-out)",
+        help="take only the first N documents of the training split (hub: "
+        "only those are streamed; local files: before the hold-out)",
     )
     p.add_argument("--val_documents", type=int, help="take only the first N documents of the validation split")
     p.add_argument(

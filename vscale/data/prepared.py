@@ -55,7 +55,8 @@ def read_meta(directory: str | Path) -> dict:
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
         raise ConfigError(
-            f"{path}: format {meta.get('format')!r} is not {FORMAT!r}; prepare the data again with python -m vscale.prepare."
+            f"{path}: format {meta.get('format')!r} is not {FORMAT!r}; "
+            "prepare the data again with python -m vscale.prepare."
         )
     return meta
 
@@ -231,10 +232,10 @@ def check_prepared(directory: str, tokenizer_name: str, tok, seq_len: int, comma
     if not _same_tokenizer_name(meta["tokenizer"], tokenizer_name) or recorded[1:] != (len(tok), tok.eos_token_id):
         other = f"{directory.rstrip('/')}-{Path(tokenizer_name).name}"
         raise ConfigError(
-            f"data.prepared={directory!r} was prepared with tokenizer {recorded[0]!r} (vocabulary {recorded[1]}, eos id "
-            f"{recorded[2]}) but data.tokenizer={tokenizer_name!r} has vocabulary {len(tok)}, eos id {tok.eos_token_id}: "
-            f"set data.tokenizer={recorded[0]!r}, or prepare the data with this tokenizer into another directory "
-            f"({command(other)}) and set data.prepared={other}."
+            f"data.prepared={directory!r} was prepared with tokenizer {recorded[0]!r} (vocabulary {recorded[1]}, eos "
+            f"id {recorded[2]}) but data.tokenizer={tokenizer_name!r} has vocabulary {len(tok)}, eos id "
+            f"{tok.eos_token_id}: set data.tokenizer={recorded[0]!r}, or prepare the data with this tokenizer into "
+            f"another directory ({command(other)}) and set data.prepared={other}."
         )
     for split in SPLITS:
         if not split_file(directory, split).is_file():
@@ -250,6 +251,7 @@ def check_prepared(directory: str, tokenizer_name: str, tok, seq_len: int, comma
         if tokens < seq_len:
             raise ConfigError(
                 f"data.prepared={directory!r}: its {split} split has {tokens} tokens, fewer than one row of "
-                f"data.seq_len={seq_len}; prepare more documents (--max_documents / --val_documents) or lower data.seq_len."
+                f"data.seq_len={seq_len}; "
+                "prepare more documents (--max_documents / --val_documents) or lower data.seq_len."
             )
     return meta

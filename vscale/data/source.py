@@ -110,7 +110,8 @@ class DataSource:
         return datasets.Dataset.from_generator(_documents, gen_kwargs={"stream": stream.take(n)})
 
     def record(self, max_documents: int | None = None, val_documents: int | None = None) -> dict:
-        """What was read, as recorded in a prepared directory's meta.json (and compared when it exists): the fields that decide the tokens."""
+        """What was read, as recorded in a prepared directory's meta.json (and compared when it exists): the fields that
+        decide the tokens."""
         common = {"text_field": self.text_field, "max_documents": max_documents, "val_documents": val_documents}
         if self.train_files:
             return {
@@ -143,7 +144,10 @@ class DataSource:
             args += ["--train_split", self.train_split] if self.train_split != default.train_split else []
             args += ["--val_split", self.val_split] if self.val_split != default.val_split else []
         else:
-            return f"python -m vscale.prepare --tokenizer {shlex.quote(tokenizer)} --files <files> (or --dataset <name>) --out {shlex.quote(out)}"
+            return (
+                f"python -m vscale.prepare --tokenizer {shlex.quote(tokenizer)} "
+                f"--files <files> (or --dataset <name>) --out {shlex.quote(out)}"
+            )
         args += ["--text_field", self.text_field] if self.text_field != default.text_field else []
         return " ".join(["python -m vscale.prepare", *map(shlex.quote, [*args, "--out", out])])
 

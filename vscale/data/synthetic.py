@@ -36,8 +36,8 @@ class BigramBackcopy:
         bos: Start every row with `<bos>`. Without it, position 0 holds an ordinary token drawn from `<bos>`'s
             transition row (and, in Guo et al., no sink forms).
         trigger_rate: Probability that a bigram draw gives a trigger, i.e. roughly the fraction of copy targets (the
-            most frequent characters of text, the triggers of Guo et al., are about this common). Rare triggers leave the
-            copy head too weak to need a sink.
+            most frequent characters of text, the triggers of Guo et al., are about this common). Rare triggers leave
+            the copy head too weak to need a sink.
         concentration: Dirichlet concentration of each transition row; smaller makes the bigrams more peaked
             (lower oracle loss).
         task_seed: Seed of the transition matrix, i.e. of the task itself; the row streams are seeded by data.seed.
@@ -125,7 +125,8 @@ class BigramBackcopy:
         return torch.from_numpy(ids)
 
     def copy_targets(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T-1) bool: next-token targets t+1 that copy (the token at t is a trigger); the rest are bigram targets."""
+        """(B, T-1) bool: next-token targets t+1 that copy (the token at t is a trigger); the rest are bigram
+        targets."""
         return input_ids[:, :-1] < self.triggers
 
     def oracle_losses(self, input_ids: torch.Tensor) -> torch.Tensor:

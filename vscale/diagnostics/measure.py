@@ -14,7 +14,8 @@ from vscale.model.pipeline import is_routed, route_through_pipeline, unroute
 def check_seq_len(seq_len: int, field: str = "input_ids") -> None:
     if seq_len < metrics.WINDOW:
         raise ConfigError(
-            f"{field}: diagnostics need rows of at least {metrics.WINDOW} tokens (token 0 plus the early window 1..{metrics.T_E}); got {seq_len}."
+            f"{field}: diagnostics need rows of at least {metrics.WINDOW} tokens "
+            f"(token 0 plus the early window 1..{metrics.T_E}); got {seq_len}."
         )
 
 

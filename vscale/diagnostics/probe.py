@@ -30,7 +30,8 @@ class Probe:
     def __init__(self, model: nn.Module, all_token_norms: bool = False):
         if not is_routed(model):
             raise ConfigError(
-                "diagnostics tap the attention pipeline: call vscale.apply_interventions(model) first (vscale.diagnose does it for you)."
+                "diagnostics tap the attention pipeline: "
+                "call vscale.apply_interventions(model) first (vscale.diagnose does it for you)."
             )
         self.all_token_norms = all_token_norms
         self.layers = decoder_layers(model)

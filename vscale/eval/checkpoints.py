@@ -41,12 +41,14 @@ def load_checkpoint(path: str) -> Loaded:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:
             raise ConfigError(
-                f"checkpoint {path!r} cannot be read ({type(e).__name__}: {e}); give a .ckpt written by train.py or a model directory."
+                f"checkpoint {path!r} cannot be read ({type(e).__name__}: "
+                f"{e}); give a .ckpt written by train.py or a model directory."
             ) from e
         hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
         if not hp or "state_dict" not in ckpt or "vscale" not in hp:
             raise ConfigError(
-                f"checkpoint {path!r} is not a vscale training checkpoint (no hyper_parameters/state_dict); give a .ckpt written by train.py."
+                f"checkpoint {path!r} is not a vscale training checkpoint (no "
+                "hyper_parameters/state_dict); give a .ckpt written by train.py."
             )
         hp, data = _init_args(hp), _init_args(ckpt.get("datamodule_hyper_parameters") or {}) or None
         model = load_trained(
@@ -63,8 +65,8 @@ def check_exists(path: str) -> None:
         inside = sorted(str(p) for p in Path(path).glob("**/*.ckpt"))[-3:]
         hint = f"e.g. one of {inside}" if inside else "runs/<experiment>/<name>/checkpoints/last.ckpt"
         raise MissingInput(
-            f"checkpoint {path!r}: a directory with no model in it (no config.json); give a .ckpt written by train.py ({hint}), "
-            "or a directory written by eval.py export or save_pretrained."
+            f"checkpoint {path!r}: a directory with no model in it (no config.json); give a .ckpt written by train.py "
+            f"({hint}), or a directory written by eval.py export or save_pretrained."
         )
     if not Path(path).exists() and (path.endswith(".ckpt") or path.startswith(("/", ".", "~"))):
         raise MissingInput(
@@ -95,7 +97,8 @@ def eval_data(options: EvalData, recorded: dict | None) -> PackedTextData:
     args |= vars(DataSource.of(args).replaced(given)) | given
     if "tokenizer" not in args:
         raise ConfigError(
-            "eval data: give --tokenizer and --val_files (or --dataset), or a train.py checkpoint, which records its data config."
+            "eval data: give --tokenizer and --val_files (or --dataset), "
+            "or a train.py checkpoint, which records its data config."
         )
     if "seq_len" not in given:  # a given --seq_len was checked by EvalData
         check_seq_len(args.get("seq_len", 1024), "--seq_len (the checkpoint's data.seq_len)")

@@ -1,11 +1,12 @@
-"""`eval.py`: evaluate and compare checkpoints (method §3 and §5), one subcommand per file of this package.
+r"""`eval.py`: evaluate and compare checkpoints (method §3 and §5), one subcommand per file of this package.
 
 python eval.py run --ckpt "[A.ckpt, B.ckpt]" --label "[baseline, vscale]" --out eval/tiny
 python eval.py compare --run "[runs/tiny/off-seed0, runs/tiny/learned-seed0]" --out eval/tiny-curves
 python eval.py export --ckpt runs/tiny/learned-seed0/checkpoints/last.ckpt --out export/tiny-learned
 python eval.py profile --model Qwen/Qwen3-0.6B --dataset allenai/c4 --dataset_config en --out eval/profile-qwen3
 python eval.py truncate --ckpt "[A.ckpt, B.ckpt]" --label "[baseline, vscale]" --out eval/truncate
-python eval.py interpolate --ckpt "[A.ckpt, B.ckpt]" --prompts "[The cat sat on the, The dog sat on the]" --layer 2 --out eval/interpolate
+python eval.py interpolate --ckpt "[A.ckpt, B.ckpt]" --prompts "[The cat sat on the, The dog sat on the]" \
+    --layer 2 --out eval/interpolate
 """
 
 import re

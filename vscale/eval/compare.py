@@ -43,11 +43,11 @@ def compare(
     """Training runs side by side, grouped into arms (the seeds of one configuration). Each run is summarised by its
     late window (the median of the last `window` of its logged steps, per layer first, then over layers); each arm is
     compared with the reference arm, and each pair of the other arms with each other, paired by seed: the geometric mean
-    ratio (ratios, norms) or the mean difference (losses), a bootstrap 95% interval and a Wilcoxon signed-rank test whose
-    p is adjusted over its family (Benjamini-Hochberg). Writes summary.md (one line per metric and arm saying which
-    direction holds, a table of the arms against each other), summary.json, curves.png (each metric by step: each arm's
-    mean with a band over its seeds, geometric on log axes), effects.png (the paired effect per seed) and profile.png
-    (the per-layer profile at the end of training, mean ± std).
+    ratio (ratios, norms) or the mean difference (losses), a bootstrap 95% interval and a Wilcoxon signed-rank test
+    whose p is adjusted over its family (Benjamini-Hochberg). Writes summary.md (one line per metric and arm saying
+    which direction holds, a table of the arms against each other), summary.json, curves.png (each metric by step: each
+    arm's mean with a band over its seeds, geometric on log axes), effects.png (the paired effect per seed) and
+    profile.png (the per-layer profile at the end of training, mean ± std).
 
     Args:
         run: Run directories written by train.py (holding metrics.csv), as a list or one directory; an experiment
@@ -66,7 +66,8 @@ def compare(
     """
     if not run:
         raise ConfigError(
-            '--run: give run directories or an experiment directory, e.g. --run "[runs/tiny/off-seed0, runs/tiny/learned-seed0]" or --run "[runs/bb]".'
+            "--run: give run directories or an experiment directory, e.g. "
+            '--run "[runs/tiny/off-seed0, runs/tiny/learned-seed0]" or --run "[runs/bb]".'
         )
     if not 0 < window <= 1:
         raise ConfigError(
@@ -203,7 +204,8 @@ def comparisons(
 
 
 def _family(late: dict, pairs: list[tuple[str, str]], seeds: set[str] | None) -> dict:
-    """One family of tests: each pair on every metric both arms logged, sharing at least two seeds, p adjusted together."""
+    """One family of tests: each pair on every metric both arms logged, sharing at least two seeds, p adjusted
+    together."""
     pick = lambda values: {s: v for s, v in values.items() if seeds is None or s in seeds}
     ratio = {
         m: stats.is_ratio_scale(m, [v for by_metric in late.values() for v in by_metric.get(m, {}).values()])

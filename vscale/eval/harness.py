@@ -23,7 +23,8 @@ def lm_eval_manager(tasks: list[str], include_path: str | None, metadata: dict |
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         raise ConfigError(
-            f"--lm_eval_tasks: unknown task(s) {unknown}; list them with `lm-eval ls tasks`, or define local ones in --lm_eval_include_path."
+            f"--lm_eval_tasks: unknown task(s) {unknown}; list them with `lm-eval ls tasks`, "
+            "or define local ones in --lm_eval_include_path."
         )
     return manager
 

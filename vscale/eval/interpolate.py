@@ -25,17 +25,20 @@ class InterpolateOptions(Checkpoints):
     and V-scale checkpoints together to compare them.
 
     Args:
-        prompts: Two prompts A and B (the vectors are their residuals at --position; the path runs in A's context), or, with --tokens, one prompt. Quote prompts holding commas: '["a, b", "c"]'.
-        tokens: Two single tokens put in turn at --position of the one prompt (two tokens, same context), e.g. '[" cat", " dog"]'.
+        prompts: Two prompts A and B (the vectors are their residuals at --position; the path runs in A's context), or,
+            with --tokens, one prompt. Quote prompts holding commas: '["a, b", "c"]'.
+        tokens: Two single tokens put in turn at --position of the one prompt (two tokens, same context), e.g.
+            '[" cat", " dog"]'.
         layer: Decoder layer (0-based) whose input is interpolated and whose heads and MLP are recorded.
         position: Token position (negative counts from the end of each prompt).
         steps: Points on the path, alpha = 0..1 (at least 2).
         tokenizer: Tokenizer (default: the first .ckpt's training tokenizer, or the model directory's own).
-        targets: Positions of prompt A whose attention from the interpolated position is recorded along the path (the full
-            attention row to them, per head; negative counts from the end), e.g. [0, 3] for token 0 and the token a plateau
-            moves between.
-        align_keys: Two positions of the one prompt: the ends of the path are then residuals whose query points, in every
-            head, at the key of each (the query turns from one key to the other), instead of residuals of two prompts.
+        targets: Positions of prompt A whose attention from the interpolated position is recorded along the path (the
+            full attention row to them, per head; negative counts from the end), e.g. [0, 3] for token 0 and the token a
+            plateau moves between.
+        align_keys: Two positions of the one prompt: the ends of the path are then residuals whose query points, in
+            every head, at the key of each (the query turns from one key to the other), instead of residuals of two
+            prompts.
     """
 
     out: str = "interpolate"
@@ -54,15 +57,18 @@ class InterpolateOptions(Checkpoints):
         prompts, tokens, align_keys = self.prompts, self.tokens, self.align_keys
         if align_keys is not None and (len(align_keys) != 2 or tokens is not None or not prompts or len(prompts) != 1):
             raise ConfigError(
-                f'--align_keys {align_keys}: give two key positions and one prompt (no --tokens), e.g. --prompts "[The cat sat on the mat]" --align_keys "[0, 2]".'
+                f"--align_keys {align_keys}: give two key positions and one prompt (no --tokens), "
+                'e.g. --prompts "[The cat sat on the mat]" --align_keys "[0, 2]".'
             )
         if tokens is not None and (len(tokens) != 2 or not prompts or len(prompts) != 1):
             raise ConfigError(
-                f'--tokens {tokens} / --prompts {prompts}: with --tokens give exactly two tokens and one prompt, e.g. --prompts "[The cat sat]" --tokens \'[" cat", " dog"]\' --position 1.'
+                f"--tokens {tokens} / --prompts {prompts}: with --tokens give exactly two tokens and one prompt, "
+                'e.g. --prompts "[The cat sat]" --tokens \'[" cat", " dog"]\' --position 1.'
             )
         if tokens is None and align_keys is None and (not prompts or len(prompts) != 2):
             raise ConfigError(
-                f'--prompts {prompts}: give two prompts, e.g. --prompts "[The cat sat on the, The dog sat on the]" (or one prompt and two --tokens).'
+                f'--prompts {prompts}: give two prompts, e.g. --prompts "[The cat sat on the, '
+                'The dog sat on the]" (or one prompt and two --tokens).'
             )
 
 
@@ -105,7 +111,8 @@ def interpolate(o: InterpolateOptions) -> dict:
     for name, c in result["checkpoints"].items():
         heads = [h["steepest"] for h in c["heads"] if h["steepest"] is not None]
         print(
-            f"{name}: steepest step (1 = linear) attention heads {max(heads, default=float('nan')):.3g}, MLP {c['mlp']['steepest'] or float('nan'):.3g}"
+            f"{name}: steepest step (1 = linear) attention heads {max(heads, default=float('nan')):.3g}, "
+            f"MLP {c['mlp']['steepest'] or float('nan'):.3g}"
         )
     print(f"wrote {out_dir / 'interpolate.json'} and {figure}")
     return result
@@ -119,10 +126,12 @@ def _endpoints(tok, source: str, prompts: list[str], tokens: list[str] | None, p
     context, pieces = encode(prompts[0]), [encode(t) for t in tokens]
     if any(len(p) != 1 for p in pieces):
         raise ConfigError(
-            f"--tokens {tokens}: each must be one token of {source!r}; they encode to {pieces}. Include the leading space the tokenizer expects."
+            f"--tokens {tokens}: each must be one token of {source!r}; "
+            f"they encode to {pieces}. Include the leading space the tokenizer expects."
         )
     if not -len(context) <= position < len(context):
         raise ConfigError(
-            f"--position {position}: the prompt has {len(context)} tokens; give a position in {-len(context)}..{len(context) - 1}."
+            f"--position {position}: the prompt has {len(context)} tokens; "
+            f"give a position in {-len(context)}..{len(context) - 1}."
         )
     return [context[: position % len(context)] + p + context[position % len(context) + 1 :] for p in pieces]

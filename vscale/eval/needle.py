@@ -107,7 +107,8 @@ def make_cases(
     minimum = max(len(question) + sum(len(x) + 1 for x in needles) for _, needles, question, _ in drawn)
     if context_len < minimum:
         raise ConfigError(
-            f"needle context_len={context_len} is too short for the needle(s) and question of these cases; use at least {minimum}."
+            f"needle context_len={context_len} is too short for the "
+            f"needle(s) and question of these cases; use at least {minimum}."
         )
     if len(filler) < context_len:
         raise ConfigError(

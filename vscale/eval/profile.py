@@ -30,14 +30,17 @@ class ProfileOptions(Rows):
     alpha_heads.png in `out`.
 
     Args:
-        model: Hugging Face model directory or hub name (Llama, Mistral, Qwen2, Qwen3); a directory with vscale.json (eval.py export) is profiled with its V-scale. Its own tokenizer is used.
+        model: Hugging Face model directory or hub name (Llama, Mistral, Qwen2, Qwen3); a directory with vscale.json
+            (eval.py export) is profiled with its V-scale. Its own tokenizer is used.
         out: Output directory.
         files: Local .txt/.jsonl/.json/.parquet text files, instead of --dataset.
         split: Split of the hub dataset.
         text_field: Column holding the text.
         batches: Batches whose rows the metrics are pooled over.
         dtype: Weights' dtype: bfloat16, float32 or auto (the checkpoint's); default bfloat16 on a GPU, float32 on CPU.
-        device_map: transformers device_map (cuda:0, cpu, auto, ...); default: the whole model on the current GPU, or on the CPU without one. The diagnostics need all weights on one device: a model that accelerate splits or offloads is refused.
+        device_map: transformers device_map (cuda:0, cpu, auto, ...); default: the whole model on the current GPU, or on
+            the CPU without one. The diagnostics need all weights on one device: a model that accelerate splits or
+            offloads is refused.
     """
 
     seq_len: int = 512
@@ -58,7 +61,8 @@ class ProfileOptions(Rows):
             raise ConfigError("--model: give a Hugging Face model directory or hub name, e.g. --model Qwen/Qwen3-0.6B.")
         if bool(self.files) == bool(self.dataset):
             raise ConfigError(
-                '--files / --dataset: give exactly one text source, e.g. --files "[data/tiny/val.jsonl]" or --dataset allenai/c4 --dataset_config en.'
+                "--files / --dataset: give exactly one text source, e.g. "
+                '--files "[data/tiny/val.jsonl]" or --dataset allenai/c4 --dataset_config en.'
             )
         if self.files:
             local_format(self.files, "--files")
@@ -114,8 +118,9 @@ def profile(o: ProfileOptions) -> dict:
     }
     (out_dir / "profile.json").write_text(json.dumps(result, indent=1))
     print(
-        f"{o.model}: R_GS median over layers {metrics['gsink/ratio/median']:.3g}, max sink rate {metrics['sink/rate/max']:.3g}, "
-        f"max token-0 h_out ratio {metrics['act/h_out_ratio/max']:.3g} ({n} batches x {o.batch_size} rows x {o.seq_len} tokens)"
+        f"{o.model}: R_GS median over layers {metrics['gsink/ratio/median']:.3g}, max sink rate "
+        f"{metrics['sink/rate/max']:.3g}, max token-0 h_out ratio {metrics['act/h_out_ratio/max']:.3g} ({n} batches x "
+        f"{o.batch_size} rows x {o.seq_len} tokens)"
     )
     print(f"wrote {out_dir / 'profile.json'} and {len(figures)} figures")
     return result
@@ -125,7 +130,8 @@ def _batches(rows: list[torch.Tensor], batch_size: int, batches: int, seq_len: i
     n = len(rows) // batch_size
     if n == 0:
         raise ConfigError(
-            f"--seq_len {seq_len} / --batch_size {batch_size}: the data gave {len(rows)} rows of {seq_len} tokens, fewer than one batch; give more text or lower them."
+            f"--seq_len {seq_len} / --batch_size {batch_size}: the data gave {len(rows)} rows of {seq_len} tokens, "
+            "fewer than one batch; give more text or lower them."
         )
     if n < batches:
         print(f"warning: the data gave {n} full batches of the {batches} asked (--batches); profiling those.")
@@ -146,8 +152,9 @@ def _load_resident(model: str, dtype: str, device_map: str | None):
     if len(devices) > 1 or "meta" in devices:
         placed = sorted(set(map(str, getattr(lm, "hf_device_map", {}).values())) or devices)
         raise ConfigError(
-            f"--device_map {device_map!r}: model {model!r} was split over {placed} (offloaded or sharded); the diagnostics need "
-            f"every weight resident on one device: give --device_map cuda:0 (or cpu) and a device the model fits on, or --dtype bfloat16."
+            f"--device_map {device_map!r}: model {model!r} was split over {placed} (offloaded or sharded); the "
+            "diagnostics need every weight resident on one device: give --device_map cuda:0 (or cpu) and a device the "
+            "model fits on, or --dtype bfloat16."
         )
     return lm.eval().requires_grad_(False)
 

@@ -48,7 +48,10 @@ def directions(header: list[str], best: list[str | None]) -> str:
     if not best:
         return ""
     if best and best[0] and all(d == best[0] for d in best):
-        text = f"{DIRECTION_WORDS[best[0]]} in every column; the best value of a column is bold, none if checkpoints tie on it."
+        text = (
+            f"{DIRECTION_WORDS[best[0]]} in every column; "
+            "the best value of a column is bold, none if checkpoints tie on it."
+        )
     else:
         parts = [
             f"{DIRECTION_WORDS[d]}: {', '.join(h for h, b in zip(header, best) if b == d)}"
@@ -120,7 +123,8 @@ def eval_data_lines(results: dict) -> list[str]:
     if tokens and data.get("seq_len"):
         rows = tokens // (data["seq_len"] - 1)
         fields["rows"] = (
-            f"{rows} ({-(-rows // data['batch_size']) if data.get('batch_size') else '?'} batches, {tokens} predicted tokens)"
+            f"{rows} ({-(-rows // data['batch_size']) if data.get('batch_size') else '?'} batches, "
+            f"{tokens} predicted tokens)"
         )
     else:
         fields["batches"] = f"{ev.get('batches')} (asked)"
@@ -215,8 +219,8 @@ def profile_sections(ckpts: dict) -> list[str]:
     out += [
         "## Sinks and activations (method §3, pooled over the eval rows)",
         "",
-        "Lower means a weaker gradient sink and smaller token-0 activations (the V-scale goal). The sink rate, the fraction "
-        "of heads with an attention sink on token 0, has no better direction: V-scale aims to keep sinks.",
+        "Lower means a weaker gradient sink and smaller token-0 activations (the V-scale goal). The sink rate, the "
+        "fraction of heads with an attention sink on token 0, has no better direction: V-scale aims to keep sinks.",
         "",
     ]
     out += [

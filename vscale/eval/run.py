@@ -29,14 +29,21 @@ class RunOptions(EvalData, Checkpoints):
             (results.json `arms`, the report's Arms table).
         batches: Eval batches for perplexity and the method §3 profile (pooled over their rows).
         calib_batches: Training batches that calibrate the static W8A8 ranges.
-        quant: W8A8 modes (docs/method.md §5): per_token, per_tensor, per_tensor_down_proj; [] skips them. Perplexity, needle retrieval and lm-eval tasks are measured under each.
-        needle_context_lens: Needle-retrieval context lengths (default: the paper's 1024 and 2048, seq_len and twice it, up to twice seq_len and as far as the models' max_position_embeddings); [] skips it.
+        quant: W8A8 modes (docs/method.md §5): per_token, per_tensor, per_tensor_down_proj; [] skips them. Perplexity,
+            needle retrieval and lm-eval tasks are measured under each.
+        needle_context_lens: Needle-retrieval context lengths (default: the paper's 1024 and 2048, seq_len and twice it,
+            up to twice seq_len and as far as the models' max_position_embeddings); [] skips it.
         needle_seeds: Seeds of the needle cases; accuracy is mean and std over them.
         needle_n: Needle cases per seed, context length and kind (single, single_uuid, multi).
-        lm_eval_tasks: lm-evaluation-harness tasks run on each model with its V-scale, in full precision and under each W8A8 mode (needs `pip install "lm-eval[hf,ruler]"`), e.g. RULER's needle tasks [niah_single_1, niah_multikey_2, niah_multikey_3].
+        lm_eval_tasks: lm-evaluation-harness tasks run on each model with its V-scale, in full precision and under each
+            W8A8 mode (needs `pip install "lm-eval[hf,ruler]"`), e.g. RULER's needle tasks [niah_single_1,
+            niah_multikey_2, niah_multikey_3].
         lm_eval_include_path: Directory of local lm-eval task YAMLs.
-        lm_eval_limit: Examples per lm-eval task and length (None: all); with several --lm_eval_max_seq_lengths each length gets its own lm-eval call, since lm-eval keeps a task's first examples and RULER's come grouped by length.
-        lm_eval_max_seq_lengths: Lengths of RULER's synthetic tasks, given to lm-eval as task metadata with the eval tokenizer (default: the needle context lengths of at least 256; RULER keeps 128 of each for the answer).
+        lm_eval_limit: Examples per lm-eval task and length (None: all); with several --lm_eval_max_seq_lengths each
+            length gets its own lm-eval call, since lm-eval keeps a task's first examples and RULER's come grouped by
+            length.
+        lm_eval_max_seq_lengths: Lengths of RULER's synthetic tasks, given to lm-eval as task metadata with the eval
+            tokenizer (default: the needle context lengths of at least 256; RULER keeps 128 of each for the answer).
         wandb: Also log the tables and figures to wandb (offline without credentials).
         wandb_project: wandb project.
         wandb_group: wandb group, e.g. the experiment the checkpoints come from.

@@ -35,7 +35,8 @@ def expand(runs: list[str]) -> list[Path]:
         )
         if not named:
             raise ConfigError(
-                f"--run {name!r} matches no directory; give run directories, an experiment directory or a pattern that matches some."
+                f"--run {name!r} matches no directory; give run directories, "
+                "an experiment directory or a pattern that matches some."
             )
         for run in named:
             inside = sorted(p.parent for p in run.glob("*/metrics.csv"))
@@ -79,8 +80,9 @@ BASELINES = ("off", "softmax")
 
 
 def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[Path]]:
-    """{arm: its runs}, a baseline arm (`BASELINES`) first, the others in order of first appearance. `labels` names the arm of each run (runs sharing a
-    label are pooled), or renames the default arms (run name minus `-seed<N>`) in their order."""
+    """{arm: its runs}, a baseline arm (`BASELINES`) first, the others in order of first appearance. `labels` names the
+    arm of each run (runs sharing a label are pooled), or renames the default arms (run name minus `-seed<N>`) in their
+    order."""
     arms = [arm_of(Path(r).name) for r in runs]
     default = list(dict.fromkeys(arms))
     if labels is not None:
@@ -90,7 +92,8 @@ def group(runs: list[Path], labels: list[str] | None = None) -> dict[str, list[P
             arms = [labels[default.index(a)] for a in arms]
         else:
             raise ConfigError(
-                f"--label: give one label per run ({len(runs)}) or per arm ({len(default)}: {', '.join(default)}); got {len(labels)}."
+                f"--label: give one label per run ({len(runs)}) or per arm ({len(default)}: "
+                f"{', '.join(default)}); got {len(labels)}."
             )
     groups: dict[str, list[Path]] = {}
     for arm, run in zip(arms, runs):

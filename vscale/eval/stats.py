@@ -60,7 +60,8 @@ class Effect:
 
     @property
     def established(self) -> bool:
-        """A direction is claimed only when the interval excludes no effect and the test, adjusted over its family, agrees."""
+        """A direction is claimed only when the interval excludes no effect and the test, adjusted over its family,
+        agrees."""
         return self.excludes_null and self.p_adjusted < ALPHA
 
     @property

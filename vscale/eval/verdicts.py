@@ -21,9 +21,9 @@ def summary_lines(record: dict) -> list[str]:
     }
     n_runs = sum(len(a["runs"]) for a in arms.values())
     lines = [
-        f"{n_runs} runs in {len(arms)} arms. Each run is summarised by its late window: the median "
-        f"of the last {record['window']:.0%} of its logged steps (per layer first, then over the layers for /mean, /median, /max, /min). "
-        "A cell is the median over the arm's runs with their range; an arm of one run shows its value alone.",
+        f"{n_runs} runs in {len(arms)} arms. Each run is summarised by its late window: the median of the last "
+        f"{record['window']:.0%} of its logged steps (per layer first, then over the layers for /mean, /median, /max, "
+        "/min). A cell is the median over the arm's runs with their range; an arm of one run shows its value alone.",
         "",
         "| arm | runs | " + " | ".join(metrics) + " |",
         "|" + " --- |" * (len(metrics) + 2),
@@ -38,11 +38,11 @@ def summary_lines(record: dict) -> list[str]:
     tests = record["correction"]["tests"]
     if effects:
         lines += [
-            f"**Against {reference}, paired by seed.** Ratios (and their intervals) are geometric means of arm / {reference} over "
-            "the seeds both ran, losses mean differences. A direction is stated when the bootstrap 95% interval excludes "
-            f"no effect and the Wilcoxon signed-rank p, adjusted over the family of the {tests['effects']} tests against {reference} "
-            f"(every arm x metric; {stats.CORRECTION}, scipy.stats.false_discovery_control), is below {stats.ALPHA}; each line "
-            "gives the raw and the adjusted p"
+            f"**Against {reference}, paired by seed.** Ratios (and their intervals) are geometric means of arm / "
+            f"{reference} over the seeds both ran, losses mean differences. A direction is stated when the bootstrap "
+            "95% interval excludes no effect and the Wilcoxon signed-rank p, adjusted over the family of the "
+            f"{tests['effects']} tests against {reference} (every arm x metric; {stats.CORRECTION}, "
+            f"scipy.stats.false_discovery_control), is below {stats.ALPHA}; each line gives the raw and the adjusted p"
             + (", and whether a stated direction holds in both halves of the seeds" if "halves" in record else "")
             + ".",
             "",
@@ -57,9 +57,9 @@ def summary_lines(record: dict) -> list[str]:
         lines += ["No reference arm (off or softmax; --baseline names another): no paired effects.", ""]
     if record["pairwise"]:
         lines += [
-            f"**Arms against each other, paired by seed** (a / b, or a - b for losses): estimate (95% CI); the raw and the adjusted p, "
-            f"adjusted over their own family of {tests['pairwise']} tests (every pair x metric; {stats.CORRECTION}); a direction "
-            "where established. Only these comparisons may tell two arms apart.",
+            "**Arms against each other, paired by seed** (a / b, or a - b for losses): estimate (95% CI); the raw and "
+            f"the adjusted p, adjusted over their own family of {tests['pairwise']} tests (every pair x metric; "
+            f"{stats.CORRECTION}); a direction where established. Only these comparisons may tell two arms apart.",
             "",
             *_pairwise_table(record),
             "",
@@ -88,8 +88,8 @@ def _halves_table(record: dict) -> list[str]:
         return []
     metrics = [m for m in record["metrics"] if any(m in by_metric for by_metric in record["effects"].values())]
     lines = [
-        f"**The two halves of the seeds**, each against {record['baseline']} as above, adjusted over its own family: estimate (95% CI); "
-        "raw and adjusted p; a direction where established.",
+        f"**The two halves of the seeds**, each against {record['baseline']} as above, adjusted over its own family: "
+        "estimate (95% CI); raw and adjusted p; a direction where established.",
         "",
         "| arm | seeds | " + " | ".join(metrics) + " |",
         "|" + " --- |" * (len(metrics) + 2),
@@ -138,8 +138,8 @@ WORDS = {"lower": "lower with", "higher": "higher with", "none": "no difference 
 
 
 def headline(record: dict, metric: str, noun: str) -> str:
-    """Which arms have `metric` lower, higher, or not established against the reference, each with its estimate; two arms
-    on different sides are called different only where their direct comparison establishes it, and said not to be
+    """Which arms have `metric` lower, higher, or not established against the reference, each with its estimate; two
+    arms on different sides are called different only where their direct comparison establishes it, and said not to be
     distinguished otherwise (that one passes its test and another does not is no difference between them)."""
     effects = {
         arm: stats.Effect(**by_metric[metric]) for arm, by_metric in record["effects"].items() if metric in by_metric
@@ -187,7 +187,8 @@ def _estimate(e: stats.Effect) -> str:
 
 def seeds_needed(record: dict, metric: str, noun: str) -> str:
     """What "not established" means for `metric`, from the spread between seeds seen against the reference: how wide a
-    95% interval is at HALF and 2 x HALF seeds, and how many seeds each effect not established would need at its size."""
+    95% interval is at HALF and 2 x HALF seeds, and how many seeds each effect not established would need at its
+    size."""
     effects = {
         arm: stats.Effect(**by_metric[metric]) for arm, by_metric in record["effects"].items() if metric in by_metric
     }
@@ -199,8 +200,9 @@ def seeds_needed(record: dict, metric: str, noun: str) -> str:
         return ("x/÷ " if ratio else "± ") + "-".join(dict.fromkeys([widths[0], widths[-1]]))
 
     sentence = (
-        f"Seeds for {noun}: a 95% interval spans {span(HALF)} at {HALF} seeds and {span(2 * HALF)} at {2 * HALF} (t intervals at the "
-        f"spread of the arms' per-seed {'log ratios' if ratio else 'differences'} against {record['baseline']})"
+        f"Seeds for {noun}: a 95% interval spans {span(HALF)} at {HALF} seeds and {span(2 * HALF)} at {2 * HALF} (t "
+        f"intervals at the spread of the arms' per-seed {'log ratios' if ratio else 'differences'} against "
+        f"{record['baseline']})"
     )
     tests = record["correction"]["tests"]["effects"]
     needs = [(arm, e, stats.seeds_to_exclude_null(e, tests)) for arm, e in effects.items() if not e.established]

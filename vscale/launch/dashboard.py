@@ -44,7 +44,8 @@ LAYER = re.compile(r"^(?P<quantity>.+)/layer_(?P<layer>\d+)$")
 
 
 def spec(experiment: str, metrics: list[str]) -> dict:
-    """The workspace for `experiment` as plain data: {name, experiment, group_by, sections: [{name, panels: [{title, y}]}]}."""
+    """The workspace for `experiment` as plain data:
+    {name, experiment, group_by, sections: [{name, panels: [{title, y}]}]}."""
     per_layer: dict[str, list[str]] = {}
     sections = {name: [] for name, _ in SECTIONS}
     for metric in metrics:
@@ -76,7 +77,8 @@ def logged_metrics(experiment_dir: Path) -> list[str]:
 
 
 def workspace(spec: dict, entity: str, project: str) -> ws.Workspace:
-    """The wandb-workspaces object of a spec: its runs filtered to the experiment (the wandb group) and grouped by arm."""
+    """The wandb-workspaces object of a spec: its runs filtered to the experiment (the wandb group) and grouped by
+    arm."""
     sections = []
     for section in spec["sections"]:
         if "media" in section:
@@ -115,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
             path = args.spec or (args.runs_dir or Path("runs") / args.experiment) / "dashboard.json"
             path.write_text(json.dumps(built, indent=1))
             print(
-                f"wrote {path} (no wandb network or --entity here); create the workspace where wandb is reachable with: "
-                f"python -m vscale.dashboard --spec {path} --entity <entity> --project {args.project}"
+                f"wrote {path} (no wandb network or --entity here); create the workspace where wandb is reachable "
+                f"with: python -m vscale.dashboard --spec {path} --entity <entity> --project {args.project}"
             )
             return
         saved = workspace(built, args.entity, args.project).save()

@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     prepared = config_section(args.config, overrides, "data").get("prepared")
     if prepared and not (REPO / prepared / "meta.json").is_file():
         missing = (
-            f"data.prepared={prepared!r} is not prepared yet (jobs run in {REPO}): run `python -m vscale.prepare --config "
-            f"{args.config} --out {prepared}` first (see the config's header), or pass -- --data.prepared=null to stream"
+            f"data.prepared={prepared!r} is not prepared yet (jobs run in {REPO}): run `python -m vscale.prepare "
+            f"--config {args.config} --out {prepared}` first (see the config's header), "
+            "or pass -- --data.prepared=null to stream"
         )
         if not args.dry_run:
             p.error(missing)
@@ -192,7 +193,8 @@ def check(
         p.error(f"--nodes {args.nodes}: must be at least 1")
     if args.jobs < 1 or (args.jobs > 1 and not args.local):
         p.error(
-            f"--jobs {args.jobs}: give a number >= 1, and more than 1 only with --local (Slurm schedules submitted jobs itself)"
+            f"--jobs {args.jobs}: give a number >= 1, "
+            "and more than 1 only with --local (Slurm schedules submitted jobs itself)"
         )
     args.modes, args.seeds = [m for ms in args.modes for m in ms], [s for ss in args.seeds for s in ss]
     args.attention = (
@@ -241,8 +243,9 @@ def check_batch(p: argparse.ArgumentParser, args: argparse.Namespace, overrides:
     except ValueError as e:
         p.error(f"--nodes {args.nodes} x --gpus-per-node {args.gpus_per_node}: {e}")
     return (
-        f"global batch per job: data.batch_size {batch} x {devices} device(s) ({args.nodes} node(s) x {args.gpus_per_node or 1}) "
-        f"x accumulate_grad_batches {accumulate} (derived) = {batch * devices * accumulate} rows per optimizer step"
+        f"global batch per job: data.batch_size {batch} x {devices} device(s) ({args.nodes} node(s) x "
+        f"{args.gpus_per_node or 1}) x accumulate_grad_batches {accumulate} (derived) = {batch * devices * accumulate} "
+        "rows per optimizer step"
     )
 
 

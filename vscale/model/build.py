@@ -43,7 +43,8 @@ def check_embedding_std(embedding_std: float | None, pretrained: str | None) -> 
         )
     if not embedding_std > 0:
         raise ConfigError(
-            f"model.embedding_std={embedding_std} must be > 0 (the std of the normal the input embeddings are drawn from)."
+            f"model.embedding_std={embedding_std} must be > 0 (the "
+            "std of the normal the input embeddings are drawn from)."
         )
 
 

@@ -23,20 +23,22 @@ def check_model(
     model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(
-            f"{who} must be a pre-norm RMSNorm decoder ({', '.join(SUPPORTED_MODEL_TYPES)}); got model_type={model_type!r}. "
-            f"Build it from a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig, or load such a checkpoint."
+            f"{who} must be a pre-norm RMSNorm decoder ({', '.join(SUPPORTED_MODEL_TYPES)}); got "
+            f"model_type={model_type!r}. Build it from a LlamaConfig, Qwen2Config, Qwen3Config or MistralConfig, or "
+            "load such a checkpoint."
         )
     if tokenizer is not None and len(tokenizer) > config.vocab_size:
         raise ConfigError(
-            f"{tokenizer_field} has {len(tokenizer)} tokens but {who}'s vocab_size is {config.vocab_size}: use the tokenizer "
-            f"{who} was trained with, or, for a new model, set model.model_config.vocab_size >= {len(tokenizer)}."
+            f"{tokenizer_field} has {len(tokenizer)} tokens but {who}'s vocab_size is {config.vocab_size}: use the "
+            f"tokenizer {who} was trained with, or, for a new model, set model.model_config.vocab_size >= "
+            f"{len(tokenizer)}."
         )
     max_pos = getattr(config, "max_position_embeddings", None)
     for field, length in (lengths or {}).items():
         if max_pos is not None and length > max_pos:
             raise ConfigError(
-                f"{field}={length} exceeds {who}'s max_position_embeddings={max_pos}: lower {field}, or, for a new model, "
-                f"raise model.model_config.max_position_embeddings."
+                f"{field}={length} exceeds {who}'s max_position_embeddings={max_pos}: lower {field}, or, for a new "
+                "model, raise model.model_config.max_position_embeddings."
             )
 
 

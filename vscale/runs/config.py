@@ -24,10 +24,11 @@ class RunConfig:
         wandb_project: wandb project.
         wandb_entity: wandb entity (user or team); None uses your default.
         wandb_tags: Extra wandb tags; the mode and seed are always added.
-        cpu_capability: CPU kernels to compute with: avx2 (runs on any x86-64 CPU since 2013, so a CPU run gives the same
-            numbers on every x86 machine), avx512, default (unvectorised), or None for the machine's best (numbers then
-            differ between machines). Pins ATen's, MKL's and oneDNN's dispatch before torch computes anything (train.py
-            restarts itself with ATEN_CPU_CAPABILITY, MKL_CBWR and ONEDNN_MAX_CPU_ISA set); the run's hparams record it.
+        cpu_capability: CPU kernels to compute with: avx2 (runs on any x86-64 CPU since 2013, so a CPU run gives the
+            same numbers on every x86 machine), avx512, default (unvectorised), or None for the machine's best (numbers
+            then differ between machines). Pins ATen's, MKL's and oneDNN's dispatch before torch computes anything
+            (train.py restarts itself with ATEN_CPU_CAPABILITY, MKL_CBWR and ONEDNN_MAX_CPU_ISA set); the run's hparams
+            record it.
     """
 
     root: str = "runs"

@@ -13,8 +13,8 @@ def accumulation(global_batch: int | None, batch_size: int, world_size: int, giv
     per_pass = batch_size * world_size
     if global_batch % per_pass:
         raise ConfigError(
-            f"data.global_batch={global_batch} is not divisible by data.batch_size={batch_size} x {world_size} device(s) "
-            f"= {per_pass} rows per pass: choose a device count or data.batch_size that divides it."
+            f"data.global_batch={global_batch} is not divisible by data.batch_size={batch_size} x {world_size} "
+            f"device(s) = {per_pass} rows per pass: choose a device count or data.batch_size that divides it."
         )
     derived = global_batch // per_pass
     if given not in (1, derived):
@@ -31,8 +31,8 @@ def val_check_interval(val_every_n_steps: int | None, accumulate: int, given) ->
         return given
     if given is not None:
         raise ConfigError(
-            f"run.val_every_n_steps={val_every_n_steps} and trainer.val_check_interval={given} both set when to validate: "
-            "give only run.val_every_n_steps (optimizer steps, independent of the device count)."
+            f"run.val_every_n_steps={val_every_n_steps} and trainer.val_check_interval={given} both set when to "
+            "validate: give only run.val_every_n_steps (optimizer steps, independent of the device count)."
         )
     if val_every_n_steps < 1:
         raise ConfigError(f"run.val_every_n_steps={val_every_n_steps} must be at least 1.")

@@ -47,7 +47,8 @@ class VScaleCLI(LightningCLI):
             args=args,
             run=run,
             save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,  # VScaleLM builds the paper's AdamW and schedule itself: no --optimizer/--lr_scheduler
+            # VScaleLM builds the paper's AdamW and schedule itself: no --optimizer/--lr_scheduler
+            auto_configure_optimizers=False,
             parser_kwargs={"default_env": False, "exit_on_error": False},  # refusals end in one line (train.py)
         )
 
@@ -119,8 +120,9 @@ class VScaleCLI(LightningCLI):
             cfg["weights_only"] = True
         rows = data.batch_size * trainer.accumulate_grad_batches * trainer.world_size
         rank_zero_info(
-            f"global batch: {rows} rows ({rows * data.seq_len} tokens) per optimizer step = data.batch_size {data.batch_size}"
-            f" x accumulate_grad_batches {trainer.accumulate_grad_batches} x {trainer.world_size} device(s)"
+            f"global batch: {rows} rows ({rows * data.seq_len} tokens) per optimizer step = data.batch_size "
+            f"{data.batch_size} x accumulate_grad_batches {trainer.accumulate_grad_batches} x {trainer.world_size} "
+            "device(s)"
         )
         for logger in trainer.loggers:
             logger.log_hyperparams(

@@ -59,13 +59,14 @@ def pin(capability: str | None, may_restart: bool) -> None:
         return
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         raise UserError(
-            f"run.cpu_capability={capability}: pins x86 kernels, and this CPU is {platform.machine()}; set run.cpu_capability=null "
-            "(a run then reproduces on CPUs of the same kind only; README, Reproducibility)."
+            f"run.cpu_capability={capability}: pins x86 kernels, and this CPU is {platform.machine()}; set "
+            "run.cpu_capability=null (a run then reproduces on CPUs of the same kind only; README, Reproducibility)."
         )
     if not runs_on_this_cpu(capability):
         lower = [c for c in CAPABILITIES[: CAPABILITIES.index(capability)] if runs_on_this_cpu(c)]
         raise UserError(
-            f"run.cpu_capability={capability}: this CPU cannot run {capability} kernels; use {' or '.join(lower)}, or null."
+            f"run.cpu_capability={capability}: this CPU cannot run {capability} kernels; "
+            f"use {' or '.join(lower)}, or null."
         )
     wanted = environment(capability)
     settings = " ".join(f"{k}={v}" for k, v in wanted.items())

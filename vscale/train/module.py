@@ -39,7 +39,8 @@ def check_arm_trainable(model: torch.nn.Module, attention: str, patterns: list[s
 
 
 def check_recipe(lr: float, min_lr: float, warmup_steps: int, weight_decay: float, betas, eps: float) -> None:
-    """Each optimizer field in its own range first, then how they relate, so a message blames the field that is wrong."""
+    """Each optimizer field in its own range first, then how they relate, so a message blames the field that is
+    wrong."""
     for field, value, ok, rule in (
         ("lr", lr, lr > 0, "> 0"),
         ("min_lr", min_lr, min_lr >= 0, ">= 0"),
@@ -139,7 +140,8 @@ class VScaleLM(L.LightningModule):
         return self.model(input_ids=input_ids, labels=labels, use_cache=False)  # no KV cache: nothing decodes
 
     def setup(self, stage: str) -> None:
-        """The synthetic task the data module generates (`data.synthetic`), whose loss breakdown is logged; None for text."""
+        """The synthetic task the data module generates (`data.synthetic`), whose loss breakdown is logged; None for
+        text."""
         self.task = getattr(self.trainer.datamodule, "task", None)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

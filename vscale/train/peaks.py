@@ -32,7 +32,8 @@ def compute_kind(dtype: torch.dtype) -> str | None:
 
 
 def device_peak(device_name: str, dtype: torch.dtype) -> float | None:
-    """Dense peak FLOP/s of one device named `device_name` (as torch.cuda.get_device_name gives it) computing in `dtype`."""
+    """Dense peak FLOP/s of one device named `device_name` (as torch.cuda.get_device_name gives it) computing in
+    `dtype`."""
     name, kind = device_name.lower(), compute_kind(dtype)
     chip = next((chip for chip in PEAKS if chip in name), None)
     return PEAKS[chip][kind] if chip and kind else None

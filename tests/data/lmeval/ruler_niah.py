@@ -10,8 +10,8 @@ __all__ = ["niah_single", "process_results"]
 
 # RULER's niah_utils.TEMPLATE and needle, single-needle wording (prepare_niah.generate_input_output)
 TEMPLATE = (
-    "A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the number "
-    "afterwards.\n{context}\nWhat is the special magic number for {key} mentioned in the provided text?"
+    "A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the "
+    "number afterwards.\n{context}\nWhat is the special magic number for {key} mentioned in the provided text?"
 )
 NEEDLE = "One of the special magic numbers for {key} is: {value}."
 HAYSTACK = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."

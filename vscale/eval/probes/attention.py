@@ -33,7 +33,8 @@ def attention_weights(output, layer: int) -> torch.Tensor:
     weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
     if weights is None:
         raise RuntimeError(
-            f"layer {layer}'s attention returned no weights under the eager kernel; its attention arm does not form them."
+            f"layer {layer}'s attention returned no weights under the eager kernel; "
+            "its attention arm does not form them."
         )
     return weights[..., -weights.shape[-2] :]
 

@@ -33,7 +33,8 @@ def check_path(n_layers: int, layer: int, steps: int, positions: dict[str, tuple
     for field, (position, length) in positions.items():
         if not -length <= position < length:
             raise ConfigError(
-                f"--position {position}: {field} has {length} tokens; give a position in {-length}..{length - 1} (negative counts from the end)."
+                f"--position {position}: {field} has {length} tokens; "
+                f"give a position in {-length}..{length - 1} (negative counts from the end)."
             )
 
 
@@ -181,7 +182,8 @@ def interpolate(
 def check_targets(targets: list[int], length: int, field: str = "--targets") -> None:
     if not targets or any(not -length <= t < length for t in targets):
         raise ConfigError(
-            f"{field} {list(targets)}: give positions of prompt A ({length} tokens) in {-length}..{length - 1}, e.g. [0] for token 0."
+            f"{field} {list(targets)}: give positions of prompt A ({length} "
+            f"tokens) in {-length}..{length - 1}, e.g. [0] for token 0."
         )
 
 

@@ -36,8 +36,8 @@ def check_windows(windows: list[int], seq_len: int | None = None, field: str = "
         raise ConfigError(f"{field} {windows}: give one or more windows of at least 1 token, e.g. [1, 2, 5, 10].")
     if seq_len is not None and max(windows) >= seq_len:
         raise ConfigError(
-            f"{field}: the window {max(windows)} does not cut rows of {seq_len} tokens (the queries compared are t >= the largest window); "
-            f"use windows below {seq_len} or longer rows (--seq_len)."
+            f"{field}: the window {max(windows)} does not cut rows of {seq_len} tokens (the queries compared are t >= "
+            f"the largest window); use windows below {seq_len} or longer rows (--seq_len)."
         )
 
 
@@ -46,7 +46,8 @@ def check_kernel(model: nn.Module, who: str) -> None:
     kernel = kernel_name(model)
     if kernel not in MASKED_KERNELS:
         raise ConfigError(
-            f"{who} attends with the {kernel!r} kernel, which takes no 4D attention mask; load it with attn_implementation 'sdpa' or 'eager'."
+            f"{who} attends with the {kernel!r} kernel, which takes no 4D attention mask; "
+            "load it with attn_implementation 'sdpa' or 'eager'."
         )
 
 

@@ -23,5 +23,6 @@ SOFTMAX = Softmax()  # the arm of a model without one installed
 def check_attention(name: str) -> None:
     if name not in ARMS:
         raise ConfigError(
-            f"unknown attention arm {name!r} (model.attention, or apply_interventions(attention=...)); choose one of {', '.join(ARMS)}."
+            f"unknown attention arm {name!r} (model.attention, "
+            f"or apply_interventions(attention=...)); choose one of {', '.join(ARMS)}."
         )

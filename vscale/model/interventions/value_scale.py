@@ -75,12 +75,13 @@ def check_mode(mode: str, lam: float = 1.0) -> None:
     """Fail before any compute on a mode or lambda that docs/method.md §2 does not define."""
     if mode not in MODES:
         raise ConfigError(
-            f"unknown V-scale mode {mode!r} (model.vscale, or apply_vscale(mode=...)); choose one of {', '.join(MODES)}."
+            f"unknown V-scale mode {mode!r} (model.vscale, "
+            f"or apply_vscale(mode=...)); choose one of {', '.join(MODES)}."
         )
     if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
         raise ConfigError(
-            f"V-scale lambda={lam!r} (model.vscale_lambda, or apply_vscale(lam=...)) must be a finite number > 0, since "
-            "C = d_model*d_head*sigma^2*lambda; 1.0 is the default of docs/method.md §2."
+            f"V-scale lambda={lam!r} (model.vscale_lambda, or apply_vscale(lam=...)) must be a finite number > 0, "
+            "since C = d_model*d_head*sigma^2*lambda; 1.0 is the default of docs/method.md §2."
         )
 
 

@@ -49,8 +49,9 @@ class Diagnostics(L.Callback):
         log_every = trainer.log_every_n_steps
         if trainer.loggers and log_every and self.every_n_steps % log_every:
             raise ConfigError(
-                f"diagnostics.every_n_steps={self.every_n_steps} is not a multiple of trainer.log_every_n_steps={log_every}: "
-                f"diagnostic rows would fall on steps without a train/loss row; use a multiple of {log_every}."
+                f"diagnostics.every_n_steps={self.every_n_steps} is not a multiple of "
+                f"trainer.log_every_n_steps={log_every}: diagnostic rows would fall on steps without a train/loss row; "
+                f"use a multiple of {log_every}."
             )
         if trainer.datamodule is not None:
             check_seq_len(trainer.datamodule.seq_len, "data.seq_len")
@@ -97,6 +98,6 @@ def summary(metrics: dict[str, float], step: int) -> str:
     at = {name: metrics[f"{name}/layer_{l}"] for name in ("sink/alpha", "sink/rate", "gsink/ratio", "act/v_ratio")}
     return (
         f"diagnostics at step {step}, layer {l} (largest alpha): attention to token 0 alpha {at['sink/alpha']:.3g}, "
-        f"sink rate {at['sink/rate']:.3g}, gradient sink R_GS {at['gsink/ratio']:.3g}, token-0 value ratio {at['act/v_ratio']:.3g} "
-        "(every layer: metrics.csv)"
+        f"sink rate {at['sink/rate']:.3g}, gradient sink R_GS {at['gsink/ratio']:.3g}, token-0 value ratio "
+        f"{at['act/v_ratio']:.3g} (every layer: metrics.csv)"
     )

@@ -43,7 +43,8 @@ class NonFiniteGuard(L.Callback):
         last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
         raise FloatingPointError(
             f"non-finite loss or gradient at optimizer step {step} ({self.skipped} step(s) skipped before); "
-            f"last good checkpoint: {last or 'none yet'}. Resume from it with a lower lr, or use NonFiniteGuard action=skip."
+            f"last good checkpoint: {last or 'none yet'}. "
+            "Resume from it with a lower lr, or use NonFiniteGuard action=skip."
         )
 
     def state_dict(self) -> dict:

@@ -45,7 +45,8 @@ class Preemption(L.Callback):
         self.received, self._saved = None, None
         if threading.current_thread() is not threading.main_thread():
             rank_zero_warn(
-                "Preemption: training runs outside the main thread, where signals cannot be handled; a SIGTERM will not checkpoint."
+                "Preemption: training runs outside the main thread, "
+                "where signals cannot be handled; a SIGTERM will not checkpoint."
             )
             return
         self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}

@@ -1,11 +1,10 @@
 """Tokens per second, FLOP/s and MFU of training, and peak accelerator memory.
 
-Lightning's ThroughputMonitor does the measuring (a sliding window of steps, rates per device
-and over all devices, MFU where the device's peak FLOP/s is known: `vscale.train.peaks`, Lightning's table, or `peak_flops`), fed
-with the FLOPs of one micro-batch's forward and backward counted by Lightning's `measure_flops`
-on a meta-device copy of the model as trained (V-scale and attention arm installed) (nothing is allocated or run). Here it is logged on the
-optimizer step it measured, the row `train/loss` is logged on, rather than on a micro-batch
-count.
+Lightning's ThroughputMonitor does the measuring (a sliding window of steps, rates per device and over all devices, MFU
+where the device's peak FLOP/s is known: `vscale.train.peaks`, Lightning's table, or `peak_flops`), fed with the FLOPs
+of one micro-batch's forward and backward counted by Lightning's `measure_flops` on a meta-device copy of the model as
+trained (V-scale and attention arm installed) (nothing is allocated or run). Here it is logged on the optimizer step it
+measured, the row `train/loss` is logged on, rather than on a micro-batch count.
 """
 
 import torch
