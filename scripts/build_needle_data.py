@@ -11,8 +11,8 @@ needle(s) at sentence boundaries, the question, the value. The cases' seed is ne
 no training case shares its (seed, index) draw with an evaluation case (seeds >= 0), and the
 filler comes from data/tiny/train.jsonl while evaluation fills from data/tiny/val.jsonl.
 Each document is one training row, so its needle and its question are always seen together.
-Half the rows are needle documents (single and multi), half repeat a span of random words at a
-random offset and distance, amid random words or training text (see repeats). A 3000-step run sees each row about 3 times; on the 4150 rows of an earlier
+Half the rows are needle documents (single and multi), half repeat a span of random tokens
+(see repeats). A 3000-step run sees each row about 3 times; on the 4150 rows of an earlier
 version (about 15 passes by step 2000 at batch 32) no model retrieved by step 2000, and the
 fewer distinct repeat rows, the later copying began.
 
@@ -25,7 +25,6 @@ Rebuild:  python scripts/build_needle_data.py
 import argparse
 import json
 import random
-import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -40,9 +39,7 @@ SOURCE = "data/tiny/train.jsonl"
 OUT = "data/needle/train.parquet"
 ROW = 128  # configs/needle-tiny.yaml's data.seq_len
 CASES = {"single": 12000, "multi": 4000}  # needle documents, one training row each
-REPEATS = 16000  # rows that repeat a span of random words, to grow induction heads (see repeats)
-FILLER_TEXTS = 2000  # training texts whose tokens fill the even repeat rows
-HELD_OUT = (20, 37, 50)  # periods no repeat row has: copying at them is by content, not by distance
+REPEATS = 16000  # rows that repeat a span of random tokens, to grow induction heads (see repeats)
 SHORTEST = "10000"  # a value of the fewest tokens, which prompts are drawn for
 
 
@@ -76,57 +73,22 @@ def documents(tokenizer, texts: list[str], cases: dict[str, int] = CASES, row: i
         if len(fits) < n:
             raise SystemExit(f"only {len(fits)} of {2 * n} {kind} documents fit {row} tokens; lower CASES[{kind!r}].")
         docs += fits[:n]
-    return docs + repeats(tokenizer, texts, REPEATS, row)
+    return docs + repeats(tokenizer, REPEATS, row)
 
 
-def words(tokenizer) -> list[int]:
-    """Tokens that are one whole pre-tokenizer word with its leading space (" the", " 42"): any sequence of
-    them decodes to a text that encodes back to exactly that sequence, so a row's token layout survives the
-    round trip through text."""
+def repeats(tokenizer, n: int, row: int) -> list[str]:
+    """Rows that are a span of random tokens twice over, then a full stop: only copying lowers the
+    loss of the second copy (no bigram statistics help), so induction heads, which needle retrieval
+    needs, form early. A span is re-encoded first, so that its text tokenizes back to itself; rows
+    that do not re-encode to exactly `row - 1` tokens are skipped."""
+    rng = random.Random("repeats")
+    vocab = [t for t in range(len(tokenizer)) if t not in tokenizer.all_special_ids]
+    half, out = (row - 2) // 2, []
     encode = lambda s: tokenizer.encode(s, add_special_tokens=False)
-    return [
-        t
-        for t in range(len(tokenizer))
-        if t not in tokenizer.all_special_ids
-        and re.fullmatch(r" [A-Za-z]+| [0-9]+", text := tokenizer.decode([t]))
-        and encode(text) == [t]
-    ]
-
-
-def repeat_layout(rng: random.Random, width: int) -> tuple[int, int, int]:
-    """(start, length, period) of one repeat in a row of `width` random tokens: a span of 2..width // 2 tokens
-    that occurs again `period` tokens later, at any offset, with any gap, and never at a HELD_OUT period."""
-    while True:
-        length = rng.randint(2, width // 2)
-        period = rng.randint(length, width - length)
-        if period not in HELD_OUT:
-            return rng.randint(0, width - length - period), length, period
-
-
-def repeats(tokenizer, texts: list[str], n: int, row: int) -> list[str]:
-    """Rows in which a span of random words occurs twice, at a random offset and distance, then a full stop;
-    around it, random words (odd rows) or a window of training text (even rows: the repeat inside filler, as
-    a needle sits in a haystack). Only "find the earlier occurrence, copy what followed" lowers the loss of
-    the second copy: neither bigram statistics (the span's words are random) nor a fixed distance back (the
-    period varies from row to row; an earlier version repeated one 63-token span back to back, and its models
-    copied from 63 tokens back at any period) can do it, so the induction heads that retrieval needs form. No
-    row repeats at a HELD_OUT period, so a model's copying there (tests/test_needle_checkpoint.py) is by
-    content. Rows whose text does not encode back to their tokens (a span merging with a text token) are
-    drawn again."""
-    encode = lambda s: tokenizer.encode(s, add_special_tokens=False)
-    rng, vocab, width, out = random.Random("repeats"), words(tokenizer), row - 2, []
-    stream = [t for text in texts[:FILLER_TEXTS] for t in encode(text)]
     while len(out) < n:
-        if len(out) % 2:
-            ids = [rng.choice(vocab) for _ in range(width)]
-        else:
-            at = rng.randrange(len(stream) - width)
-            ids = stream[at : at + width]
-        start, length, period = repeat_layout(rng, width)
-        ids[start : start + length] = [rng.choice(vocab) for _ in range(length)]
-        ids[start + period : start + period + length] = ids[start : start + length]
-        text = tokenizer.decode(ids) + "."
-        if encode(text) == ids + encode("."):
+        span = tokenizer.decode(encode(tokenizer.decode([rng.choice(vocab) for _ in range(half)]))[:half])
+        text = span + span + "."
+        if len(encode(span)) == half and len(encode(text)) == row - 1:
             out.append(text)
     return out
 
@@ -139,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     docs = documents(load_tokenizer(str(ROOT / TOKENIZER)), texts)
     out = ROOT / args.out  # an absolute --out stays itself
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"text": docs}), out, compression="zstd", compression_level=19)  # 4.2 MB
+    pq.write_table(pa.table({"text": docs}), out, compression="gzip")  # 4.3 MB for 16 MB of text
     print(f"{len(docs)} documents -> {out}")
 
 
