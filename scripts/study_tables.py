@@ -193,8 +193,9 @@ def peak_sweep(record: dict) -> str:
     predicts."""
     lines = [
         "| variant | seeds | residual peak, token 0 / early (layer) | seeds >= 10x | token-0 norm | sink alpha "
-        "| R_GS max | val loss | growth exponent k (ratio ~ step^k) | steps to 10x / 100x (fit) |",
-        "|" + " --- |" * 10,
+        "| R_GS max | val loss | growth exponent k (ratio ~ step^k) | steps to 10x / 100x (fit) "
+        "| peak / the base's, same seeds |",
+        "|" + " --- |" * 11,
     ]
     for name, v in record["variants"].items():
         runs = list(v["runs"].values())
@@ -210,7 +211,7 @@ def peak_sweep(record: dict) -> str:
             f"| {median_cell([r['sink/alpha/max'] for r in runs])} "
             f"| {median_cell([r['gsink/ratio/max'] for r in runs])} "
             f"| {median_cell([r['val/loss'] for r in runs])} | "
-            f"{median_cell([r['growth']['exponent'] for r in runs])} | {reach} |"
+            f"{median_cell([r['growth']['exponent'] for r in runs])} | {reach} | {_against_base(v)} |"
         )
     return "\n".join(
         [
@@ -218,10 +219,21 @@ def peak_sweep(record: dict) -> str:
             "",
             f"(Late window: the median over the last {record['window']:.0%} of each run's logged steps; a cell is the "
             "median over seeds with the range; the fit is a power law through the peak layer's logged ratios, its "
-            "steps the median over seeds, '-' where it does not rise.)",
+            "steps the median over seeds, '-' where it does not rise; the last column is the variant's peak over the "
+            "base's at the seeds both ran, their geometric mean ratio (95% CI), the seeds where it is higher, and the "
+            "Wilcoxon p adjusted over the variants (Benjamini-Hochberg), '-' with fewer than two shared seeds.)",
             "",
         ]
     )
+
+
+def _against_base(variant: dict) -> str:
+    """A sweep variant's peak against the base config's, paired by seed (peak_sweep.against_base)."""
+    if "against_base" not in variant:
+        return "-"
+    e = stats.Effect(**variant["against_base"])
+    up = sum(v > 1 for v in e.per_seed.values())
+    return f"{e.estimate:.3g} ({e.low:.3g} to {e.high:.3g}); {up}/{e.n} higher; p {e.p_adjusted:.2g}"
 
 
 def _median(values: list, form: str) -> str:

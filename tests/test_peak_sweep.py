@@ -30,3 +30,16 @@ def test_the_curve_keeps_log_spaced_points_from_first_to_last():
     steps = [s for s, _ in peak_sweep.growth(points)["curve"]]
     assert steps[0] == 49 and steps[-1] == 1999 and steps == sorted(steps)
     assert all(b / a < 2.5 for a, b in zip(steps, steps[1:]))
+
+
+def test_a_variant_is_compared_with_the_base_only_at_the_seeds_both_ran():
+    table = {
+        "bb-peak": {"runs": {"0": {"peak": 2.0}, "1": {"peak": 4.0}, "2": {"peak": 8.0}}},
+        "lever": {"runs": {"0": {"peak": 4.0}, "1": {"peak": 8.0}, "5": {"peak": 1.0}}},
+    }
+    peak_sweep.against_base(table)
+    effect = table["lever"]["against_base"]
+    assert (effect["n"], effect["per_seed"]) == (2, {0: pytest.approx(2.0), 1: pytest.approx(2.0)})
+    assert effect["estimate"] == pytest.approx(2.0)  # the geometric mean of 4/2 and 8/4
+    assert effect["p"] == effect["p_adjusted"] == pytest.approx(0.5)  # two seeds, both higher: the exact Wilcoxon p
+    assert "against_base" not in table["bb-peak"]
