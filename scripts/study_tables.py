@@ -29,7 +29,7 @@ HEADLINES = (("gsink/ratio/max", "the gradient sink"), ("sink/alpha/max", "the a
              ("val/loss", "the validation loss"))
 PEAK_HEADLINES = (("act/h_out_ratio/max", "the residual peak"), ("act/h_out_t0/max", "the token-0 residual norm"),
                   ("sink/rate/mean", "the sink rate"), ("gsink/ratio/median", "the gradient sink"), ("val/loss", "the validation loss"))
-NEEDLE_NOUNS = {"needle/onset_step": "the retrieval onset (first checkpoint step at single-needle accuracy >= 0.5)",
+NEEDLE_NOUNS = {"needle/onset_step": "the retrieval onset step",
                 "needle/onset_reached": "whether retrieval set in", "needle/full/single/128": "single-needle accuracy at 128 tokens",
                 "needle/full/multi/128": "multi-needle accuracy at 128 tokens", "ppl/full": "the perplexity",
                 "gsink/ratio/max": "the gradient sink", "sink/alpha/max": "the attention sink", "act/v_ratio/min": "the value drain",
@@ -125,7 +125,10 @@ def needle_noun(metric: str) -> str:
 def needle_modes(record: dict) -> str:
     """The needle study (an `eval.py compare` summary of scripts/needle_study.py's kept runs): a sentence per compared
     metric, what the seeds can resolve, the table and paired effects, then the per_tensor drop of every run by arm and seed."""
-    lines = [study(record, [(m, needle_noun(m)) for m in record["metrics"]])]
+    lines = [study(record, [(m, needle_noun(m)) for m in record["metrics"]]),
+             "The retrieval onset is the first checkpoint step at single-needle accuracy >= 0.5 (a run that never gets there counts one "
+             "checkpoint interval past its last); it and the needle accuracies, drops and perplexities are measured once, at each run's final "
+             "checkpoint, so a run's late window is that value (scripts/needle_study.py).", ""]
     if NEEDLE_DROP in record["metrics"]:
         late = {arm: a["late"][NEEDLE_DROP] for arm, a in record["arms"].items()}
         seeds = sorted({s for by_seed in late.values() for s in by_seed}, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
