@@ -163,24 +163,32 @@ def measure_run(run_dir: Path, p: Protocol) -> dict:
 
 
 def add_columns(kept: Path, values: dict[int, dict[str, float]]) -> None:
-    """Rows {step: {column: value}} added to kept/metrics.csv, its rows in step order (a step's rows in their order)."""
+    """Rows {step: {column: value}} added to kept/metrics.csv in step order (a step's rows in their order), replacing any
+    earlier values of those columns, so that measuring a run again (one interrupted before its needle.json) leaves one."""
     with open(kept / "metrics.csv", newline="") as f:
         reader = csv.DictReader(f)
         columns, rows = list(reader.fieldnames or ["step"]), list(reader)
-    columns += [c for c in dict.fromkeys(c for by_name in values.values() for c in by_name) if c not in columns]
+    added = list(dict.fromkeys(c for by_name in values.values() for c in by_name))
+    rows = [r for r in ({k: v for k, v in r.items() if k not in added} for r in rows) if any(v for k, v in r.items() if k != "step")]
     rows += [{"step": str(step), **{c: repr(float(v)) for c, v in by_name.items()}} for step, by_name in values.items()]
     rows.sort(key=lambda r: int(r["step"]))
     with open(kept / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer = csv.DictWriter(f, fieldnames=[*columns, *(c for c in added if c not in columns)], restval="")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def columns(record: dict) -> dict[int, dict[str, float]]:
+    """A measured run's metrics.csv values by step: the curve at every checkpoint, the rest at the final one (a record
+    read back from needle.json has its steps as text)."""
+    curve, last = {int(step): acc for step, acc in record["curve"].items()}, int(record["final_step"])
+    return {step: {CURVE: acc, **(record["final"] if step == last else {})} for step, acc in curve.items()}
 
 
 def record_run(run_dir: Path, kept: Path, p: Protocol) -> dict:
     """Measure one run into its kept copy: the columns first, needle.json (the mark of a measured run) last."""
     record = measure_run(run_dir, p)
-    add_columns(kept, {**{step: {CURVE: acc} for step, acc in record["curve"].items() if step != record["final_step"]},
-                       record["final_step"]: {CURVE: record["curve"][record["final_step"]], **record["final"]}})
+    add_columns(kept, columns(record))
     (kept / RECORD).write_text(json.dumps(record, indent=1))
     return record
 

@@ -104,6 +104,13 @@ def test_a_measured_run_is_not_measured_again(experiment, kept):
     assert {p: p.read_text() for p in kept.glob("*/*")} == before
 
 
+def test_measuring_a_run_again_replaces_its_needle_columns(kept, tmp_path):
+    run = shutil.copytree(kept / "off-seed0", tmp_path / "off-seed0")
+    before = (run / "metrics.csv").read_text()
+    needle_study.add_columns(run, needle_study.columns(json.loads((run / "needle.json").read_text())))
+    assert (run / "metrics.csv").read_text() == before
+
+
 def test_an_unfinished_run_is_neither_kept_nor_measured(experiment, tmp_path):
     unfinished = tmp_path / "runs" / "off-seed0"
     shutil.copytree(experiment / "off-seed0", unfinished)
