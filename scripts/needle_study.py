@@ -11,8 +11,8 @@ Columns, each logged at the step of the checkpoint measured (its global step, th
 - `needle/onset_step`: the first checkpoint step whose curve accuracy is at least ONSET (retrieval onset); a run that
   never gets there has the step one checkpoint interval past its last checkpoint (a censored value that ranks after
   every run that got there), and `needle/onset_reached` 0 (else 1).
-- at the final checkpoint (last.ckpt) only: `needle/<precision>/<kind>/128`, the accuracy of kind single or multi in full
-  precision (`full`) and under each W8A8 mode (`per_token`, `per_tensor`, `per_tensor_down_proj`);
+- at the final checkpoint (last.ckpt) only: `needle/<precision>/<kind>/128`, the accuracy of kind single or multi in
+  full precision (`full`) and under each W8A8 mode (`per_token`, `per_tensor`, `per_tensor_down_proj`);
   `needle/drop_<mode>/<kind>/128`, full minus that mode; `ppl/<precision>`, the perplexity of the eval rows.
 
 A metric logged at one step is its own late-window value (`vscale.runs.late`: the median of the last quarter of a
@@ -25,16 +25,13 @@ last, and a run that has one is skipped, so an interrupted study resumes where i
 import argparse
 import contextlib
 import csv
+import importlib.util
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # keep_runs, beside this script, when imported from elsewhere (tests)
-from keep_runs import keep
 
 from vscale.data import split_batch
 from vscale.eval import measure, needle, quant
@@ -44,6 +41,16 @@ from vscale.eval.options import EvalData
 from vscale.runs import arm_of, read_metrics
 from vscale.train import cpu
 
+
+def _beside(name: str):
+    """A script beside this one, however this one was started (a command, or imported by a test)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+keep = _beside("keep_runs").keep
 LENGTH = 128
 """The needle context length: the trained one of configs/needle-tiny.yaml."""
 KINDS = ("single", "multi")
@@ -80,9 +87,17 @@ class Protocol:
         return needle.evaluate(model, self.tokenizer, self.texts, [LENGTH], self.seeds, self.n, kind)[LENGTH]["mean"]
 
     def describe(self) -> dict:
-        return {"length": LENGTH, "kinds": list(KINDS), "seeds": self.seeds, "n": self.n, "quant": self.quant, "onset": ONSET,
-                "eval_rows": sum(len(b) for b in self.rows), "calibration_rows": sum(len(b) for b in self.calibration),
-                "cpu_capability": cpu.dispatched()}
+        return {
+            "length": LENGTH,
+            "kinds": list(KINDS),
+            "seeds": self.seeds,
+            "n": self.n,
+            "quant": self.quant,
+            "onset": ONSET,
+            "eval_rows": sum(len(b) for b in self.rows),
+            "calibration_rows": sum(len(b) for b in self.calibration),
+            "cpu_capability": cpu.dispatched(),
+        }
 
 
 @dataclass
@@ -102,7 +117,9 @@ def protocol(data_config: dict, settings: Settings) -> Protocol:
     rows = eval_batches(data, settings.batches)
     data.setup("fit")
     calibration = [split_batch(b)[0] for _, b in zip(range(settings.calib_batches), data.train_dataloader())]
-    return Protocol(data.tokenizer, data.validation_texts(), rows, calibration, settings.quant, settings.seeds, settings.n)
+    return Protocol(
+        data.tokenizer, data.validation_texts(), rows, calibration, settings.quant, settings.seeds, settings.n
+    )
 
 
 def checkpoints(run_dir: Path) -> dict[int, Path]:
@@ -157,19 +174,28 @@ def measure_run(run_dir: Path, p: Protocol) -> dict:
     start = time.perf_counter()
     final = final_measurements(load_checkpoint(str(last)).model, p)
     step, reached = onset(curve)
-    return {"run": str(run_dir), "protocol": p.describe(), "curve": curve, "final_step": global_step(last),
-            "final": final | {ONSET_STEP: step, ONSET_REACHED: reached},
-            "seconds": {"curve_per_checkpoint": seconds, "final": time.perf_counter() - start}}
+    return {
+        "run": str(run_dir),
+        "protocol": p.describe(),
+        "curve": curve,
+        "final_step": global_step(last),
+        "final": final | {ONSET_STEP: step, ONSET_REACHED: reached},
+        "seconds": {"curve_per_checkpoint": seconds, "final": time.perf_counter() - start},
+    }
 
 
 def add_columns(kept: Path, values: dict[int, dict[str, float]]) -> None:
-    """Rows {step: {column: value}} added to kept/metrics.csv in step order (a step's rows in their order), replacing any
-    earlier values of those columns, so that measuring a run again (one interrupted before its needle.json) leaves one."""
+    """Rows {step: {column: value}} added to kept/metrics.csv in step order (a step's rows in their order), replacing
+    any earlier values of those columns: measuring a run again (one interrupted before its needle.json) leaves one."""
     with open(kept / "metrics.csv", newline="") as f:
         reader = csv.DictReader(f)
         columns, rows = list(reader.fieldnames or ["step"]), list(reader)
     added = list(dict.fromkeys(c for by_name in values.values() for c in by_name))
-    rows = [r for r in ({k: v for k, v in r.items() if k not in added} for r in rows) if any(v for k, v in r.items() if k != "step")]
+    rows = [
+        r
+        for r in ({k: v for k, v in r.items() if k not in added} for r in rows)
+        if any(v for k, v in r.items() if k != "step")
+    ]
     rows += [{"step": str(step), **{c: repr(float(v)) for c, v in by_name.items()}} for step, by_name in values.items()]
     rows.sort(key=lambda r: int(r["step"]))
     with open(kept / "metrics.csv", "w", newline="") as f:
@@ -206,8 +232,11 @@ def study(experiment: Path, out: Path, settings: Settings) -> list[str]:
             protocols[key] = protocol(data, settings)
         record = record_run(run_dir, out / run_dir.name, protocols[key])
         per = record["seconds"]["curve_per_checkpoint"]
-        print(f"{run_dir.name}: onset step {record['final'][ONSET_STEP]}, final single {record['final'][accuracy_name(measure.FULL, 'single')]:.3f}, "
-              f"{len(per)} checkpoints at {sum(per) / len(per):.1f} s each, final measurements {record['seconds']['final']:.1f} s")
+        final, single = record["final"], accuracy_name(measure.FULL, "single")
+        print(
+            f"{run_dir.name}: onset step {final[ONSET_STEP]}, final single {final[single]:.3f}, {len(per)} checkpoints "
+            f"at {sum(per) / len(per):.1f} s each, final measurements {record['seconds']['final']:.1f} s"
+        )
         measured.append(run_dir.name)
     return measured
 
@@ -222,24 +251,45 @@ def arm_curves(kept: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
 
 def figure(kept: Path, path: Path) -> Path:
     """The accuracy curves of every measured run in `kept`: one thin line per seed, each arm's mean thick."""
-    return seed_lines(arm_curves(kept), path, f"single-needle accuracy at {LENGTH} tokens", "checkpoint step", ONSET,
-                      f"retrieval onset: accuracy {ONSET}")
+    return seed_lines(
+        arm_curves(kept),
+        path,
+        f"single-needle accuracy at {LENGTH} tokens",
+        "checkpoint step",
+        ONSET,
+        f"retrieval onset: accuracy {ONSET}",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", type=Path, help="an experiment directory of train.py runs (runs/needle-tiny)")
-    p.add_argument("--out", type=Path, required=True, help="where the kept, measured runs go (docs/results/needle-modes-runs)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="where the kept, measured runs go (docs/results/needle-modes-runs)"
+    )
     p.add_argument("--figure", type=Path, help="also draw the accuracy curves of every measured run in --out here")
     p.add_argument("--quant", nargs="*", default=Settings().quant, help="W8A8 modes of the final measurements")
     p.add_argument("--seeds", nargs="+", type=int, default=Settings().seeds, help="seeds of the needle cases")
     p.add_argument("--n", type=int, default=Settings.n, help="needle cases per seed and kind")
     p.add_argument("--batches", type=int, default=Settings.batches, help="eval batches of the perplexity")
-    p.add_argument("--calib_batches", type=int, default=Settings.calib_batches, help="training batches that calibrate the static W8A8 ranges")
-    p.add_argument("--cpu_capability", default="avx2", help="CPU kernels, pinned as the runs' (README, Reproducibility); 'none' unpinned")
+    p.add_argument(
+        "--calib_batches",
+        type=int,
+        default=Settings.calib_batches,
+        help="training batches that calibrate the static W8A8 ranges",
+    )
+    p.add_argument(
+        "--cpu_capability",
+        default="avx2",
+        help="CPU kernels, pinned as the runs' (README, Reproducibility); 'none' unpinned",
+    )
     args = p.parse_args(argv)
-    cpu.pin(None if args.cpu_capability == "none" else args.cpu_capability, may_restart=argv is None)  # a command line restarts itself pinned
-    measured = study(args.experiment, args.out, Settings(args.quant, args.seeds, args.n, args.batches, args.calib_batches))
+    cpu.pin(
+        None if args.cpu_capability == "none" else args.cpu_capability, may_restart=argv is None
+    )  # a command line restarts itself pinned
+    measured = study(
+        args.experiment, args.out, Settings(args.quant, args.seeds, args.n, args.batches, args.calib_batches)
+    )
     print(f"measured {len(measured)} run(s) into {args.out}: {', '.join(measured) or 'none new'}")
     if args.figure:
         print(f"wrote {figure(args.out, args.figure)}")

@@ -29,13 +29,49 @@ def script(name: str):
 
 
 needle_study, study_tables = script("needle_study"), script("study_tables")
-SMALL = ["--trainer.max_steps=2", "--run.ckpt_every=1", "--run.val_every_n_steps=1", "--diagnostics.every_n_steps=1",
-         "--trainer.limit_val_batches=1", "--trainer.log_every_n_steps=1", "--data.batch_size=4", "--data.train_files=[data/tiny/val.jsonl]"]
-RETRIEVES = ["--model.model_config=null", "--model.pretrained=assets/needle-tiny", "--model.lr=1e-7", "--model.min_lr=1e-7", "--model.warmup_steps=0"]
-PROTOCOL = ["--seeds", "0", "1", "--n", "4", "--quant", "per_tensor", "--batches", "1", "--calib_batches", "1", "--cpu_capability", "none"]
+SMALL = [
+    "--trainer.max_steps=2",
+    "--run.ckpt_every=1",
+    "--run.val_every_n_steps=1",
+    "--diagnostics.every_n_steps=1",
+    "--trainer.limit_val_batches=1",
+    "--trainer.log_every_n_steps=1",
+    "--data.batch_size=4",
+    "--data.train_files=[data/tiny/val.jsonl]",
+]
+RETRIEVES = [
+    "--model.model_config=null",
+    "--model.pretrained=assets/needle-tiny",
+    "--model.lr=1e-7",
+    "--model.min_lr=1e-7",
+    "--model.warmup_steps=0",
+]
+PROTOCOL = [
+    "--seeds",
+    "0",
+    "1",
+    "--n",
+    "4",
+    "--quant",
+    "per_tensor",
+    "--batches",
+    "1",
+    "--calib_batches",
+    "1",
+    "--cpu_capability",
+    "none",
+]
 SETTINGS = needle_study.Settings(quant=["per_tensor"], seeds=[0, 1], n=4, batches=1, calib_batches=1)
-FINAL = ["needle/full/single/128", "needle/per_tensor/single/128", "needle/full/multi/128", "needle/drop_per_tensor/single/128",
-         "ppl/full", "ppl/per_tensor", "needle/onset_step", "needle/onset_reached"]
+FINAL = [
+    "needle/full/single/128",
+    "needle/per_tensor/single/128",
+    "needle/full/multi/128",
+    "needle/drop_per_tensor/single/128",
+    "ppl/full",
+    "ppl/per_tensor",
+    "needle/onset_step",
+    "needle/onset_reached",
+]
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +126,17 @@ def test_compare_reads_each_final_measurement_as_the_runs_late_value(kept):
 
 def test_the_drop_is_full_precision_minus_the_mode(kept):
     final = json.loads((kept / "off-seed0" / "needle.json").read_text())["final"]
-    assert final["needle/drop_per_tensor/single/128"] == final["needle/full/single/128"] - final["needle/per_tensor/single/128"]
+    assert (
+        final["needle/drop_per_tensor/single/128"]
+        == final["needle/full/single/128"] - final["needle/per_tensor/single/128"]
+    )
 
 
 def test_the_kept_training_columns_are_unchanged_beside_the_needle_columns(experiment, kept):
     original, measured = read_metrics(experiment / "off-seed0"), read_metrics(kept / "off-seed0")
-    assert all(measured[m] == original[m] for m in ("val/loss", "sink/alpha/max", "gsink/ratio/max", "act/v_ratio/mean"))
+    assert all(
+        measured[m] == original[m] for m in ("val/loss", "sink/alpha/max", "gsink/ratio/max", "act/v_ratio/mean")
+    )
 
 
 def test_a_measured_run_is_not_measured_again(experiment, kept):
@@ -127,7 +168,9 @@ def test_the_figure_draws_a_thin_line_per_seed_and_a_thick_mean_per_arm(kept):
 
 
 def test_the_readme_block_says_each_compared_metric_and_the_drop_of_every_run(kept, tmp_path):
-    compare(run=[str(kept)], out=str(tmp_path), baseline="off", metrics=FINAL[:6] + ["needle/onset_step", "gsink/ratio/max"])
+    compare(
+        run=[str(kept)], out=str(tmp_path), baseline="off", metrics=FINAL[:6] + ["needle/onset_step", "gsink/ratio/max"]
+    )
     record = json.loads((tmp_path / "summary.json").read_text())
     block = study_tables.needle_modes(record)
     sentences = [line for line in block.splitlines() if line.startswith("**Against off") and "late window" in line]

@@ -106,18 +106,18 @@ def seed_lines_figure(arms: dict[str, dict[str, list[tuple[int, float]]]], y_lab
             ax.plot(*zip(*sorted(points)), color=colour, linewidth=0.8, alpha=0.45)
         steps = sorted(set.intersection(*({s for s, _ in points} for points in runs.values())))
         values = [dict(points) for points in runs.values()]
-        ax.plot(steps, [sum(v[s] for v in values) / len(values) for s in steps], color=colour, linewidth=2.6)
+        ax.plot(steps, [sum(v[s] for v in values) / len(values) for s in steps], color=colour, linewidth=2.6, marker="o", markersize=3.5)
         if threshold is not None:
             ax.axhline(threshold, color="0.5", linestyle=":", linewidth=1, zorder=0)
-        ax.set_title(f"{arm} ({len(runs)} runs)")
+        ax.set_title(f"{arm} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.grid(True, axis="y", alpha=0.3)
     top = max(v for runs in arms.values() for points in runs.values() for _, v in points)
     for ax in axes:
         ax.set_ylim(-0.03 * max(top, 1.0), 1.03 * max(top, 1.0))
-    handles = [Line2D([], [], color="0.3", linewidth=0.8, alpha=0.45), Line2D([], [], color="0.3", linewidth=2.6)]
-    labels = ["one run (seed)", "the arm's mean over its runs"]
+    handles = [Line2D([], [], color="0.3", linewidth=0.8, alpha=0.45), Line2D([], [], color="0.3", linewidth=2.6, marker="o", markersize=3.5)]
+    labels = ["one run (seed)", "the arm's mean over its runs (a marker per step all of them measured)"]
     if threshold is not None:
         handles.append(Line2D([], [], color="0.5", linestyle=":", linewidth=1))
         labels.append(threshold_label or f"{threshold:g}")
