@@ -117,7 +117,7 @@ def seed_lines_figure(arms: dict[str, dict[str, list[tuple[int, float]]]], y_lab
     for ax in axes:
         ax.set_ylim(-0.03 * max(top, 1.0), 1.03 * max(top, 1.0))
     handles = [Line2D([], [], color="0.3", linewidth=0.8, alpha=0.45), Line2D([], [], color="0.3", linewidth=2.6, marker="o", markersize=3.5)]
-    labels = ["one run (seed)", "the arm's mean over its runs (a marker per step all of them measured)"]
+    labels = ["one run (seed)", "the arm's mean (markers: steps measured)"]
     if threshold is not None:
         handles.append(Line2D([], [], color="0.5", linestyle=":", linewidth=1))
         labels.append(threshold_label or f"{threshold:g}")
