@@ -39,6 +39,21 @@ PEAK_HEADLINES = (
     ("gsink/ratio/median", "the gradient sink"),
     ("val/loss", "the validation loss"),
 )
+NEEDLE_NOUNS = {
+    "needle/onset_step": "the retrieval onset step",
+    "needle/onset_reached": "whether retrieval set in",
+    "needle/full/single/128": "single-needle accuracy at 128 tokens",
+    "needle/full/multi/128": "multi-needle accuracy at 128 tokens",
+    "ppl/full": "the perplexity",
+    "gsink/ratio/max": "the gradient sink",
+    "sink/alpha/max": "the attention sink",
+    "act/v_ratio/min": "the value drain",
+    "val/loss": "the validation loss",
+}
+"""The needle study's nouns for its compared metrics; a W8A8 metric (needle/<mode>/..., needle/drop_<mode>/...,
+ppl/<mode>) is named by `needle_noun`, any other by its column."""
+NEEDLE_DROP = "needle/drop_per_tensor/single/128"
+"""The paper's claim under W8A8: full precision minus per_tensor, single needle at 128 tokens."""
 PAPER_03B = (  # docs/method.md §4: the paper's 0.3B at step 20000 (baseline, V-scale learned, backward-only)
     ("validation loss", "val/loss", (2.917, 2.907, 2.931)),
     ("sink rate, mean over layers", "sink/rate/mean", (0.617, 0.502, 0.458)),
@@ -143,6 +158,54 @@ def needle(record: dict) -> str:
             "",
         ]
     )
+
+
+def needle_noun(metric: str) -> str:
+    parts = metric.split("/")
+    if metric in NEEDLE_NOUNS:
+        return NEEDLE_NOUNS[metric]
+    if parts[0] == "ppl":
+        return f"the perplexity under W8A8 {parts[1]}"
+    if parts[0] == "needle" and parts[1].startswith("drop_"):
+        return f"the {parts[1].removeprefix('drop_')} drop of {parts[2]}-needle accuracy (full precision minus W8A8)"
+    if parts[0] == "needle" and len(parts) == 4:
+        return f"{parts[2]}-needle accuracy under W8A8 {parts[1]}"
+    return f"`{metric}`"
+
+
+def needle_modes(record: dict) -> str:
+    """The needle study (an `eval.py compare` summary of scripts/needle_study.py's kept runs): a sentence per compared
+    metric, what the seeds can resolve, the table and paired effects, then the per_tensor drop of every run by arm and
+    seed."""
+    lines = [
+        study(record, [(m, needle_noun(m)) for m in record["metrics"]]),
+        "The retrieval onset is the first checkpoint step at single-needle accuracy >= 0.5 (a run that never gets "
+        "there counts one checkpoint interval past its last); it and the needle accuracies, drops and perplexities are "
+        "measured once, at each run's final checkpoint, so a run's late window is that value "
+        "(scripts/needle_study.py).",
+        "",
+    ]
+    if NEEDLE_DROP in record["metrics"]:
+        late = {arm: a["late"][NEEDLE_DROP] for arm, a in record["arms"].items()}
+        seeds = sorted(
+            {s for by_seed in late.values() for s in by_seed},
+            key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s),
+        )
+        lines += [
+            f"The per_tensor drop (`{NEEDLE_DROP}`: single-needle accuracy at 128 tokens in full precision minus "
+            "under W8A8 per_tensor, at the final checkpoint), by arm and seed:",
+            "",
+            "| arm | " + " | ".join(f"seed {s}" for s in seeds) + " | median (range) |",
+            "|" + " --- |" * (len(seeds) + 2),
+        ]
+        lines += [
+            f"| {arm} | "
+            + " | ".join(f"{by_seed[s]:+.3f}" if s in by_seed else "-" for s in seeds)
+            + f" | {median_cell(list(by_seed.values()))} |"
+            for arm, by_seed in late.items()
+        ]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def paper(record: dict) -> str:
@@ -283,6 +346,7 @@ RENDER = {
     "bb-peak-paper": paper,
     "bb-peak-headlines": partial(headlines, faces=PEAK_HEADLINES),
     "bb-peak-sweep": peak_sweep,
+    "needle-modes": needle_modes,
 }
 RESULT = {"bb-peak-paper": "bb-peak", "bb-peak-headlines": "bb-peak"}
 """A block rendered from another block's result file."""

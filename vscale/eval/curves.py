@@ -109,3 +109,60 @@ def paired_effects_figure(effects: dict[str, dict[str, Effect]], reference: str,
 def paired_effects(effects: dict[str, dict[str, Effect]], reference: str, path: Path, title: str = "") -> Path:
     """`paired_effects_figure` saved as a PNG at `path`."""
     return save(paired_effects_figure(effects, reference, title), path)
+
+
+def seed_lines_figure(
+    arms: dict[str, dict[str, list[tuple[int, float]]]],
+    y_label: str,
+    x_label: str = "step",
+    threshold: float | None = None,
+    threshold_label: str = "",
+):
+    """One panel per arm, on one value axis: each run (seed) of the arm a thin line, the arm's mean over its runs a
+    thick one at every step all of them logged; `threshold` a dotted horizontal line."""
+    fig, axes = new_figure(len(arms), 4.4, 3.4)
+    for i, (ax, (arm, runs)) in enumerate(zip(axes, arms.items())):
+        colour = style(i)["color"]
+        for points in runs.values():
+            ax.plot(*zip(*sorted(points)), color=colour, linewidth=0.8, alpha=0.45)
+        steps = sorted(set.intersection(*({s for s, _ in points} for points in runs.values())))
+        values = [dict(points) for points in runs.values()]
+        ax.plot(
+            steps,
+            [sum(v[s] for v in values) / len(values) for s in steps],
+            color=colour,
+            linewidth=2.6,
+            marker="o",
+            markersize=3.5,
+        )
+        if threshold is not None:
+            ax.axhline(threshold, color="0.5", linestyle=":", linewidth=1, zorder=0)
+        ax.set_title(f"{arm} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.grid(True, axis="y", alpha=0.3)
+    top = max(v for runs in arms.values() for points in runs.values() for _, v in points)
+    for ax in axes:
+        ax.set_ylim(-0.03 * max(top, 1.0), 1.03 * max(top, 1.0))
+    handles = [
+        Line2D([], [], color="0.3", linewidth=0.8, alpha=0.45),
+        Line2D([], [], color="0.3", linewidth=2.6, marker="o", markersize=3.5),
+    ]
+    labels = ["one run (seed)", "the arm's mean (markers: steps measured)"]
+    if threshold is not None:
+        handles.append(Line2D([], [], color="0.5", linestyle=":", linewidth=1))
+        labels.append(threshold_label or f"{threshold:g}")
+    legend_below(fig, handles, labels, None)
+    return fig
+
+
+def seed_lines(
+    arms: dict[str, dict[str, list[tuple[int, float]]]],
+    path: Path,
+    y_label: str,
+    x_label: str = "step",
+    threshold: float | None = None,
+    threshold_label: str = "",
+) -> Path:
+    """`seed_lines_figure` saved as a PNG at `path`."""
+    return save(seed_lines_figure(arms, y_label, x_label, threshold, threshold_label), path)
