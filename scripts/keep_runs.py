@@ -19,6 +19,7 @@ QUANTITIES = (
     "val/",
     "sink/alpha/",
     "sink/rate/",
+    "sink/extra_mass/",
     "gsink/ratio/",
     "act/h_out_ratio/",
     "act/h_ratio/",
