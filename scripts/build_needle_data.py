@@ -12,9 +12,9 @@ no training case shares its (seed, index) draw with an evaluation case (seeds >=
 filler comes from data/tiny/train.jsonl while evaluation fills from data/tiny/val.jsonl.
 Each document is one training row, so its needle and its question are always seen together.
 Half the rows are needle documents (single and multi), half repeat a span of random tokens
-at a period that varies from row to row (see repeats). A 3000-step run sees each row about 3
-times; on the 4150 rows of an earlier version (about 15 passes by step 2000 at batch 32) no
-model retrieved by step 2000, and the fewer distinct repeat rows, the later copying began.
+(see repeats). A 3000-step run sees each row about 3 times; on the 4150 rows of an earlier
+version (about 15 passes by step 2000 at batch 32) no model retrieved by step 2000, and the
+fewer distinct repeat rows, the later copying began.
 
 Deterministic: re-running gives byte-identical output. tests/test_needle_checkpoint.py checks that every
 document packs into one row of its own.
@@ -25,8 +25,6 @@ Rebuild:  python scripts/build_needle_data.py
 import argparse
 import json
 import random
-import re
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,9 +40,6 @@ OUT = "data/needle/train.parquet"
 ROW = 128  # configs/needle-tiny.yaml's data.seq_len
 CASES = {"single": 12000, "multi": 4000}  # needle documents, one training row each
 REPEATS = 16000  # rows that repeat a span of random tokens, to grow induction heads (see repeats)
-FILLER_TEXTS = 2000  # training texts whose tokens start the offset repeat rows
-POOLS = (64, 256, 1024, None)  # how many of the most frequent words a repeat row draws from (None: all)
-HELD_OUT = (20, 37, 50)  # periods no repeat row has: copying at them is by content, not by distance
 SHORTEST = "10000"  # a value of the fewest tokens, which prompts are drawn for
 
 
@@ -78,53 +73,22 @@ def documents(tokenizer, texts: list[str], cases: dict[str, int] = CASES, row: i
         if len(fits) < n:
             raise SystemExit(f"only {len(fits)} of {2 * n} {kind} documents fit {row} tokens; lower CASES[{kind!r}].")
         docs += fits[:n]
-    return docs + repeats(tokenizer, texts, REPEATS, row)
+    return docs + repeats(tokenizer, REPEATS, row)
 
 
-def periods(row: int = ROW) -> list[int]:
-    """The periods repeat rows tile at: every span length from 4 tokens to two copies per row, but HELD_OUT."""
-    return [p for p in range(4, (row - 2) // 2 + 1) if p not in HELD_OUT]
-
-
-def words(tokenizer, stream: list[int]) -> list[int]:
-    """Tokens that are one whole word with its leading space (" the", " 42"), most frequent in `stream` first: any
-    sequence of them decodes to a text that encodes back to exactly that sequence."""
+def repeats(tokenizer, n: int, row: int) -> list[str]:
+    """Rows that are a span of random tokens twice over, then a full stop: only copying lowers the
+    loss of the second copy (no bigram statistics help), so induction heads, which needle retrieval
+    needs, form early. A span is re-encoded first, so that its text tokenizes back to itself; rows
+    that do not re-encode to exactly `row - 1` tokens are skipped."""
+    rng = random.Random("repeats")
+    vocab = [t for t in range(len(tokenizer)) if t not in tokenizer.all_special_ids]
+    half, out = (row - 2) // 2, []
     encode = lambda s: tokenizer.encode(s, add_special_tokens=False)
-    counts = Counter(stream)
-    return sorted(
-        (
-            t
-            for t in range(len(tokenizer))
-            if t not in tokenizer.all_special_ids
-            and re.fullmatch(r" [A-Za-z]+| [0-9]+", text := tokenizer.decode([t]))
-            and encode(text) == [t]
-        ),
-        key=lambda t: (-counts[t], t),
-    )
-
-
-def repeats(tokenizer, texts: list[str], n: int, row: int) -> list[str]:
-    """Rows in which a span of distinct random words repeats back to back to the row's end, then a full stop. The
-    span's length (the period) is drawn for each row from `periods`, its words from the POOLS most frequent ones
-    (the smaller the pool, the sooner copying is found; the larger, the more it must tell apart), and half the
-    rows start with a stretch of training text, so the first copy sits at any offset. Only "find the earlier
-    occurrence of this word, copy what followed it" lowers the loss of the later copies: bigram statistics cannot
-    (the words are random), nor can a fixed distance back (the period varies from row to row; an earlier version
-    repeated one 63-token span once and its models copied from 63 tokens back at any period). No row repeats at
-    a HELD_OUT period, so a model's copying there (tests/test_needle_copying.py) is by content. Rows whose text
-    does not encode back to their tokens (the text's last token merging with a word) are drawn again."""
-    encode = lambda s: tokenizer.encode(s, add_special_tokens=False)
-    rng, width, out = random.Random("repeats"), row - 2, []
-    stream = [t for text in texts[:FILLER_TEXTS] for t in encode(text)]
-    vocab = words(tokenizer, stream)
     while len(out) < n:
-        period, pool = rng.choice(periods(row)), rng.choice(POOLS) or len(vocab)
-        span = rng.sample(vocab[: max(pool, period)], period)
-        offset = rng.randint(0, width - 2 * period) if len(out) % 2 else 0
-        at = rng.randrange(len(stream) - offset)
-        ids = stream[at : at + offset] + (span * (width // period + 1))[: width - offset]
-        text = tokenizer.decode(ids) + "."
-        if encode(text) == ids + encode("."):
+        span = tokenizer.decode(encode(tokenizer.decode([rng.choice(vocab) for _ in range(half)]))[:half])
+        text = span + span + "."
+        if len(encode(span)) == half and len(encode(text)) == row - 1:
             out.append(text)
     return out
 
