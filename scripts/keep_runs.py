@@ -3,6 +3,7 @@ machines) never retrains a run it has: the metrics.csv columns of the quantities
 
     python scripts/keep_runs.py runs/bb-peak --out docs/results/bb-peak-runs
     python eval.py compare --run docs/results/bb-peak-runs --baseline off ...
+    python scripts/keep_runs.py runs/bb --out docs/results/bb-arms-runs --match "*-off-seed*"
 
 A run is kept once it has finished (train.py writes late.json at fit end); a kept run is not copied again. The copy
 is a run directory of its own (`<out>/<run name>/metrics.csv`), so `eval.py compare` reads it as it reads runs/.
@@ -11,6 +12,7 @@ is a run directory of its own (`<out>/<run name>/metrics.csv`), so `eval.py comp
 import argparse
 import csv
 import shutil
+from fnmatch import fnmatch
 from pathlib import Path
 
 QUANTITIES = (
@@ -53,8 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", type=Path, help="an experiment directory of train.py runs (runs/<experiment>)")
     p.add_argument("--out", type=Path, required=True, help="where the kept runs go (docs/results/<study>-runs)")
+    p.add_argument(
+        "--match",
+        nargs="+",
+        default=["*"],
+        help="keep only the runs whose name matches one of these patterns (one study of an experiment that holds "
+        "several: `off-seed*`, `*-off-seed*`; default: every run)",
+    )
     args = p.parse_args(argv)
-    kept = [r.name for r in sorted(args.experiment.iterdir()) if r.is_dir() and keep(r, args.out)]
+    runs = [r for r in sorted(args.experiment.iterdir()) if r.is_dir() and any(fnmatch(r.name, m) for m in args.match)]
+    kept = [r.name for r in runs if keep(r, args.out)]
     print(f"kept {len(kept)} run(s) in {args.out}: {', '.join(kept) or 'none new'}")
 
 
