@@ -1,6 +1,7 @@
 """wandb through Lightning's WandbLogger: offline without credentials, pairs grouped by experiment."""
 
 import json
+import time
 
 import pytest
 import wandb
@@ -16,6 +17,18 @@ def no_credentials(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+
+
+def offline_record(run_dir, keys, timeout: float = 60.0) -> bytes:
+    """The offline run's .wandb file once it holds every key, or as it is after `timeout` seconds: wandb's service
+    process writes the file, and under load its last records (the summary) can land after wandb.finish() returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (record,) = run_dir.glob("wandb/offline-run-*/*.wandb")
+        data = record.read_bytes()
+        if all(key.encode() in data for key in keys) or time.monotonic() > deadline:
+            return data
+        time.sleep(0.5)
 
 
 def test_wandb_is_offline_without_credentials(no_credentials):
@@ -80,10 +93,8 @@ def test_the_run_summary_holds_the_late_window_medians_eval_compare_reports(tmp_
         wandb.finish()
     run_dir = tmp_path / "tiny" / "off-seed0"
     summary = json.loads((run_dir / "late.json").read_text())
-    (record,) = run_dir.glob("wandb/offline-run-*/*.wandb")
-    assert all(key.encode() in record.read_bytes() for key in summary), (
-        "every late-window median is in the wandb run's summary"
-    )
+    record = offline_record(run_dir, summary)
+    assert all(key.encode() in record for key in summary), "every late-window median is in the wandb run's summary"
     eval_cli.compare(
         [str(run_dir)],
         out=str(tmp_path / "compare"),
