@@ -11,7 +11,7 @@ needle(s) at sentence boundaries, the question, the value. The cases' seed is ne
 no training case shares its (seed, index) draw with an evaluation case (seeds >= 0), and the
 filler comes from data/tiny/train.jsonl while evaluation fills from data/tiny/val.jsonl.
 Each document is one training row, so its needle and its question are always seen together.
-Half the rows are needle documents (single and multi), half tile a span of random tokens
+Half the rows are needle documents (single and multi), half repeat a span of random tokens
 (see repeats). A 3000-step run sees each row about 3 times; on the 4150 rows of an earlier
 version (about 15 passes by step 2000 at batch 32) no model retrieved by step 2000, and the
 fewer distinct repeat rows, the later copying began.
@@ -39,8 +39,7 @@ SOURCE = "data/tiny/train.jsonl"
 OUT = "data/needle/train.parquet"
 ROW = 128  # configs/needle-tiny.yaml's data.seq_len
 CASES = {"single": 12000, "multi": 4000}  # needle documents, one training row each
-REPEATS = 16000  # rows that tile a span of random tokens, to grow induction heads (see repeats)
-HELD_OUT = (20, 37, 50)  # periods no repeat row has: tests/test_needle_copying.py copies at them
+REPEATS = 16000  # rows that repeat a span of random tokens, to grow induction heads (see repeats)
 SHORTEST = "10000"  # a value of the fewest tokens, which prompts are drawn for
 
 
@@ -77,30 +76,19 @@ def documents(tokenizer, texts: list[str], cases: dict[str, int] = CASES, row: i
     return docs + repeats(tokenizer, REPEATS, row)
 
 
-def periods() -> list[int]:
-    """The periods repeat rows tile their spans at: every one from 4 to 63 tokens but HELD_OUT."""
-    return [p for p in range(4, 64) if p not in HELD_OUT]
-
-
 def repeats(tokenizer, n: int, row: int) -> list[str]:
-    """Rows that tile a span of random tokens to the row's end, then a full stop, at a period drawn per
-    row from `periods()`: only copying lowers the loss past the first copy (no bigram statistics help),
-    and only copying by content, since no one distance back holds the next token in every row. Rows of
-    one period (an earlier recipe's 63) taught a positional copy instead: "the token 63 back". A span is
-    re-encoded first, so that its text tokenizes back to itself; rows whose text does not re-encode to
-    their tokens are skipped."""
+    """Rows that are a span of random tokens twice over, then a full stop: only copying lowers the
+    loss of the second copy (no bigram statistics help), so induction heads, which needle retrieval
+    needs, form early. A span is re-encoded first, so that its text tokenizes back to itself; rows
+    that do not re-encode to exactly `row - 1` tokens are skipped."""
     rng = random.Random("repeats")
     vocab = [t for t in range(len(tokenizer)) if t not in tokenizer.all_special_ids]
-    out, choices = [], periods()
+    half, out = (row - 2) // 2, []
     encode = lambda s: tokenizer.encode(s, add_special_tokens=False)
     while len(out) < n:
-        period = rng.choice(choices)
-        span = encode(tokenizer.decode([rng.choice(vocab) for _ in range(period)]))[:period]
-        if len(span) < period:
-            continue
-        ids = [span[i % period] for i in range(row - 2)]
-        text = tokenizer.decode(ids) + "."
-        if encode(text)[:-1] == ids and len(encode(text)) == row - 1:
+        span = tokenizer.decode(encode(tokenizer.decode([rng.choice(vocab) for _ in range(half)]))[:half])
+        text = span + span + "."
+        if len(encode(span)) == half and len(encode(text)) == row - 1:
             out.append(text)
     return out
 
