@@ -1,4 +1,5 @@
 import os
+import time
 
 os.environ.setdefault(
     "OMP_NUM_THREADS", "1"
@@ -44,6 +45,19 @@ def tiny_model(arch: str = "llama", kv_heads: int = 2, attn: str = "sdpa", dtype
 def arch_heads(request):
     arch, heads = request.param
     return arch, HEADS[heads]
+
+
+def wait_until(done, timeout: float, what, poll: float = 0.5, alive=lambda: None) -> None:
+    """Poll `done()` until it holds, for at most `timeout` seconds; `alive()` runs each round and fails the wait
+    early (a process that died, a job that ended badly) rather than after the whole timeout. `what` names the wait
+    in the timeout's message (a callable is read then, e.g. a job's state at that moment)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        alive()
+        assert time.monotonic() < deadline, (
+            f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}"
+        )
+        time.sleep(poll)
 
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]

@@ -97,12 +97,18 @@ def fit_once(tmp_path, *overrides: str) -> str:
     return done.stdout + done.stderr
 
 
-def test_a_run_does_not_say_that_lightning_skips_its_default_model_summary(tmp_path):
+@pytest.fixture(scope="module", params=[True, False], ids=["summary", "no-summary"])
+def one_step(request, tmp_path_factory) -> tuple[bool, str]:
+    """One step of train.py with the model summary on or off, and what it printed (one run per setting)."""
+    setting = f"--trainer.enable_model_summary={str(request.param).lower()}"
+    return request.param, fit_once(tmp_path_factory.mktemp("one-step"), setting)
+
+
+def test_a_run_does_not_say_that_lightning_skips_its_default_model_summary(one_step):
     """The project prints its own summary (RunModelSummary): Lightning's note that it adds none is noise."""
-    assert "Skipping setting a default `ModelSummary` callback" not in fit_once(tmp_path)
+    assert "Skipping setting a default `ModelSummary` callback" not in one_step[1]
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_the_model_summary_is_printed_only_when_enabled(tmp_path, enabled):
-    printed = fit_once(tmp_path, f"--trainer.enable_model_summary={str(enabled).lower()}")
+def test_the_model_summary_is_printed_only_when_enabled(one_step):
+    enabled, printed = one_step
     assert ("Total FLOPs" in printed) == enabled and ("Trainable params" in printed) == enabled

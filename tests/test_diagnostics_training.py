@@ -196,7 +196,7 @@ def test_diagnostic_steps_keep_no_tensors_or_hooks_alive():
 
 
 def test_one_flag_turns_the_diagnostics_off_or_changes_their_interval(tmp_path):
-    train(tmp_path / "off", "--trainer.max_steps=20", "--run.val_every_n_steps=1000", "--diagnostics.every_n_steps=0")
+    train(tmp_path / "off", "--trainer.max_steps=10", "--run.val_every_n_steps=1000", "--diagnostics.every_n_steps=0")
     with open(tmp_path / "off" / "tiny" / "off-seed0" / "metrics.csv") as f:
         header = f.readline()
     assert "train/loss" in header and "gsink/ratio" not in header and "sink/alpha" not in header

@@ -2,12 +2,10 @@
 `eval.py <command>`, each listed with its doc, and a bad field is refused where it enters, naming its flag."""
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
 
+from vscale.eval.cli import main as eval_main
 from vscale.eval.interpolate import InterpolateOptions
 from vscale.eval.options import EvalData
 from vscale.eval.profile import ProfileOptions
@@ -40,14 +38,12 @@ def flag_docs(help_text: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_help_lists_every_field_of_the_options_as_a_flag_with_its_doc(command):
-    help_text = subprocess.run(
-        [sys.executable, "eval.py", command, "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "COLUMNS": "1000"},
-    ).stdout
+def test_help_lists_every_field_of_the_options_as_a_flag_with_its_doc(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit) as stop:
+        eval_main([command, "--help"])
+    help_text = capsys.readouterr().out
+    assert stop.value.code == 0
     docs = flag_docs(help_text)
     for field in dataclasses.fields(COMMANDS[command]):
         assert f"--{field.name}" in docs, f"--{field.name} is not listed:\n{help_text}"

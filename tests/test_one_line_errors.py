@@ -1,11 +1,17 @@
 """Every error the project raises on purpose ends the real entry point (train.py, eval.py, prepare, the launcher) in
-one line naming the field and the fix, with a non-zero exit status: no traceback, no usage wall."""
+one line naming the field and the fix, with a non-zero exit status: no traceback, no usage wall. Each script is run
+once as a real process; the other refusals call its `main` in this process inside the same wrapper, which is what
+decides the line, without the ~12 s a fresh interpreter spends importing torch and Lightning."""
 
 import subprocess
 import sys
 
 import pytest
 from conftest import QUIET, train
+
+from vscale.console import one_line_errors
+from vscale.eval.cli import main as eval_main
+from vscale.train.cli import main as train_main
 
 
 def refusal(*command: str) -> str:
@@ -19,7 +25,21 @@ def refusal(*command: str) -> str:
     return lines[-1]
 
 
+def refusal_in_process(main, args: list[str], capsys, help_command: str | None = None) -> str:
+    """The one line a refused `main(args)` ends with, inside `one_line_errors` as train.py puts it (eval's main wraps
+    itself), after checking that nothing else was printed as an error, a usage or a traceback."""
+    with pytest.raises(SystemExit) as stop, one_line_errors(help_command):
+        main(args)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    line = stop.value.code if isinstance(stop.value.code, str) else lines[-1]
+    assert stop.value.code != 0 and "Traceback" not in err and not any(x.startswith("usage:") for x in lines), err
+    assert [x for x in lines if x.startswith("error:") and x != line] == [], err
+    return line
+
+
 TRAIN = ["train.py", "fit", "--config", "configs/tiny.yaml", *QUIET]
+TRAIN_HELP = "python train.py fit --help"
 
 
 @pytest.mark.parametrize(
@@ -51,19 +71,25 @@ TRAIN = ["train.py", "fit", "--config", "configs/tiny.yaml", *QUIET]
     ],
     ids=["missing-file", "one-file-not-a-list", "arm", "negative-lr", "misspelled-option", "bad-choice"],
 )
-def test_train_refuses_bad_input_in_one_line(tmp_path, override, message):
-    line = refusal(*TRAIN, f"--run.root={tmp_path}", override)
+def test_train_refuses_bad_input_in_one_line(tmp_path, capsys, override, message):
+    line = refusal_in_process(train_main, [*TRAIN[1:], f"--run.root={tmp_path}", override], capsys, TRAIN_HELP)
     assert line.startswith(message), line
     if "Parser key" in message or "ambiguous" in message:
-        assert line.endswith("(python train.py fit --help lists the options)")
+        assert line.endswith(f"({TRAIN_HELP} lists the options)")
 
 
-def test_a_damaged_last_checkpoint_is_named_and_the_previous_whole_one_offered(tmp_path):
+def test_train_py_ends_a_refused_command_in_one_line_pointing_to_its_help(tmp_path):
+    line = refusal(*TRAIN, f"--run.root={tmp_path}", "--model.vscale=maybe")
+    assert line.startswith('error: Parser key "model.vscale"') and line.endswith(f"({TRAIN_HELP} lists the options)")
+
+
+def test_a_damaged_last_checkpoint_is_named_and_the_previous_whole_one_offered(tmp_path, capsys):
     train(tmp_path, "--trainer.max_steps=2", "--run.ckpt_every=1", "--run.val_every_n_steps=1000")
     ckpts = tmp_path / "tiny" / "off-seed0" / "checkpoints"
     last = ckpts / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    line = refusal(*TRAIN, f"--run.root={tmp_path}", "--ckpt_path=last", "--trainer.max_steps=3")
+    args = [*TRAIN[1:], f"--run.root={tmp_path}", "--ckpt_path=last", "--trainer.max_steps=3"]
+    line = refusal_in_process(train_main, args, capsys, TRAIN_HELP)
     assert line == (
         f"error: --ckpt_path last: {last} is damaged (cut short or overwritten, not a whole checkpoint); "
         f"resume from the newest whole one with --ckpt_path {ckpts / 'step0000002.ckpt'}."
@@ -90,9 +116,14 @@ def test_a_damaged_last_checkpoint_is_named_and_the_previous_whole_one_offered(t
     ],
     ids=["empty-directory", "one-path-not-a-list", "misspelled-command"],
 )
-def test_eval_refuses_bad_input_in_one_line(tmp_path, args, message):
-    line = refusal("eval.py", *(a.format(tmp=tmp_path) for a in args))
+def test_eval_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
+    line = refusal_in_process(eval_main, [a.format(tmp=tmp_path) for a in args], capsys)
     assert line.startswith(message.format(tmp=tmp_path)), line
+
+
+def test_eval_py_ends_a_refused_command_in_one_line(tmp_path):
+    line = refusal("eval.py", "run", "--ckpt", str(tmp_path / "last.ckpt"))
+    assert line.startswith(f"error: checkpoint '{tmp_path}/last.ckpt' does not exist; give a .ckpt written by train.py")
 
 
 def test_prepare_and_the_launcher_refuse_bad_input_in_one_line(tmp_path):
@@ -116,18 +147,17 @@ def test_prepare_and_the_launcher_refuse_bad_input_in_one_line(tmp_path):
     )
 
 
-def test_the_training_help_lists_what_applies_with_whole_group_headers():
-    result = subprocess.run(
-        [sys.executable, "train.py", "fit", "--help"], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert "--optimizer" not in result.stdout and "--lr_scheduler" not in result.stdout, (
-        "the module configures AdamW itself"
-    )
+def test_the_training_help_lists_what_applies_with_whole_group_headers(capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_main(["fit", "--help"])
+    help_text = capsys.readouterr().out
+    assert stop.value.code == 0
+    assert "--optimizer" not in help_text and "--lr_scheduler" not in help_text, "the module configures AdamW itself"
     assert (
         "Packed-row language-modeling data: prepared token files, local files, a hub dataset, or a synthetic task:"
-        in result.stdout
+        in help_text
     )
-    assert "--diagnostics.every_n_steps" in result.stdout
+    assert "--diagnostics.every_n_steps" in help_text
 
 
 def test_a_first_run_with_ckpt_path_last_starts_fresh_without_a_warning(tmp_path, recwarn):

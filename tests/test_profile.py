@@ -3,8 +3,6 @@ Llama / Qwen3 models saved locally beside the shipped tokenizer."""
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -135,11 +133,3 @@ def test_an_exported_vscale_model_is_profiled_with_its_vscale(tmp_path):
     assert result["vscale"] == "learned"
     for layer, theta in enumerate(thetas):
         assert result["metrics"][f"vscale/lambda_median/layer_{layer}"] == pytest.approx(math.exp(theta), rel=1e-6)
-
-
-def test_the_profile_command_line_documents_its_options():
-    help_text = subprocess.run(
-        [sys.executable, "eval.py", "profile", "--help"], check=True, capture_output=True, text=True
-    ).stdout
-    for flag in ("--model", "--files", "--dataset", "--seq_len", "--batches", "--dtype", "--device_map"):
-        assert flag in help_text, flag

@@ -60,8 +60,9 @@ def test_the_tests_compute_with_the_pinned_avx2_kernels():
 def test_a_pinned_run_logs_the_same_numbers_under_any_dispatch_thread_count_and_process(tmp_path):
     legs = {
         "default kernels": {"ATEN_CPU_CAPABILITY": "default"},
-        "one thread": {"OMP_NUM_THREADS": "1"},
-        "two threads": {"OMP_NUM_THREADS": "2"},
+        # started pinned, so that only the first leg pays train.py's restart (a second ~12 s of imports)
+        "one thread": {**PINNED_CPU, "OMP_NUM_THREADS": "1"},
+        "two threads": {**PINNED_CPU, "OMP_NUM_THREADS": "2"},
         **({"avx512 kernels": {"ATEN_CPU_CAPABILITY": "avx512"}} if AVX512 else {}),
     }
     runs = {leg: numbers(train_subprocess(tmp_path, leg.replace(" ", "-"), env)) for leg, env in legs.items()}

@@ -9,10 +9,15 @@ import time
 
 import pytest
 import torch
-from conftest import QUIET, logged_steps, metrics, train
+from conftest import QUIET, logged_steps, metrics, train, wait_until
 
-STEPS = 30
-ARGS = ["--trainer.max_steps=30", "--run.ckpt_every=5", "--trainer.log_every_n_steps=1", "--run.val_every_n_steps=1000"]
+STEPS = 20
+ARGS = [
+    f"--trainer.max_steps={STEPS}",
+    "--run.ckpt_every=5",
+    "--trainer.log_every_n_steps=1",
+    "--run.val_every_n_steps=1000",
+]
 
 
 def command(root) -> list[str]:
@@ -34,11 +39,10 @@ def start(root) -> subprocess.Popen:
 
 
 def wait_for(path, proc, timeout=300.0, poll=0.002):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
+    def alive():
         assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(poll)
+
+    wait_until(path.exists, timeout, str(path), poll, alive)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import logged_steps, metrics
+from conftest import logged_steps, metrics, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = [
@@ -89,11 +89,10 @@ ENDED_BADLY = ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
 
 
 def wait(env, job: str, until, timeout=400.0, what="", failed=ENDED_BADLY) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
+    def alive():
         assert state(env, job) not in failed, state(env, job)
-        assert time.monotonic() < deadline, f"job {job}: timed out waiting for {what} (state {state(env, job)})"
-        time.sleep(0.5)
+
+    wait_until(until, timeout, lambda: f"job {job}: {what} (state {state(env, job)})", alive=alive)
 
 
 def assert_every_step_once(run_dir: Path, steps: int) -> None:

@@ -25,18 +25,18 @@ def test_resumed_run_continues_exactly(tmp_path, dropout):
     common = [
         "--model.vscale=learned",
         "--trainer.log_every_n_steps=1",
-        "--run.ckpt_every=10",
-        "--run.val_every_n_steps=5",
+        "--run.ckpt_every=6",
+        "--run.val_every_n_steps=3",
         f"--model.model_config.attention_dropout={dropout}",
     ]
-    train(tmp_path / "straight", "--trainer.max_steps=20", *common)
-    train(tmp_path / "resumed", "--trainer.max_steps=10", *common)
-    train(tmp_path / "resumed", "--trainer.max_steps=20", "--ckpt_path=last", *common)
+    train(tmp_path / "straight", "--trainer.max_steps=12", *common)
+    train(tmp_path / "resumed", "--trainer.max_steps=6", *common)
+    train(tmp_path / "resumed", "--trainer.max_steps=12", "--ckpt_path=last", *common)
     straight = metrics(tmp_path / "straight" / "tiny" / "learned-seed0", "train/loss")
     resumed = metrics(tmp_path / "resumed" / "tiny" / "learned-seed0", "train/loss")
-    assert sorted(resumed) == list(range(20))
-    assert len(logged_steps(tmp_path / "resumed" / "tiny" / "learned-seed0")) == 20
-    for step in range(10, 20):
+    assert sorted(resumed) == list(range(12))
+    assert len(logged_steps(tmp_path / "resumed" / "tiny" / "learned-seed0")) == 12
+    for step in range(6, 12):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-6), step
 
 

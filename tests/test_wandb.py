@@ -1,11 +1,10 @@
 """wandb through Lightning's WandbLogger: offline without credentials, pairs grouped by experiment."""
 
 import json
-import time
 
 import pytest
 import wandb
-from conftest import train
+from conftest import train, wait_until
 
 from vscale.eval import cli as eval_cli
 from vscale.runs import wandb_offline
@@ -20,15 +19,15 @@ def no_credentials(monkeypatch, tmp_path):
 
 
 def offline_record(run_dir, keys, timeout: float = 60.0) -> bytes:
-    """The offline run's .wandb file once it holds every key, or as it is after `timeout` seconds: wandb's service
-    process writes the file, and under load its last records (the summary) can land after wandb.finish() returns."""
-    deadline = time.monotonic() + timeout
-    while True:
-        (record,) = run_dir.glob("wandb/offline-run-*/*.wandb")
-        data = record.read_bytes()
-        if all(key.encode() in data for key in keys) or time.monotonic() > deadline:
-            return data
-        time.sleep(0.5)
+    """The offline run's .wandb file once it holds every key: wandb's service process writes the file, and under load
+    its last records (the summary) can land after wandb.finish() returns."""
+
+    def record() -> bytes:
+        (path,) = run_dir.glob("wandb/offline-run-*/*.wandb")
+        return path.read_bytes()
+
+    wait_until(lambda: all(key.encode() in record() for key in keys), timeout, f"the offline record to hold {keys}")
+    return record()
 
 
 def test_wandb_is_offline_without_credentials(no_credentials):
