@@ -60,6 +60,14 @@ def wait_until(done, timeout: float, what, poll: float = 0.5, alive=lambda: None
         time.sleep(poll)
 
 
+def printed_help(main, args: list[str], capsys) -> str:
+    """What an entry point's `main(args)` prints for --help, in this process (a fresh one spends ~12 s importing)."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 0
+    return capsys.readouterr().out
+
+
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 

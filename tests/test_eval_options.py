@@ -4,6 +4,7 @@
 import dataclasses
 
 import pytest
+from conftest import printed_help
 
 from vscale.eval.cli import main as eval_main
 from vscale.eval.interpolate import InterpolateOptions
@@ -40,10 +41,7 @@ def flag_docs(help_text: str) -> dict[str, str]:
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_help_lists_every_field_of_the_options_as_a_flag_with_its_doc(command, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "1000")
-    with pytest.raises(SystemExit) as stop:
-        eval_main([command, "--help"])
-    help_text = capsys.readouterr().out
-    assert stop.value.code == 0
+    help_text = printed_help(eval_main, [command, "--help"], capsys)
     docs = flag_docs(help_text)
     for field in dataclasses.fields(COMMANDS[command]):
         assert f"--{field.name}" in docs, f"--{field.name} is not listed:\n{help_text}"
