@@ -1,8 +1,6 @@
 """`python -m vscale.launch`: one sbatch script per (mode, seed) that Slurm and Lightning agree on;
 bad input stops the sweep before anything is written or submitted. No Slurm needed (--dry-run)."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -208,28 +206,24 @@ def test_two_nodes_pick_the_multi_node_template(capsys):
         assert {"--trainer.num_nodes=2", "--trainer.devices=8"} <= set(srun_args(script))
 
 
-def test_unknown_mode_exits_non_zero_naming_the_flag_before_writing(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vscale.launch",
-            "--config",
-            "configs/tiny.yaml",
-            "--gpus-per-node",
-            "0",
-            "--modes",
-            "off",
-            "on",
-            "--",
-            f"--run.root={tmp_path}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert "--modes" in result.stderr and "learned" in result.stderr
+def test_unknown_mode_exits_non_zero_naming_the_flag_before_writing(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(
+            [
+                "--config",
+                "configs/tiny.yaml",
+                "--gpus-per-node",
+                "0",
+                "--modes",
+                "off",
+                "on",
+                "--",
+                f"--run.root={tmp_path}",
+            ]
+        )
+    assert stop.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "--modes" in stderr and "learned" in stderr
     assert list(tmp_path.iterdir()) == []
 
 

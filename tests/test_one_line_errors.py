@@ -80,6 +80,11 @@ def test_train_refuses_bad_input_in_one_line(tmp_path, capsys, override, message
         assert line.endswith(f"({TRAIN_HELP} lists the options)")
 
 
+def test_train_py_offers_fit_alone_and_eval_py_evaluates(capsys):
+    line = refusal_in_process(train_main, ["validate", "--config", "configs/tiny.yaml"], capsys, TRAIN_HELP)
+    assert line.startswith("error: argument subcommand: invalid choice: 'validate' (choose from 'fit')"), line
+
+
 def test_train_py_ends_a_refused_command_in_one_line_pointing_to_its_help(tmp_path):
     line = refusal(*TRAIN, f"--run.root={tmp_path}", "--model.vscale=maybe")
     assert line.startswith('error: Parser key "model.vscale"') and line.endswith(f"({TRAIN_HELP} lists the options)")

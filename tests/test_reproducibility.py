@@ -1,7 +1,8 @@
-"""Reproducible CPU runs (issue 20): a run pinned to AVX2 kernels (`run.cpu_capability: avx2`, as in
-configs/bb.yaml) logs the same numbers whatever the machine's own dispatch, the thread count or the
-process (a train.py subprocess or a pytest-xdist worker); unpinned, the dispatch changes them.
-Legs the CPU cannot run (AVX512 kernels on an AVX2-only CPU) are skipped."""
+"""Reproducible CPU runs (issue 20): a run pinned to AVX2 kernels (`run.cpu_capability: avx2`, as in every CPU
+config) logs the same numbers whatever the machine's own dispatch, the thread count or the process (a train.py
+subprocess or a pytest-xdist worker); unpinned, the dispatch changes them. Legs the CPU cannot run (AVX512 kernels
+on an AVX2-only CPU) are skipped. The runs are configs/bb.yaml's first 10 steps, a diagnostic step among them:
+numbers that agree bit for bit on every operation stay equal however long the run."""
 
 import csv
 import os
@@ -15,8 +16,8 @@ from conftest import PINNED_CPU, QUIET, train
 from vscale.errors import UserError
 from vscale.train import cpu
 
-STEPS = ["--trainer.max_steps=20", "--run.val_every_n_steps=20", "--run.ckpt_every=20"]
-TIMING = ("per_sec", "train/time", "mfu")  # wall-clock columns, which no two runs share
+STEPS = ["--trainer.max_steps=10", "--trainer.log_every_n_steps=1", "--run.val_every_n_steps=10", "--run.ckpt_every=10"]
+TIMING = ("per_sec", "/time", "mfu")  # wall-clock columns (train/time, validate/time), which no two runs share
 AVX512 = cpu.runs_on_this_cpu("avx512")
 
 
@@ -66,45 +67,31 @@ def test_a_pinned_run_logs_the_same_numbers_under_any_dispatch_thread_count_and_
         **({"avx512 kernels": {"ATEN_CPU_CAPABILITY": "avx512"}} if AVX512 else {}),
     }
     runs = {leg: numbers(train_subprocess(tmp_path, leg.replace(" ", "-"), env)) for leg, env in legs.items()}
-    train(
-        tmp_path / "worker", *STEPS, "--run.name=worker", config="configs/bb.yaml"
-    )  # this pytest worker, pinned by conftest
+    train(tmp_path / "worker", *STEPS, "--run.name=worker", config="configs/bb.yaml")  # this worker, pinned by conftest
     runs["this pytest worker"] = numbers(tmp_path / "worker" / "bb" / "worker")
     reference = runs["default kernels"]
-    assert len(reference) > 500 and ("19", "gsink/ratio/layer_0") in reference
+    assert len(reference) > 300 and ("9", "gsink/ratio/layer_0") in reference
     for leg, logged in runs.items():
         assert logged == reference, f"{leg} differs from the run that started on default kernels"
 
 
 def test_unpinned_runs_depend_on_the_kernels_dispatched(tmp_path):
-    """The control: the comparison above can fail, since the dispatch does change the numbers."""
+    """The control: the comparison above can fail, since the dispatch does change the numbers (a run on default
+    kernels against this worker's AVX2 ones, both unpinned, over the same 10 steps)."""
     unpinned = "--run.cpu_capability=null"
     a = numbers(train_subprocess(tmp_path, "default", {"ATEN_CPU_CAPABILITY": "default"}, unpinned))
-    b = numbers(train_subprocess(tmp_path, "avx2", {"ATEN_CPU_CAPABILITY": "avx2"}, unpinned))
+    train(tmp_path / "worker", *STEPS, unpinned, "--run.name=avx2", config="configs/bb.yaml")
+    b = numbers(tmp_path / "worker" / "bb" / "avx2")
     assert a.keys() == b.keys() and a != b
 
 
 @pytest.mark.skipif(AVX512, reason="this CPU runs AVX512 kernels")
-def test_kernels_the_cpu_cannot_run_are_refused_in_one_line(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "fit",
-            "--config",
-            "configs/bb.yaml",
-            f"--run.root={tmp_path}",
-            *QUIET,
-            "--run.cpu_capability=avx512",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert (
-        result.stderr.strip().splitlines()[-1]
-        == "error: run.cpu_capability=avx512: this CPU cannot run avx512 kernels; use default or avx2, or null."
-    )
+def test_kernels_the_cpu_cannot_run_are_refused_naming_those_it_can():
+    with pytest.raises(
+        UserError,
+        match=r"^run.cpu_capability=avx512: this CPU cannot run avx512 kernels; use default or avx2, or null.$",
+    ):
+        cpu.pin("avx512", may_restart=True)
 
 
 def test_an_in_process_run_without_the_pinned_environment_is_refused_with_the_variables_to_set(monkeypatch):

@@ -1,5 +1,7 @@
 """A run survives SIGTERM, SIGUSR1, kill -9 and a kill during a checkpoint write: the same command
-with --ckpt_path=last continues, and every step's loss equals the uninterrupted run's."""
+with --ckpt_path=last continues, and every step's loss equals the uninterrupted run's. The run that is
+stopped is a real process; the one that continues it runs in this worker (the same CLI and arguments,
+without a second interpreter's start-up)."""
 
 import random
 import signal
@@ -20,22 +22,16 @@ ARGS = [
 ]
 
 
-def command(root) -> list[str]:
-    return [
-        sys.executable,
-        "train.py",
-        "fit",
-        "--config",
-        "configs/tiny.yaml",
-        f"--run.root={root}",
-        "--ckpt_path=last",
-        *QUIET,
-        *ARGS,
-    ]
-
-
 def start(root) -> subprocess.Popen:
-    return subprocess.Popen(command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """`train.py fit` on configs/tiny.yaml as a real process, to be stopped."""
+    command = ["train.py", "fit", "--config", "configs/tiny.yaml", f"--run.root={root}", "--ckpt_path=last", *QUIET]
+    return subprocess.Popen(
+        [sys.executable, *command, *ARGS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def resume(root) -> None:
+    train(root, "--ckpt_path=last", *ARGS)
 
 
 def wait_for(path, proc, timeout=300.0, poll=0.002):
@@ -69,7 +65,7 @@ def test_a_signal_finishes_the_step_saves_and_exits_then_the_run_continues_exact
     assert proc.returncode == 128 + signum, out
     stopped = torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"]
     assert 5 <= stopped < STEPS and f"stopped after optimizer step {stopped}" in out
-    subprocess.run(command(tmp_path), check=True, capture_output=True)
+    resume(tmp_path)
     assert_continues_exactly(tmp_path, straight)
 
 
@@ -81,7 +77,7 @@ def test_kill_9_at_a_random_step_then_the_same_command_continues_exactly(tmp_pat
     time.sleep(random.Random(seed).uniform(0.0, 3.0))
     proc.kill()
     proc.wait()
-    subprocess.run(command(tmp_path), check=True, capture_output=True)
+    resume(tmp_path)
     assert_continues_exactly(tmp_path, straight)
 
 
@@ -94,5 +90,5 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_usable(
     proc.wait()
     assert (ckpts / ".last.ckpt.partial").exists(), "killed in the middle of writing last.ckpt"
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] in range(5, STEPS, 5)
-    subprocess.run(command(tmp_path), check=True, capture_output=True)
+    resume(tmp_path)
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] == STEPS

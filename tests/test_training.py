@@ -27,6 +27,7 @@ def test_resumed_run_continues_exactly(tmp_path, dropout):
         "--trainer.log_every_n_steps=1",
         "--run.ckpt_every=6",
         "--run.val_every_n_steps=3",
+        "--trainer.limit_val_batches=2",
         f"--model.model_config.attention_dropout={dropout}",
     ]
     train(tmp_path / "straight", "--trainer.max_steps=12", *common)

@@ -52,6 +52,12 @@ class VScaleCLI(LightningCLI):
             parser_kwargs={"default_env": False, "exit_on_error": False},  # refusals end in one line (train.py)
         )
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """`fit` alone: train.py trains and eval.py evaluates (VScaleLM has no test or predict step); building the
+        parsers of Lightning's other three subcommands took most of a run's start-up."""
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(RunConfig, "run")
         parser.add_lightning_class_args(Diagnostics, "diagnostics")  # --diagnostics.every_n_steps 0 turns them off

@@ -7,6 +7,9 @@ trained (V-scale and attention arm installed) (nothing is allocated or run). Her
 measured, the row `train/loss` is logged on, rather than on a micro-batch count.
 """
 
+import functools
+import json
+
 import torch
 from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.callbacks import ThroughputMonitor
@@ -32,11 +35,18 @@ def _tokens(batch) -> int:
 def flops_per_micro_batch(model, batch_size: int, seq_len: int) -> int:
     """FLOPs of the LM loss's forward and backward on one (batch_size, seq_len) micro-batch of `model` as
     trained (its architecture, V-scale mode and attention arm, whose own projections count), counted on
-    the meta device."""
+    the meta device, once per architecture and shape in a process (runs in one process share it)."""
     scalers = vscale_modules(model)
+    mode = scalers[0].mode if scalers else "off"
+    config = type(model.config), model.config.to_json_string()
+    return _meta_flops(*config, kernel_name(model), mode, attention_arm(model), batch_size, seq_len)
+
+
+@functools.cache
+def _meta_flops(config_class, config: str, kernel: str, mode: str, arm: str, batch_size: int, seq_len: int) -> int:
     with torch.device("meta"):
-        meta = AutoModelForCausalLM.from_config(model.config, attn_implementation=kernel_name(model))
-        install(meta, scalers[0].mode if scalers else "off", attention_arm(model))
+        meta = AutoModelForCausalLM.from_config(config_class.from_dict(json.loads(config)), attn_implementation=kernel)
+        install(meta, mode, arm)
         ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
     return measure_flops(meta, lambda: meta(input_ids=ids, labels=ids).loss, loss_fn=lambda loss: loss)
 
