@@ -11,10 +11,11 @@ needle(s) at sentence boundaries, the question, the value. The cases' seed is ne
 no training case shares its (seed, index) draw with an evaluation case (seeds >= 0), and the
 filler comes from data/tiny/train.jsonl while evaluation fills from data/tiny/val.jsonl.
 Each document is one training row, so its needle and its question are always seen together.
-Half the rows are needle documents (single and multi), half repeat a span of random tokens
-(see repeats). A 3000-step run sees each row about 3 times; on the 4150 rows of an earlier
-version (about 15 passes by step 2000 at batch 32) no model retrieved by step 2000, and the
-fewer distinct repeat rows, the later copying began.
+Half the rows are needle documents (single and multi), half are copy rows (see repeats), which
+teach copying by content: "find the earlier occurrence, copy what followed". A 5000-step run sees
+each row about 5 times; on the 4150 rows of an earlier version (about 15 passes by step 2000 at
+batch 32) no model retrieved by step 2000, and the fewer distinct repeat rows, the later copying
+began.
 
 Deterministic: re-running gives byte-identical output. tests/test_needle_checkpoint.py checks that every
 document packs into one row of its own.
@@ -39,7 +40,16 @@ SOURCE = "data/tiny/train.jsonl"
 OUT = "data/needle/train.parquet"
 ROW = 128  # configs/needle-tiny.yaml's data.seq_len
 CASES = {"single": 12000, "multi": 4000}  # needle documents, one training row each
-REPEATS = 16000  # rows that repeat a span of random tokens, to grow induction heads (see repeats)
+REPEATS = 16000  # copy rows, to grow induction heads (see repeats)
+COPY_ROWS = (
+    "random",
+    "random",
+    "random",
+    "random",
+    "text",
+    "recurrence",
+)  # the kinds of copy rows, in turn (see repeats)
+HELD_OUT = (20, 37, 50)  # distances no copy row repeats at: tests/test_needle_copying.py copies at them
 SHORTEST = "10000"  # a value of the fewest tokens, which prompts are drawn for
 
 
@@ -73,22 +83,48 @@ def documents(tokenizer, texts: list[str], cases: dict[str, int] = CASES, row: i
         if len(fits) < n:
             raise SystemExit(f"only {len(fits)} of {2 * n} {kind} documents fit {row} tokens; lower CASES[{kind!r}].")
         docs += fits[:n]
-    return docs + repeats(tokenizer, REPEATS, row)
+    return docs + repeats(tokenizer, REPEATS, row, texts)
 
 
-def repeats(tokenizer, n: int, row: int) -> list[str]:
-    """Rows that are a span of random tokens twice over, then a full stop: only copying lowers the
-    loss of the second copy (no bigram statistics help), so induction heads, which needle retrieval
-    needs, form early. A span is re-encoded first, so that its text tokenizes back to itself; rows
-    that do not re-encode to exactly `row - 1` tokens are skipped."""
+def periods() -> list[int]:
+    """The periods copy rows tile their spans at: every one from 4 to 63 tokens but HELD_OUT."""
+    return [p for p in range(4, 64) if p not in HELD_OUT]
+
+
+def repeats(tokenizer, n: int, row: int, texts: list[str]) -> list[str]:
+    """Copy rows of `row - 1` tokens ending in a full stop, of the kinds of COPY_ROWS in turn: `random`, a
+    span of random tokens tiled to the row's end at a period from periods(); `text`, the same with a
+    span of training text; `recurrence`, training text in which one span (random tokens or text, 4-40
+    tokens) recurs after a gap that is not HELD_OUT. Periods and gaps vary, so that no positional rule
+    ("copy the token 63 back", which one period taught an earlier version) lowers the loss; random
+    spans, which no bigram statistics predict, grow copying early; spans in text make it work in text,
+    as a needle's value sits in filler (a model trained on random rows alone copies only in random
+    context, and does not retrieve). Rows whose text does not re-encode to their tokens are skipped."""
     rng = random.Random("repeats")
     vocab = [t for t in range(len(tokenizer)) if t not in tokenizer.all_special_ids]
-    half, out = (row - 2) // 2, []
+    stream = [t for ids in tokenizer(texts[:4000], add_special_tokens=False)["input_ids"] for t in ids]
     encode = lambda s: tokenizer.encode(s, add_special_tokens=False)
+    text_span = lambda length: stream[(i := rng.randrange(len(stream) - length)) : i + length]
+    random_span = lambda length: [rng.choice(vocab) for _ in range(length)]
+    out, choices, body = [], periods(), row - 2
     while len(out) < n:
-        span = tokenizer.decode(encode(tokenizer.decode([rng.choice(vocab) for _ in range(half)]))[:half])
-        text = span + span + "."
-        if len(encode(span)) == half and len(encode(text)) == row - 1:
+        kind = COPY_ROWS[len(out) % len(COPY_ROWS)]
+        if kind in ("random", "text"):
+            period = rng.choice(choices)
+            span = random_span(period) if kind == "random" else text_span(period)
+            ids = [span[i % period] for i in range(body)]
+        else:
+            length = rng.randint(4, 40)
+            span = random_span(length) if rng.random() < 0.5 else text_span(length)
+            gap = rng.randint(length, body - length)  # from the span's start to its copy's
+            while gap in HELD_OUT:
+                gap = rng.randint(length, body - length)
+            ids = text_span(body)
+            start = rng.randrange(body - gap - length + 1)
+            ids[start : start + length] = span
+            ids[start + gap : start + gap + length] = span
+        text = tokenizer.decode(ids) + "."
+        if encode(text)[:-1] == ids and len(encode(text)) == row - 1:
             out.append(text)
     return out
 
