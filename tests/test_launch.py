@@ -175,24 +175,19 @@ def test_without_attention_the_configs_arm_is_swept(capsys, tmp_path):
     assert [run_dir.name for run_dir in scripts] == ["kv_bias-off-seed0"]
 
 
+def refused_choice(capsys, root, *choice: str) -> str:
+    """A local launch of configs/tiny.yaml given a bad `choice` (a flag and its values): exit 2, nothing written
+    under `root`; returns stderr."""
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", "configs/tiny.yaml", "--gpus-per-node", "0", *choice, "--", f"--run.root={root}"])
+    assert stop.value.code == 2
+    assert list(root.iterdir()) == []
+    return capsys.readouterr().err
+
+
 def test_unknown_attention_arm_is_refused_naming_the_flag(capsys, tmp_path):
-    with pytest.raises(SystemExit) as exit_:
-        main(
-            [
-                "--config",
-                "configs/tiny.yaml",
-                "--gpus-per-node",
-                "0",
-                "--attention",
-                "gated,softmax1",
-                "--",
-                f"--run.root={tmp_path}",
-            ]
-        )
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
+    err = refused_choice(capsys, tmp_path, "--attention", "gated,softmax1")
     assert "--attention" in err and "softmax1" in err and "sink_logit" in err
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_two_nodes_pick_the_multi_node_template(capsys):
@@ -207,24 +202,8 @@ def test_two_nodes_pick_the_multi_node_template(capsys):
 
 
 def test_unknown_mode_exits_non_zero_naming_the_flag_before_writing(tmp_path, capsys):
-    with pytest.raises(SystemExit) as stop:
-        main(
-            [
-                "--config",
-                "configs/tiny.yaml",
-                "--gpus-per-node",
-                "0",
-                "--modes",
-                "off",
-                "on",
-                "--",
-                f"--run.root={tmp_path}",
-            ]
-        )
-    assert stop.value.code == 2
-    stderr = capsys.readouterr().err
+    stderr = refused_choice(capsys, tmp_path, "--modes", "off", "on")
     assert "--modes" in stderr and "learned" in stderr
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
