@@ -213,23 +213,21 @@ def paper(record: dict) -> str:
     in the paper (the sign of its change) and in the study (an established direction after correction, else none)."""
     arms = [a for a in ("learned", "backward") if a in record["effects"]]
     lines = [
-        "| quantity | paper: baseline / V-scale / backward | "
-        + " | ".join(f"here: {record['baseline']} median (range); {a}'s effect (95% CI)" for a in arms)
+        f"| quantity | paper: baseline / V-scale / backward | here: {record['baseline']} median (range) | "
+        + " | ".join(f"here: {a}'s effect (95% CI)" for a in arms)
         + " | "
         + " | ".join(f"{a}: paper, here, agree" for a in arms)
         + " |",
-        "|" + " --- |" * (2 + 2 * len(arms)),
+        "|" + " --- |" * (3 + 2 * len(arms)),
     ]
     for noun, metric, values in PAPER_03B:
         if not all(metric in record["effects"][a] for a in arms):
             continue
-        cells, verdicts = [], []
+        cells = [median_cell(list(record["arms"][record["baseline"]]["late"][metric].values()))]
+        verdicts = []
         for i, arm in enumerate(arms, start=1):
             e = stats.Effect(**record["effects"][arm][metric])
-            cells.append(
-                f"{median_cell(list(record['arms'][record['baseline']]['late'][metric].values()))}; "
-                f"{e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})"
-            )
+            cells.append(f"{e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})")
             said = None if values[i] is None else "lower" if values[i] < values[0] else "higher"
             here = e.verdict if e.established else f"none ({'lower' if e.estimate < e.null else 'higher'} by estimate)"
             verdicts.append(
@@ -242,7 +240,7 @@ def paper(record: dict) -> str:
         [
             *lines,
             "",
-            f"(Here: {record['baseline']}'s median over its seeds, then the arm's paired effect against it — a ratio, "
+            f"(Here: {record['baseline']}'s median over its seeds, then each arm's paired effect against it — a ratio, "
             "or a difference for losses and rates — with its interval; a direction is stated only when established "
             f"after {record['correction']['method']}. The paper's are single runs.)",
             "",
