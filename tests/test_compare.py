@@ -71,6 +71,12 @@ def test_a_pattern_names_every_run_directory_it_matches(experiment):
     ]
 
 
+def test_a_character_class_pattern_in_a_quoted_list_item_names_its_runs(experiment, tmp_path):
+    run = f'["{experiment}/off-seed[02]", {experiment}/learned-seed1]'
+    eval_cli.main(["compare", "--run", run, "--out", str(tmp_path / "out"), "--metrics", "[train/loss]"])
+    assert "3 runs in 2 arms" in (tmp_path / "out" / "summary.md").read_text()
+
+
 def test_a_pattern_that_matches_nothing_is_refused(experiment):
     with pytest.raises(ValueError, match=r"--run '.*nope-\*' matches no directory"):
         runs.expand([str(experiment / "nope-*")])

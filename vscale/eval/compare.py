@@ -51,8 +51,9 @@ def compare(
 
     Args:
         run: Run directories written by train.py (holding metrics.csv), as a list or one directory; an experiment
-            directory (runs/<experiment>) stands for all its runs, a pattern with * or ? (runs/bb/*-off-seed*) for
-            the directories it matches.
+            directory (runs/<experiment>) stands for all its runs, a pattern with *, ? or [...] (runs/bb/*-off-seed*,
+            runs/bb/off-seed[0-4]) for the directories it matches; in a list, quote a pattern with [...]
+            ("[\"runs/bb/off-seed[0-4]\", runs/bb/learned-seed0]").
         label: Arm names, one per run (runs sharing a label are pooled) or one per arm. Default: each run directory's
             name minus its -seed<N> suffix (off, learned, gated-off, ...).
         out: Output directory.

@@ -24,13 +24,13 @@ PROFILE = (
 
 def expand(runs: list[str]) -> list[Path]:
     """The run directories named; an experiment directory (no metrics.csv of its own, run directories
-    inside) stands for every run in it, in name order, and a pattern with * or ? for each directory
-    it matches (`runs/bb/*-off-seed*`: the attention arms of an experiment)."""
+    inside) stands for every run in it, in name order, and a pattern with *, ? or [...] for each directory
+    it matches (`runs/bb/*-off-seed*`: the attention arms of an experiment; `runs/bb/off-seed[0-4]`)."""
     out = []
     for name in runs:
         named = (
             sorted(Path(p) for p in glob.glob(name) if Path(p).is_dir())
-            if any(c in name for c in "*?")
+            if any(c in name for c in "*?[")
             else [Path(name)]
         )
         if not named:
