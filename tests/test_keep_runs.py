@@ -67,5 +67,5 @@ def test_a_kept_run_is_not_copied_again(finished, tmp_path):
 def test_only_the_runs_a_pattern_names_are_kept(finished, tmp_path):
     (run,) = finished.iterdir()
     keep_runs.main([str(finished), "--out", str(tmp_path / "other"), "--match", "gated-*", "off-seed*"])
-    keep_runs.main([str(finished), "--out", str(tmp_path / "named"), "--match", "gated-*", run.name[:4] + "*"])
+    keep_runs.main([str(finished), "--out", str(tmp_path / "named"), "--match", "gated-*", "sink_logit-off-seed*"])
     assert not (tmp_path / "other").exists() and (tmp_path / "named" / run.name / "late.json").is_file()
