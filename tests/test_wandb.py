@@ -18,16 +18,16 @@ def no_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
 
 
-def offline_record(run_dir, keys, timeout: float = 60.0) -> bytes:
-    """The offline run's .wandb file once it holds every key: wandb's service process writes the file, and under load
-    its last records (the summary) can land after wandb.finish() returns."""
+def wait_for_offline_record(run_dir, keys, timeout: float = 60.0) -> None:
+    """Until the offline run's .wandb file holds every key, failing after `timeout` s if it never does: wandb's
+    service process writes the file, and under load its last records (the summary) can land after wandb.finish()
+    returns."""
 
     def record() -> bytes:
         (path,) = run_dir.glob("wandb/offline-run-*/*.wandb")
         return path.read_bytes()
 
     wait_until(lambda: all(key.encode() in record() for key in keys), timeout, f"the offline record to hold {keys}")
-    return record()
 
 
 def test_wandb_is_offline_without_credentials(no_credentials):
@@ -92,8 +92,7 @@ def test_the_run_summary_holds_the_late_window_medians_eval_compare_reports(tmp_
         wandb.finish()
     run_dir = tmp_path / "tiny" / "off-seed0"
     summary = json.loads((run_dir / "late.json").read_text())
-    record = offline_record(run_dir, summary)
-    assert all(key.encode() in record for key in summary), "every late-window median is in the wandb run's summary"
+    wait_for_offline_record(run_dir, summary)  # fails unless every late-window median reaches the wandb run's record
     eval_cli.compare(
         [str(run_dir)],
         out=str(tmp_path / "compare"),
