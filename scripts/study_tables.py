@@ -48,6 +48,7 @@ NEEDLE_NOUNS = {
     "gsink/ratio/max": "the gradient sink",
     "sink/alpha/max": "the attention sink",
     "act/v_ratio/min": "the value drain",
+    "act/h_out_ratio/max": "the residual peak",
     "val/loss": "the validation loss",
 }
 """The needle study's nouns for its compared metrics; a W8A8 metric (needle/<mode>/..., needle/drop_<mode>/...,
@@ -181,8 +182,8 @@ def needle_modes(record: dict) -> str:
         study(record, [(m, needle_noun(m)) for m in record["metrics"]]),
         "The retrieval onset is the first checkpoint step at single-needle accuracy >= 0.5 (a run that never gets "
         "there counts one checkpoint interval past its last); it and the needle accuracies, drops and perplexities are "
-        "measured once, at each run's final checkpoint, so a run's late window is that value "
-        "(scripts/needle_study.py).",
+        "one value per run, logged at its final checkpoint (the onset read off the run's curve, the others measured "
+        "there), so a run's late window is that value (scripts/needle_study.py).",
         "",
     ]
     if NEEDLE_DROP in record["metrics"]:
