@@ -50,7 +50,7 @@ def launch(env, root, *overrides: str, options: tuple[str, ...] = ()) -> tuple[s
             "-m",
             "vscale.launch",
             "--config",
-            "configs/tiny.yaml",
+            "configs/bb.yaml",  # a step a quarter of tiny's: the Slurm behaviour is the subject
             "--gpus-per-node",
             "0",
             "--modes",
