@@ -17,6 +17,32 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+LONGEST_FIRST = (
+    "test_slurm.py",
+    "test_eval.py",
+    "test_diagnostics_training.py",
+    "test_training.py",
+    "test_resilience.py",
+    "test_console.py",
+    "test_reproducibility.py",
+    "test_gpu_check.py",
+    "test_speed_options.py",
+    "test_finetune.py",
+    "test_interventions.py",
+    "test_distributed.py",
+    "test_one_line_errors.py",
+    "test_prepare.py",
+)
+"""The test files that take longest (wall in a full run on the 2-core machine, BENCHMARKS.md), longest first."""
+
+
+def pytest_collection_modifyitems(items):
+    """pytest-xdist (`--dist loadfile --no-loadscope-reorder`) hands out the files in this order: the longest first,
+    the rest as collected, so that the two workers finish together."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 ARCHS = ["llama", "qwen3"]
 HEADS = {"mha": 4, "gqa": 2}
 

@@ -24,8 +24,11 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def test_training_and_resuming_print_no_notice_the_user_cannot_act_on(tmp_path):
-    """`srun` on the PATH (a Slurm login node) makes Lightning suggest it; wandb and a resume add theirs."""
+@pytest.fixture(scope="module")
+def train_and_resume(tmp_path_factory) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """Two steps of train.py as a user starts it (model summary and progress bar on, wandb offline) where `srun` is
+    on the PATH (a Slurm login node, which makes Lightning suggest it), then its resume to step 3."""
+    tmp_path = tmp_path_factory.mktemp("train-and-resume")
     srun = tmp_path / "bin" / "srun"
     srun.parent.mkdir()
     srun.write_text("#!/bin/sh\nexit 1\n")
@@ -41,12 +44,17 @@ def test_training_and_resuming_print_no_notice_the_user_cannot_act_on(tmp_path):
         "--run.val_every_n_steps=1000",
     ]
     first = run(*common, "--trainer.max_steps=2", env=env)
-    resumed = run(*common, "--trainer.max_steps=3", "--ckpt_path=last", env=env)
-    for done in (first, resumed):
+    assert first.returncode == 0, first.stderr
+    return first, run(*common, "--trainer.max_steps=3", "--ckpt_path=last", env=env)
+
+
+def test_training_and_resuming_print_no_notice_the_user_cannot_act_on(train_and_resume):
+    """wandb and a resume add notices of their own to Lightning's."""
+    for done in train_and_resume:
         assert done.returncode == 0, done.stderr
         printed = done.stdout + done.stderr
         assert [n for n in UNACTIONABLE if n in printed] == []
-    assert "train (max_steps 3)" in resumed.stdout + resumed.stderr
+    assert "train (max_steps 3)" in train_and_resume[1].stdout + train_and_resume[1].stderr
 
 
 @pytest.mark.parametrize(
@@ -99,9 +107,11 @@ def fit_once(tmp_path, *overrides: str) -> str:
 
 @pytest.fixture(scope="module", params=[True, False], ids=["summary", "no-summary"])
 def one_step(request, tmp_path_factory) -> tuple[bool, str]:
-    """One step of train.py with the model summary on or off, and what it printed (one run per setting)."""
-    setting = f"--trainer.enable_model_summary={str(request.param).lower()}"
-    return request.param, fit_once(tmp_path_factory.mktemp("one-step"), setting)
+    """What train.py printed with the model summary on (the default: the first run of `train_and_resume`) or off."""
+    if request.param:
+        first = request.getfixturevalue("train_and_resume")[0]
+        return True, first.stdout + first.stderr
+    return False, fit_once(tmp_path_factory.mktemp("one-step"), "--trainer.enable_model_summary=false")
 
 
 def test_a_run_does_not_say_that_lightning_skips_its_default_model_summary(one_step):

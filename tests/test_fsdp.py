@@ -44,44 +44,52 @@ def wrap(m, mixed_precision=None):
     )
 
 
-def worker(rank: int, port: int, out: str, task: str) -> None:
+def sharded_metrics(rows) -> dict:
+    """Every diagnostic of one step of the sharded model on this rank's rows, pooled over ranks."""
+    m = model()
+    sharded = wrap(m)
+    with Probe(m) as probe:
+        sharded(input_ids=rows, labels=rows).loss.backward()
+    pooled = Pooled()
+    pooled.update(probe.sums())
+    return flatten(pooled.compute())
+
+
+def dtypes_under_bf16(rows) -> dict:
+    """The dtypes theta and a projection weight have inside the forward when FSDP computes in bf16."""
+    from torch.distributed.fsdp import MixedPrecision
+
+    from vscale.model import vscale_modules
+    from vscale.model.fsdp import keep_vscale_float32
+
+    m = model()
+    sharded = wrap(
+        m,
+        keep_vscale_float32(
+            MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.bfloat16)
+        ),
+    )
+    seen = {}
+
+    def dtype_of(key: str, tensor_name: str):
+        def hook(module, args) -> None:
+            seen.setdefault(key, str(getattr(module, tensor_name).dtype))
+
+        return hook
+
+    vscale_modules(m)[0].register_forward_pre_hook(dtype_of("theta", "theta"))
+    m.model.layers[0].self_attn.q_proj.register_forward_pre_hook(dtype_of("q_proj", "weight"))
+    sharded(input_ids=rows, labels=rows).loss.backward()
+    return seen
+
+
+def worker(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.set_num_threads(1)
     try:
-        m = model()
         rows = ROWS[2 * rank : 2 * rank + 2]
-        if task == "metrics":
-            sharded = wrap(m)
-            with Probe(m) as probe:
-                sharded(input_ids=rows, labels=rows).loss.backward()
-            pooled = Pooled()
-            pooled.update(probe.sums())
-            result = flatten(pooled.compute())
-        else:
-            from torch.distributed.fsdp import MixedPrecision
-
-            from vscale.model import vscale_modules
-            from vscale.model.fsdp import keep_vscale_float32
-
-            sharded = wrap(
-                m,
-                keep_vscale_float32(
-                    MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.bfloat16)
-                ),
-            )
-            seen = {}
-
-            def dtype_of(key: str, tensor_name: str):
-                def hook(module, args) -> None:
-                    seen.setdefault(key, str(getattr(module, tensor_name).dtype))
-
-                return hook
-
-            vscale_modules(m)[0].register_forward_pre_hook(dtype_of("theta", "theta"))
-            m.model.layers[0].self_attn.q_proj.register_forward_pre_hook(dtype_of("q_proj", "weight"))
-            sharded(input_ids=rows, labels=rows).loss.backward()
-            result = seen
+        result = {"metrics": sharded_metrics(rows), "mixed": dtypes_under_bf16(rows)}
         if rank == 0:
             with open(out, "w") as f:
                 json.dump(result, f)
@@ -89,25 +97,27 @@ def worker(rank: int, port: int, out: str, task: str) -> None:
         dist.destroy_process_group()
 
 
-def run_on_two_ranks(tmp_path, task: str) -> dict:
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> dict:
+    """What rank 0 saw, both tasks in one pair of processes (each spends ~12 s importing torch and transformers)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = tmp_path / f"{task}.json"
-    mp.spawn(worker, args=(port, str(out), task), nprocs=2)
+    out = tmp_path_factory.mktemp("fsdp") / "rank0.json"
+    mp.spawn(worker, args=(port, str(out)), nprocs=2)
     return json.loads(out.read_text())
 
 
-def test_every_diagnostic_under_fsdp_equals_the_unsharded_models_pooled_over_ranks(tmp_path):
-    sharded = run_on_two_ranks(tmp_path, "metrics")
+def test_every_diagnostic_under_fsdp_equals_the_unsharded_models_pooled_over_ranks(two_ranks):
+    sharded = two_ranks["metrics"]
     reference = diagnose_batches(model(), [ROWS[:2], ROWS[2:]])[0]
     assert sharded.keys() == reference.keys() and "vscale/lambda_max/layer_1" in sharded
     for name, value in reference.items():
         assert sharded[name] == pytest.approx(value, rel=1e-4, abs=1e-7), name
 
 
-def test_theta_stays_float32_when_fsdp_computes_in_bf16(tmp_path):
-    assert run_on_two_ranks(tmp_path, "mixed") == {"theta": "torch.float32", "q_proj": "torch.bfloat16"}
+def test_theta_stays_float32_when_fsdp_computes_in_bf16(two_ranks):
+    assert two_ranks["mixed"] == {"theta": "torch.float32", "q_proj": "torch.bfloat16"}
 
 
 def test_only_low_precision_fsdp_configs_set_v_scale_apart():

@@ -4,6 +4,8 @@ modules of at most 300 lines and functions of at most 60."""
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vscale"
 STAGES = {
     "errors": 0,
     "cli_values": 0,
+    "lazy": 0,
     "runs": 1,
     "hub": 1,
     "console": 1,
@@ -113,6 +116,19 @@ def test_modules_and_functions_stay_short(path):
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60
     ]
     assert long == []
+
+
+def test_the_launcher_and_prepare_start_without_lightning():
+    """The package namespaces import on first use (vscale.lazy): the commands that only write files (sbatch
+    scripts, token files) do not pay for Lightning's imports (~12 s of CPU here) before their first line."""
+    heavy = "{m.split('.')[0] for m in sys.modules} & {'lightning', 'torchmetrics', 'wandb'}"
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys, vscale.launch.sweep, vscale.data.prepare; print(*sorted({heavy}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == []
 
 
 def test_eval_and_launch_do_not_import_train():

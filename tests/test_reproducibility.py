@@ -61,12 +61,13 @@ def test_the_tests_compute_with_the_pinned_avx2_kernels():
 def test_a_pinned_run_logs_the_same_numbers_under_any_dispatch_thread_count_and_process(tmp_path):
     legs = {
         "default kernels": {"ATEN_CPU_CAPABILITY": "default"},
-        # started pinned, so that only the first leg pays train.py's restart (a second ~12 s of imports)
-        "one thread": {**PINNED_CPU, "OMP_NUM_THREADS": "1"},
+        # started pinned, so that only the first leg pays train.py's restart (a second ~12 s of imports); one
+        # thread is this worker's (conftest)
         "two threads": {**PINNED_CPU, "OMP_NUM_THREADS": "2"},
         **({"avx512 kernels": {"ATEN_CPU_CAPABILITY": "avx512"}} if AVX512 else {}),
     }
     runs = {leg: numbers(train_subprocess(tmp_path, leg.replace(" ", "-"), env)) for leg, env in legs.items()}
+    assert torch.get_num_threads() == 1, "the one-thread leg is this worker's run"
     train(tmp_path / "worker", *STEPS, "--run.name=worker", config="configs/bb.yaml")  # this worker, pinned by conftest
     runs["this pytest worker"] = numbers(tmp_path / "worker" / "bb" / "worker")
     reference = runs["default kernels"]

@@ -87,10 +87,11 @@ def test_the_run_summary_holds_the_late_window_medians_eval_compare_reports(tmp_
             "--trainer.max_steps=40",
             "--run.val_every_n_steps=20",
             "--diagnostics.every_n_steps=10",
+            config="configs/bb.yaml",  # a step a quarter of tiny's: the summary is the subject
         )
     finally:
         wandb.finish()
-    run_dir = tmp_path / "tiny" / "off-seed0"
+    run_dir = tmp_path / "bb" / "off-seed2"
     summary = json.loads((run_dir / "late.json").read_text())
     wait_for_offline_record(run_dir, summary)  # fails unless every late-window median reaches the wandb run's record
     eval_cli.compare(
@@ -100,7 +101,7 @@ def test_the_run_summary_holds_the_late_window_medians_eval_compare_reports(tmp_
     )
     compared = json.loads((tmp_path / "compare" / "summary.json").read_text())["arms"]["off"]["late"]
     for metric in ("train/loss", "val/loss", "gsink/ratio/max", "sink/alpha/median"):
-        assert summary[f"late/{metric}"] == pytest.approx(compared[metric]["0"], rel=1e-9), metric
+        assert summary[f"late/{metric}"] == pytest.approx(compared[metric]["2"], rel=1e-9), metric
     assert (
         not any(k.startswith("late/") and "/layer_" in k for k in summary)
         and "late/train/device/items_per_sec" not in summary

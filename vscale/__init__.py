@@ -4,27 +4,21 @@ The stages, one subpackage each: `model` (building, checks, the attention pipeli
 interventions), `data`, `diagnostics` (method §3), `train` (the LightningModule, CLI and callbacks),
 `eval` (the `eval.py` commands) and `launch` (Slurm sweeps)."""
 
-from vscale.diagnostics import diagnose, diagnose_batches
-from vscale.model import (
-    ARMS,
-    MODES,
-    VScale,
-    apply_attention,
-    apply_interventions,
-    apply_vscale,
-    from_pretrained,
-    save_pretrained,
-)
+from vscale.lazy import exports
 
-__all__ = [
-    "ARMS",
-    "MODES",
-    "VScale",
-    "apply_attention",
-    "apply_interventions",
-    "apply_vscale",
-    "diagnose",
-    "diagnose_batches",
-    "from_pretrained",
-    "save_pretrained",
-]
+__getattr__, __all__ = exports(
+    __name__,
+    {
+        "diagnostics": ["diagnose", "diagnose_batches"],
+        "model": [
+            "ARMS",
+            "MODES",
+            "VScale",
+            "apply_attention",
+            "apply_interventions",
+            "apply_vscale",
+            "from_pretrained",
+            "save_pretrained",
+        ],
+    },
+)

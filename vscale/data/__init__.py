@@ -15,43 +15,26 @@ One module per idea:
   - `module`: `PackedTextData`, the LightningDataModule, which composes the picked source with resumable loaders.
 """
 
-from vscale.data.module import PackedTextData
-from vscale.data.packing import (
-    LOCAL_FORMATS,
-    load_tokenizer,
-    local_format,
-    pack,
-    split_batch,
-    tokenize_documents,
-    tokenize_stream,
-)
-from vscale.data.prepared import PreparedRows, TokenFileWriter, read_meta, token_dtype, write_prepared, write_splits
-from vscale.data.rows import SOURCES
-from vscale.data.sampler import ResumableSampler
-from vscale.data.source import DataSource
-from vscale.data.streaming import StreamingRows
-from vscale.data.synthetic import BigramBackcopy, StreamPositions, SyntheticRows
+from vscale.lazy import exports
 
-__all__ = [
-    "LOCAL_FORMATS",
-    "SOURCES",
-    "BigramBackcopy",
-    "DataSource",
-    "PackedTextData",
-    "PreparedRows",
-    "ResumableSampler",
-    "StreamPositions",
-    "StreamingRows",
-    "SyntheticRows",
-    "TokenFileWriter",
-    "load_tokenizer",
-    "local_format",
-    "pack",
-    "read_meta",
-    "split_batch",
-    "token_dtype",
-    "tokenize_documents",
-    "tokenize_stream",
-    "write_prepared",
-    "write_splits",
-]
+__getattr__, __all__ = exports(
+    __name__,
+    {
+        "module": ["PackedTextData"],
+        "packing": [
+            "LOCAL_FORMATS",
+            "load_tokenizer",
+            "local_format",
+            "pack",
+            "split_batch",
+            "tokenize_documents",
+            "tokenize_stream",
+        ],
+        "prepared": ["PreparedRows", "TokenFileWriter", "read_meta", "token_dtype", "write_prepared", "write_splits"],
+        "rows": ["SOURCES"],
+        "sampler": ["ResumableSampler"],
+        "source": ["DataSource"],
+        "streaming": ["StreamingRows"],
+        "synthetic": ["BigramBackcopy", "StreamPositions", "SyntheticRows"],
+    },
+)

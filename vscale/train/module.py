@@ -11,7 +11,8 @@ from vscale.cli_values import Strings, as_list
 from vscale.data import split_batch
 from vscale.data.synthetic import TASK_LOSSES
 from vscale.errors import ConfigError
-from vscale.model import build_config, build_model, check_asked, install
+from vscale.model import build_config, build_model, check_asked
+from vscale.model.install import install
 from vscale.model.interventions.value_scale import Mode
 from vscale.train.checkpoint import rng_state, set_rng_state
 from vscale.train.optim import build_optimizer

@@ -20,7 +20,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForCausalLM
 
 from vscale.data import split_batch
-from vscale.model import attention_arm, install, kernel_name, vscale_modules
+from vscale.model import attention_arm, kernel_name, vscale_modules
+from vscale.model.install import install
 from vscale.train.peaks import device_peak
 
 
