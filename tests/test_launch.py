@@ -26,8 +26,8 @@ def srun_args(script: str) -> list[str]:
 
 def test_dry_run_prints_one_requeueable_script_per_mode_and_seed(capsys):
     scripts = dry_run(capsys, "--config", "configs/paper-0.1b.yaml", "--gpus-per-node", "8")
-    expected = [REPO / "runs" / "paper-0.1b" / f"{m}-seed{s}" for m in ("off", "learned") for s in (0, 1, 2)]
-    assert list(scripts) == expected
+    expected = {REPO / "runs" / "paper-0.1b" / f"{m}-seed{s}" for m in ("off", "learned") for s in (0, 1, 2)}
+    assert set(scripts) == expected
     for run_dir, script in scripts.items():
         mode, seed = run_dir.name.split("-seed")
         lines = script.splitlines()
@@ -53,6 +53,38 @@ def test_dry_run_prints_one_requeueable_script_per_mode_and_seed(capsys):
             "--trainer.devices=8",
         } <= set(args)
         assert not (run_dir / "job.sbatch").exists()
+
+
+def test_a_local_sweep_runs_seed_by_seed_so_that_stopping_it_leaves_whole_pairs(capsys, tmp_path):
+    main(
+        [
+            "--local",
+            "--dry-run",
+            "--config",
+            "configs/tiny.yaml",
+            "--gpus-per-node",
+            "0",
+            "--modes",
+            "off",
+            "learned",
+            "backward",
+            "--seeds",
+            "0",
+            "1",
+            "--",
+            f"--run.root={tmp_path}",
+        ]
+    )
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    runs = [
+        (arg.removeprefix("--model.vscale="), seed.removeprefix("--seed_everything="))
+        for command in commands
+        for arg in command.split()
+        if arg.startswith("--model.vscale=")
+        for seed in command.split()
+        if seed.startswith("--seed_everything=")
+    ]
+    assert runs == [(m, s) for s in ("0", "1") for m in ("off", "learned", "backward")]
 
 
 def test_dry_run_writes_nothing(capsys, tmp_path, monkeypatch):

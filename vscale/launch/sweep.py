@@ -81,7 +81,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Names
     p.add_argument(
         "--local",
         action="store_true",
-        help="no Slurm: run each job's train.py command here, one after another (e.g. a fine-tuning pair)",
+        help="no Slurm: run each job's train.py command here, seed by seed (every mode of a seed before the next), "
+        "one after another (e.g. a fine-tuning pair)",
     )
     p.add_argument(
         "--jobs",
@@ -154,10 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     p, args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     # Every check runs before the first submission, so bad input never leaves half a sweep queued.
     template, run, overrides = check(p, args, overrides)
+    # Seed by seed, every arm of a seed before the next: a local sweep stopped midway leaves whole pairs.
     ids = [
         run.identity(mode, seed, attention)
-        for attention, mode, seed in product(
-            dict.fromkeys(args.attention), dict.fromkeys(args.modes), dict.fromkeys(args.seeds)
+        for seed, attention, mode in product(
+            dict.fromkeys(args.seeds), dict.fromkeys(args.attention), dict.fromkeys(args.modes)
         )
     ]
     jobs = [(REPO / run_id.dir, script(p, template, run_id, args, overrides)) for run_id in ids]
