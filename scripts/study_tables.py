@@ -228,7 +228,7 @@ def paper(record: dict) -> str:
         verdicts = []
         for i, arm in enumerate(arms, start=1):
             e = stats.Effect(**record["effects"][arm][metric])
-            cells.append(f"{e.estimate:.3g} ({e.low:.3g} to {e.high:.3g})")
+            cells.append(f"{e.estimate:.3g} ({e.bounds})")
             said = None if values[i] is None else "lower" if values[i] < values[0] else "higher"
             here = e.verdict if e.established else f"none ({'lower' if e.estimate < e.null else 'higher'} by estimate)"
             verdicts.append(
@@ -295,7 +295,7 @@ def _against_base(variant: dict) -> str:
         return "-"
     e = stats.Effect(**variant["against_base"])
     up = sum(v > 1 for v in e.per_seed.values())
-    return f"{e.estimate:.3g} ({e.low:.3g} to {e.high:.3g}); {up}/{e.n} higher; p {e.p_adjusted:.2g}"
+    return f"{e.estimate:.3g} ({e.bounds}); {up}/{e.n} higher; p {e.p_adjusted:.2g}"
 
 
 def _median(values: list, form: str) -> str:

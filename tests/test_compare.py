@@ -149,6 +149,13 @@ def test_each_arm_is_compared_with_the_baseline_paired_by_seed(experiment, tmp_p
     assert "**Against off, paired by seed.**" in lines and "- gsink/ratio/median: learned / off = " in lines
 
 
+def test_a_comparison_of_fewer_than_six_seeds_prints_no_interval_and_says_why(experiment, tmp_path):
+    eval_cli.compare([str(experiment)], out=str(tmp_path / "out"), metrics=["gsink/ratio/median"])
+    lines = (tmp_path / "out" / "summary.md").read_text()
+    assert "- gsink/ratio/median: learned / off = " in lines and "(95% CI none at n = 2;" in lines
+    assert "Below 6 paired seeds there is no interval, and so no direction" in lines
+
+
 def test_curves_read_each_runs_values_by_step_and_the_final_profile_is_their_mean_and_std(experiment):
     series = [read_metrics(experiment / f"learned-seed{s}") for s in (0, 1)]
     assert runs.values_by_step(series, "train/loss") == [

@@ -78,8 +78,19 @@ def test_a_direction_is_stated_only_when_the_interval_and_the_test_agree():
     noisy = stats.paired_effect("gsink/ratio/max", {s: v * (2.0 if s % 2 else 0.5) for s, v in off.items()}, off)
     assert not noisy.established and noisy.low < 1 < noisy.high
     assert noisy.direction("learned", "off").endswith(": no difference established between learned and off")
-    few = stats.paired_effect("gsink/ratio/max", {0: 1.0, 1: 2.0, 2: 3.0}, {0: 10.0, 1: 20.0, 2: 30.0})
-    assert few.excludes_null and few.p == pytest.approx(0.25) and not few.established, "3 pairs cannot reach p < 0.05"
+    six = {s: off[s] / 10 for s in range(5)} | {5: off[5] * 1.01}
+    split = stats.paired_effect("gsink/ratio/max", six, {s: off[s] for s in range(6)})
+    assert split.excludes_null and split.p == pytest.approx(4 / 64) and not split.established, (
+        "5 of 6 seeds far lower, the sixth a little higher: W+ = 1, two-sided p = 2 x 2/64"
+    )
+
+
+def test_below_six_seeds_there_is_no_interval_and_so_no_direction():
+    """At 5 seeds the exact signed-rank test's smallest two-sided p is 2/32 = 0.0625, and a bootstrap interval of 5
+    differences is hardly wider than their range."""
+    few = stats.paired_effect("gsink/ratio/max", {s: 1.0 + s for s in range(5)}, {s: 10.0 + 10 * s for s in range(5)})
+    assert few.p == pytest.approx(2 / 32) and not few.excludes_null and not few.established
+    assert few.bounds == "none at n = 5" and "(95% CI none at n = 5;" in few.direction("learned", "off")
 
 
 def test_benjamini_hochberg_adjusts_a_family_as_computed_by_hand():

@@ -2,6 +2,7 @@
 seeds, and each arm's paired effect per seed against the reference arm; conventions of
 `vscale.diagnostics.figures`."""
 
+import math
 from pathlib import Path
 
 from matplotlib.lines import Line2D
@@ -77,17 +78,18 @@ def paired_effects_figure(effects: dict[str, dict[str, Effect]], reference: str,
             null = effect.null
             seeds = list(effect.per_seed.values())
             ax.scatter([i] * len(seeds), seeds, color=style(i)["color"], alpha=0.6, s=18, zorder=3)
+            has_interval = math.isfinite(effect.low) and math.isfinite(effect.high)
             ax.errorbar(
                 [i + 0.18],
                 [effect.estimate],
-                yerr=[[effect.estimate - effect.low], [effect.high - effect.estimate]],
+                yerr=[[effect.estimate - effect.low], [effect.high - effect.estimate]] if has_interval else None,
                 fmt="D",
                 color=style(i)["color"],
                 markerfacecolor="none",
                 capsize=4,
                 zorder=4,
             )
-            drawn += [*seeds, effect.low, effect.high]
+            drawn += [*seeds, *([effect.low, effect.high] if has_interval else [effect.estimate])]
         if null is not None:
             ax.axhline(null, color="0.5", linestyle=":", linewidth=1, zorder=0)
             if null == 1.0:

@@ -18,6 +18,10 @@ from scipy import stats
 CONFIDENCE = 0.95
 ALPHA = 0.05
 RESAMPLES = 9999
+MIN_SEEDS_FOR_INTERVAL = 6
+"""The fewest paired seeds given an interval. Below it a bootstrap interval is hardly wider than the range of the
+seeds' differences (it covers far less than 95%, and printed it looks more certain than it is), and the exact
+signed-rank test cannot reach 0.05 either (its smallest two-sided p is 2/2^n: 0.0625 at 5 seeds, 0.031 at 6)."""
 CORRECTION = "Benjamini-Hochberg"
 """Over a family of tests (scipy's false_discovery_control): the expected share of false directions among those
 stated stays below ALPHA. Holm's family-wise bound is out of reach of the exact signed-rank test at 10 seeds: its
@@ -83,9 +87,16 @@ class Effect:
             else f"no difference established between {arm} and {reference}"
         )
         return (
-            f"{self.metric}: {what} (95% CI {self.low:.3g} to {self.high:.3g}; higher in {up}/{self.n} seeds; "
+            f"{self.metric}: {what} (95% CI {self.bounds}; higher in {up}/{self.n} seeds; "
             f"Wilcoxon p = {self.p:.2g}, adjusted {self.p_adjusted:.2g}, n = {self.n}): {verdict}"
         )
+
+    @property
+    def bounds(self) -> str:
+        """The interval as printed: "low to high", or why there is none."""
+        if self.n < MIN_SEEDS_FOR_INTERVAL:
+            return f"none at n = {self.n}"
+        return f"{self.low:.3g} to {self.high:.3g}"
 
     @property
     def spread(self) -> float:
@@ -145,7 +156,10 @@ def seeds_to_exclude_null(effect: Effect, tests: int = 1, most: int = 1000) -> i
 
 
 def interval(d: np.ndarray) -> tuple[float, float]:
-    """Bootstrap 95% interval of the mean of the paired differences (BCa; percentile where BCa is undefined)."""
+    """Bootstrap 95% interval of the mean of the paired differences (BCa; percentile where BCa is undefined); none
+    (NaN) below MIN_SEEDS_FOR_INTERVAL."""
+    if len(d) < MIN_SEEDS_FOR_INTERVAL:
+        return math.nan, math.nan
     if np.ptp(d) == 0:
         return float(d[0]), float(d[0])
     for method in ("BCa", "percentile"):

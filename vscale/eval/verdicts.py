@@ -44,7 +44,13 @@ def summary_lines(record: dict) -> list[str]:
             f"{tests['effects']} tests against {reference} (every arm x metric; {stats.CORRECTION}, "
             f"scipy.stats.false_discovery_control), is below {stats.ALPHA}; each line gives the raw and the adjusted p"
             + (", and whether a stated direction holds in both halves of the seeds" if "halves" in record else "")
-            + ".",
+            + "."
+            + (
+                f" Below {stats.MIN_SEEDS_FOR_INTERVAL} paired seeds there is no interval, and so no direction: the "
+                "exact test's smallest two-sided p is 2/2^n (0.0625 at 5 seeds)."
+                if any(e.n < stats.MIN_SEEDS_FOR_INTERVAL for by_metric in effects.values() for e in by_metric.values())
+                else ""
+            ),
             "",
         ]
         lines += [
@@ -127,7 +133,7 @@ def _mark(held: str) -> str:
 
 def _brief(e: stats.Effect, held: str = "") -> str:
     return (
-        f"{e.estimate:.3g} ({e.low:.3g} to {e.high:.3g}); p {e.p:.2g}, adjusted {e.p_adjusted:.2g}"
+        f"{e.estimate:.3g} ({e.bounds}); p {e.p:.2g}, adjusted {e.p_adjusted:.2g}"
         + (f"; **{e.verdict}**" if e.established else "")
         + _mark(held)
     )
@@ -182,7 +188,7 @@ def _pair_verdict(record: dict, a: str, b: str, metric: str) -> str:
 
 def _estimate(e: stats.Effect) -> str:
     value = f"{e.estimate:.3g}" if e.scale == "ratio" else f"{e.estimate:+.3g}"
-    return f"{value}, 95% CI {e.low:.3g} to {e.high:.3g}, adjusted p {e.p_adjusted:.2g}"
+    return f"{value}, 95% CI {e.bounds}, adjusted p {e.p_adjusted:.2g}"
 
 
 def seeds_needed(record: dict, metric: str, noun: str) -> str:
