@@ -1,8 +1,8 @@
 """Package namespaces whose names import on first use (PEP 562).
 
 `import vscale.launch` runs `vscale/__init__.py` first; were the package namespaces eager, every
-command would import the models, the diagnostics and Lightning at start (~12 s on a laptop CPU) even
-when it needs none of them: the launcher, `vscale.prepare` and `eval.py compare` write files."""
+command would import the models, the diagnostics and Lightning at start (about 10 s of CPU on a 2-core VM) even
+when it needs none of them (the launcher and `vscale.prepare` write files; BENCHMARKS.md, command start-up)."""
 
 import importlib
 
