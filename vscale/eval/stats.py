@@ -60,7 +60,8 @@ class Effect:
 
     @property
     def excludes_null(self) -> bool:
-        return self.low > self.null or self.high < self.null
+        """Never below MIN_SEEDS_FOR_INTERVAL, whatever bounds an older result file stored."""
+        return self.n >= MIN_SEEDS_FOR_INTERVAL and (self.low > self.null or self.high < self.null)
 
     @property
     def established(self) -> bool:
